@@ -1,0 +1,138 @@
+"""The four front ends, each a module from 1-s chunks (batch, samples) to a frame sequence.
+
+| branch      | output shape                 | frame rate                          |
+|-------------|------------------------------|-------------------------------------|
+| pitch       | (batch, frames, bins) binary | 10 ms                               |
+| timbre      | (batch, frames, n_mfcc)      | 10 ms                               |
+| waveform    | (batch, patches, patch)      | 25 ms, non-overlapping              |
+| neuralogram | log-mel (batch, frames, mels), fed to the MobileNet in `neuralogram.py` | 10 ms |
+
+All of them work on each chunk alone, so a chunk's features never depend on its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+
+class SpectralPeaks(nn.Module):
+    """Binary map of spectral peaks per frame, on a limited-range linear STFT axis.
+
+    Why a long linear STFT and not a log axis: a 2048-point window (128 ms) resolves 7.8 Hz,
+    enough to separate neighbouring semitones above ~130 Hz, and a peak in bin k means
+    "energy at k * 7.8 Hz" exactly, with no interpolation smearing peaks across log bins.
+    Only bins between `fmin_hz` and `fmax_hz` are kept: the range where pitch lives.
+
+    A bin is a peak when it is a local maximum of the magnitude spectrum, within
+    `threshold_db` of the loudest bin of its frame, above an absolute floor of `floor_dbfs`
+    (so silence has no peaks), and among the `max_peaks` largest peaks of the frame.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 2048,
+        hop_length: int = 160,
+        fmin_hz: float = 50.0,
+        fmax_hz: float = 4000.0,
+        max_peaks: int = 8,
+        threshold_db: float = -30.0,
+        floor_dbfs: float = -70.0,
+    ):
+        super().__init__()
+        self.spectrogram = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=1.0, center=True)
+        all_frequencies = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+        kept = ((all_frequencies >= fmin_hz) & (all_frequencies <= fmax_hz)).nonzero().flatten()
+        self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
+        self.register_buffer("frequencies", all_frequencies[self.first_bin : self.last_bin], persistent=False)
+        self.max_peaks = max_peaks
+        self.threshold = 10.0 ** (threshold_db / 20.0)
+        # A full-scale sine under a Hann window peaks at n_fft / 4 in magnitude.
+        self.floor = 10.0 ** (floor_dbfs / 20.0) * n_fft / 4.0
+
+    @property
+    def num_bins(self) -> int:
+        return self.last_bin - self.first_bin
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """waveform: (batch, samples) -> peaks: (batch, frames, bins) of 0.0 / 1.0."""
+        magnitude = self.spectrogram(waveform).transpose(1, 2)  # (B, frames, all_bins)
+        centre = magnitude[..., 1:-1]
+        # Strict on the left, loose on the right: a two-bin plateau counts once.
+        is_peak = (centre > magnitude[..., :-2]) & (centre >= magnitude[..., 2:])
+        is_peak = nn.functional.pad(is_peak, (1, 1))[..., self.first_bin : self.last_bin]
+        magnitude = magnitude[..., self.first_bin : self.last_bin]  # (B, frames, bins)
+        loudest = magnitude.amax(dim=-1, keepdim=True)
+        is_peak &= (magnitude >= loudest * self.threshold) & (magnitude > self.floor)
+        peak_magnitude = torch.where(is_peak, magnitude, torch.zeros_like(magnitude))
+        top_values, top_bins = peak_magnitude.topk(min(self.max_peaks, self.num_bins), dim=-1)
+        peaks = torch.zeros_like(magnitude)
+        return peaks.scatter_(-1, top_bins, (top_values > 0).to(peaks.dtype))
+
+
+class MFCCFrames(nn.Module):
+    """MFCCs per frame through torchaudio.transforms.MFCC: (batch, samples) -> (batch, frames, n_mfcc)."""
+
+    def __init__(
+        self, sample_rate: int = 16000, n_mfcc: int = 12, n_fft: int = 400, hop_length: int = 160, n_mels: int = 40
+    ):
+        super().__init__()
+        self.mfcc = T.MFCC(
+            sample_rate=sample_rate,
+            n_mfcc=n_mfcc,
+            melkwargs={"n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels},
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        # The (batch, 1, samples) shape matters: torchaudio's top_db clamp takes its maximum over
+        # the last three dimensions, so (batch, samples) would clamp every clip by the loudest one.
+        mfcc = self.mfcc(waveform.unsqueeze(1)).squeeze(1)  # (B, n_mfcc, frames)
+        return mfcc.transpose(1, 2)  # (B, frames, n_mfcc)
+
+
+class WaveformPatches(nn.Module):
+    """Raw waveform cut into non-overlapping patches: (batch, samples) -> (batch, patches, patch_samples)."""
+
+    def __init__(self, patch_samples: int = 400):
+        super().__init__()
+        self.patch_samples = patch_samples
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        batch, samples = waveform.shape
+        if samples % self.patch_samples:
+            raise ValueError(f"chunk of {samples} samples is not a whole number of {self.patch_samples}-sample patches")
+        return waveform.reshape(batch, samples // self.patch_samples, self.patch_samples)
+
+
+class LogMel(nn.Module):
+    """YAMNet-style log-mel frames for the MobileNet: (batch, samples) -> (batch, frames, n_mels).
+
+    Magnitude (not power) mel spectrogram, log(mel + 0.001), as YAMNet computes its input.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        n_mels: int = 64,
+        fmin_hz: float = 125.0,
+        fmax_hz: float = 7500.0,
+    ):
+        super().__init__()
+        self.mel = T.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            f_min=fmin_hz,
+            f_max=fmax_hz,
+            n_mels=n_mels,
+            power=1.0,
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.mel(waveform) + 1e-3).transpose(1, 2)  # (B, frames, n_mels)

@@ -1,0 +1,62 @@
+"""MobileNet v1 over log-mel frames: the network behind the neuralogram branch.
+
+The layer plan (one standard convolution, then 13 depthwise-separable blocks, 1024 channels at
+the end, batch norm + ReLU after every convolution) follows YAMNet
+(tensorflow/models research/audioset/yamnet, Apache-2.0); the code is written from its
+description, not copied.
+
+One change makes it give a sequence: YAMNet cuts the log-mel into 0.96-s patches and runs the
+whole network on each, stride 32 in time and frequency. Here the network runs once over the
+whole chunk, and the last down-samplings are in frequency only (`time_stride`, default 8). With
+10-ms log-mel frames that yields one 1024-d vector every 80 ms, each the penultimate activation
+of the network over a receptive field of about 0.6 s centred on it: the same thing as sliding
+YAMNet-style windows with an 80 ms hop, with the trunk shared between overlapping windows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# (output channels, stride) of the depthwise-separable blocks after the first convolution.
+SEPARABLE_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+FIRST_CHANNELS = 32
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: tuple[int, int], groups: int = 1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MobileNetV1(nn.Module):
+    """log-mel (batch, frames, n_mels) -> embeddings (batch, frames / time_stride, 1024), rounded up."""
+
+    def __init__(self, time_stride: int = 8, width: float = 1.0):
+        super().__init__()
+        time_downsamplings = int(math.log2(time_stride))
+        if 2**time_downsamplings != time_stride or time_downsamplings > 5:
+            raise ValueError(f"time_stride must be a power of two up to 32, got {time_stride}")
+        channels = max(8, int(FIRST_CHANNELS * width))
+        layers = [conv_bn_relu(1, channels, 3, stride=(2, 2))]
+        time_downsamplings -= 1
+        for out_channels, stride in SEPARABLE_BLOCKS:
+            out_channels = max(8, int(out_channels * width))
+            time = 1
+            if stride == 2 and time_downsamplings > 0:
+                time, time_downsamplings = 2, time_downsamplings - 1
+            layers += [
+                conv_bn_relu(channels, channels, 3, stride=(time, stride), groups=channels),  # depthwise
+                conv_bn_relu(channels, out_channels, 1, stride=(1, 1)),  # pointwise
+            ]
+            channels = out_channels
+        self.layers = nn.Sequential(*layers)
+        self.out_features = channels
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        x = self.layers(log_mel.unsqueeze(1))  # (B, 1024, time, freq): time on the height axis
+        return x.mean(dim=3).transpose(1, 2)  # (B, time, 1024)

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import sine, write_wav
+from diverse_embed.audio import (
+    CHUNK_SAMPLES,
+    AudioLoadError,
+    chunk,
+    find_audio_files,
+    load_audio,
+    num_chunks,
+    prepare_waveform,
+)
+
+
+def test_load_16k_mono_keeps_the_samples(tmp_path):
+    data = sine(440, 1.0)
+    path = write_wav(tmp_path / "a.wav", data)
+    loaded = load_audio(path)
+    assert loaded.dtype == np.float32 and loaded.shape == (16000,)
+    np.testing.assert_allclose(loaded, data, atol=1 / 32768)
+
+
+def test_stereo_is_averaged_not_concatenated(tmp_path):
+    left, right = sine(440, 1.0), sine(1000, 1.0, amplitude=0.25)
+    path = write_wav(tmp_path / "stereo.flac", np.stack([left, right], axis=1))
+    loaded = load_audio(path)
+    assert loaded.shape == (16000,)
+    np.testing.assert_allclose(loaded, (left + right) / 2, atol=2 / 32768)
+
+
+def test_resampling_keeps_duration_and_pitch(tmp_path):
+    path = write_wav(tmp_path / "cd.wav", sine(1000, 2.0, rate=44100), rate=44100)
+    loaded = load_audio(path)
+    assert abs(len(loaded) - 32000) <= 1
+    spectrum = np.abs(np.fft.rfft(loaded))
+    assert abs(np.argmax(spectrum) * 16000 / len(loaded) - 1000) < 2
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: p.write_bytes(b"") and p, "empty file"),
+        (lambda p: p.write_text("this is not audio\n" * 50) and p, "not readable as audio"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200)) and p, "not readable as audio"),
+    ],
+    ids=["missing", "zero-bytes", "text", "png"],
+)
+def test_unreadable_files_name_the_file(tmp_path, make, reason):
+    path = tmp_path / "bad file.wav"
+    make(path)
+    with pytest.raises(AudioLoadError, match=reason) as err:
+        load_audio(path)
+    assert str(path) in str(err.value) and err.value.source == str(path)
+
+
+def test_zero_samples(tmp_path):
+    path = write_wav(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioLoadError, match="zero samples"):
+        load_audio(path)
+
+
+def test_nan_samples(tmp_path):
+    data = sine(440, 0.5)
+    data[100] = np.nan
+    path = write_wav(tmp_path / "nan.wav", data, subtype="FLOAT")
+    with pytest.raises(AudioLoadError, match="NaN"):
+        load_audio(path)
+
+
+def test_truncated_wav(tmp_path):
+    path = write_wav(tmp_path / "cut.wav", sine(440, 1.0))
+    path.write_bytes(path.read_bytes()[:20000])  # header declares 32000 bytes of data
+    with pytest.raises(AudioLoadError, match="truncated") as err:
+        load_audio(path)
+    assert "cut.wav" in str(err.value)
+
+
+def test_prepare_waveform_validates_arrays():
+    good = sine(440, 0.5)
+    with pytest.raises(AudioLoadError, match="sample_rate is required"):
+        prepare_waveform(good, None)
+    with pytest.raises(AudioLoadError, match="positive integer"):
+        prepare_waveform(good, -5)
+    with pytest.raises(AudioLoadError, match=r"shape \(2, 8000\)"):
+        prepare_waveform(np.stack([good, good]), 16000)
+    with pytest.raises(AudioLoadError, match="unsupported sample type"):
+        prepare_waveform(good.astype(np.complex64), 16000)
+    with pytest.raises(AudioLoadError, match="zero samples"):
+        prepare_waveform(np.zeros(0, np.float32), 16000)
+    bad = good.copy()
+    bad[3] = np.inf
+    with pytest.raises(AudioLoadError, match="1 samples are NaN or infinite"):
+        prepare_waveform(bad, 16000)
+
+
+def test_prepare_waveform_accepts_int16_and_tensors():
+    pcm = (sine(440, 0.5) * 32767).astype(np.int16)
+    np.testing.assert_allclose(prepare_waveform(pcm, 16000), pcm / 32768.0, atol=1e-7)
+    tensor = torch.from_numpy(sine(440, 0.5)).double()
+    assert prepare_waveform(tensor, 16000).dtype == np.float32
+    assert len(prepare_waveform(sine(440, 1.0, rate=48000), 48000)) == 16000
+
+
+@pytest.mark.parametrize("seconds, expected", [(0.3, 1), (1.0, 1), (3.7, 4), (60.0, 60)])
+def test_chunk_shapes(seconds, expected):
+    wave = sine(440, seconds)
+    chunks, starts = chunk(wave)
+    assert chunks.shape == (expected, CHUNK_SAMPLES)
+    np.testing.assert_allclose(starts, np.arange(expected, dtype=float))
+    # The audio comes back in order and the padding is zeros.
+    flat = chunks.reshape(-1).numpy()
+    np.testing.assert_array_equal(flat[: len(wave)], wave)
+    assert not flat[len(wave) :].any()
+
+
+def test_chunk_hop_and_tiny_leftover():
+    chunks, starts = chunk(sine(440, 3.0), hop_samples=8000)
+    assert chunks.shape == (5, CHUNK_SAMPLES)
+    np.testing.assert_allclose(starts, [0, 0.5, 1.0, 1.5, 2.0])
+    # ESC-50 clips hold 80001 samples: the lone last sample does not make a sixth chunk.
+    assert num_chunks(80001, min_final_samples=1600) == 5
+    assert num_chunks(80001) == 6
+    assert num_chunks(100, min_final_samples=1600) == 1
+
+
+def test_find_audio_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ["b.wav", "sub/a.FLAC", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = find_audio_files([tmp_path])
+    assert [p.name for p in found] == ["b.wav", "a.FLAC"]
