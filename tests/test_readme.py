@@ -1,0 +1,25 @@
+"""The README's promises that can drift: the commands CI runs and the API example."""
+
+import re
+
+from conftest import REPO
+
+
+def quick_start_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
+    commands = quick_start_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    assert "pytest" in commands[1]
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci
+
+
+def test_the_main_job_command_names_real_paths():
+    main_job = quick_start_commands()[0]
+    assert "diverse-embed embed diverse_embed/samples" in main_job
+    assert any((REPO / "diverse_embed" / "samples").glob("*.wav"))
