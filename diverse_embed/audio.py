@@ -10,6 +10,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -44,6 +45,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     Channels are averaged (never concatenated); resampling uses torchaudio.
     Raises AudioLoadError naming the file for anything that is not usable audio.
     """
+    return np.concatenate(list(stream_audio(path, sample_rate)))
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """The file's header (frames, samplerate, channels, duration), or AudioLoadError naming it."""
     path = Path(path)
     if not path.exists():
         raise AudioLoadError(path, "no such file")
@@ -53,14 +59,46 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioLoadError(path, "empty file (0 bytes)")
     try:
         info = sf.info(str(path))
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioLoadError(path, f"not readable as audio, or corrupt ({err})") from None
-    if info.frames > 0 and len(data) < info.frames:
-        raise AudioLoadError(path, f"truncated: header says {info.frames} frames, only {len(data)} decoded")
     if _declares_more_data_than_present(info):
         raise AudioLoadError(path, "truncated: the file ends before the data its header declares")
-    return prepare_waveform(data.mean(axis=1), file_rate, sample_rate, source=path)
+    if info.frames <= 0:
+        raise AudioLoadError(path, "zero samples")
+    return info
+
+
+def stream_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, block_seconds: float = 60.0
+) -> Iterator[np.ndarray]:
+    """Decode a file block by block: mono float32 blocks at `sample_rate`, about `block_seconds` each.
+
+    Memory stays bounded by the block, whatever the file's length. The blocks join into exactly
+    what resampling the whole file would give: each block is read with enough context on both
+    sides for the resampling filter, at offsets where input and output samples line up.
+    """
+    info = audio_info(path)
+    rate = info.samplerate
+    common = math.gcd(rate, sample_rate)
+    step_in, step_out = rate // common, sample_rate // common  # step_in input samples -> step_out output
+    block = step_in * max(1, round(block_seconds * rate / step_in))
+    context = 0 if rate == sample_rate else step_in * math.ceil(256 / step_in)  # > the sinc filter's reach
+    decoded = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for start in range(0, info.frames, block):
+                first = max(0, start - context)
+                f.seek(first)
+                data = f.read(min(info.frames, start + block + context) - first, dtype="float32", always_2d=True)
+                decoded = max(decoded, first + len(data))
+                mono = prepare_waveform(data.mean(axis=1), rate, sample_rate, source=path)  # (samples,)
+                skip = (start - first) // step_in * step_out
+                keep = math.ceil(min(block, info.frames - start) * step_out / step_in)
+                yield mono[skip : skip + keep]
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioLoadError(path, f"corrupt or truncated audio data ({err})") from None
+    if decoded < info.frames:
+        raise AudioLoadError(path, f"truncated: header says {info.frames} frames, only {decoded} decoded")
 
 
 def _declares_more_data_than_present(info: sf._SoundFileInfo) -> bool:

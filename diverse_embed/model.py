@@ -24,7 +24,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from .audio import AudioLoadError, chunk, load_audio, num_chunks, prepare_waveform
+from .audio import AudioLoadError, audio_info, chunk, load_audio, num_chunks, prepare_waveform, stream_audio
 from .features import LogMel, MFCCFrames, SpectralPeaks, WaveformPatches
 from .neuralogram import MobileNetV1
 
@@ -299,6 +299,15 @@ class DiverseEmbedder(
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
 
+    def fingerprint(self) -> str:
+        """A hash of the config and every weight: equal fingerprints, equal embeddings.
+        Indexes record it so that vectors from two different models are never mixed."""
+        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def forward(self, chunks: torch.Tensor) -> ChunkOutput:
         """chunks: (batch, chunk_samples) float32 at config.sample_rate."""
         if chunks.ndim != 2 or chunks.shape[1] != self.config.chunk_samples:
@@ -324,25 +333,62 @@ class DiverseEmbedder(
                      for i, clip in enumerate(clips)]
         return self._embed_waveforms(waveforms, batch_size)
 
-    @torch.inference_mode()
     def _embed_waveforms(self, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
         cfg = self.config
         chunked = [chunk(w, cfg.hop_samples, cfg.chunk_samples, cfg.min_final_chunk_samples, cfg.sample_rate)
                    for w in waveforms]
         all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
+        embeddings, logits = self._forward_chunks(all_chunks, batch_size)
+        counts = [len(chunks) for chunks, _ in chunked]
+        return [self._clip_output(e, l, starts)
+                for e, l, (_, starts) in zip(embeddings.split(counts), logits.split(counts), chunked)]
+
+    @torch.inference_mode()
+    def _forward_chunks(self, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU."""
         was_training = self.training
         self.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
         try:
-            outputs = [self(batch.to(self.device)) for batch in all_chunks.split(batch_size)]
+            outputs = [self(batch.to(self.device)) for batch in chunks.split(batch_size)]
         finally:
             self.train(was_training)
-        embeddings = torch.cat([o.embeddings for o in outputs]).float().cpu()  # (total_chunks, D)
-        logits = torch.cat([o.logits for o in outputs]).float().cpu()  # (total_chunks, num_labels)
-        counts = [len(chunks) for chunks, _ in chunked]
-        results = []
-        for clip_embeddings, clip_logits, (_, starts) in zip(embeddings.split(counts), logits.split(counts), chunked):
-            results.append(self._clip_output(clip_embeddings, clip_logits, starts))
-        return results
+        embeddings = torch.cat([o.embeddings for o in outputs]).float().cpu()
+        logits = torch.cat([o.logits for o in outputs]).float().cpu()
+        return embeddings, logits
+
+    def embed_file(self, path: str | os.PathLike, batch_size: int = 32) -> EmbeddingOutput:
+        """Embed one audio file of any length, decoding it block by block: an hour-long recording
+        never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
+        cfg = self.config
+        size, hop = cfg.chunk_samples, cfg.hop_samples
+        buffer, buffer_start, next_start, total = np.zeros(0, np.float32), 0, 0, 0
+        pending: list[np.ndarray] = []  # full chunks waiting for a batch
+        results: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def run(final: bool = False):
+            if pending and (final or len(pending) >= batch_size):
+                results.append(self._forward_chunks(torch.from_numpy(np.stack(pending)), batch_size))
+                pending.clear()
+
+        for block in stream_audio(path, cfg.sample_rate):
+            buffer = np.concatenate([buffer, block])
+            total += len(block)
+            while next_start + size <= total:
+                offset = next_start - buffer_start
+                pending.append(buffer[offset : offset + size])
+                next_start += hop
+                run()
+            consumed = min(next_start - buffer_start, len(buffer))
+            buffer, buffer_start = buffer[consumed:], buffer_start + consumed
+        # The chunks that run past the end: zero-padded, by the same rule as `chunk`.
+        n_chunks = num_chunks(total, hop, size, cfg.min_final_chunk_samples)
+        for start in range(next_start, n_chunks * hop, hop):
+            piece = buffer[start - buffer_start : start - buffer_start + size]
+            pending.append(np.pad(piece, (0, size - len(piece))))
+        run(final=True)
+        embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
+        logits = torch.cat([l for _, l in results])[:n_chunks]
+        return self._clip_output(embeddings, logits, np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate)
 
     def _clip_output(self, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor, starts: np.ndarray):
         mean = chunk_embeddings.mean(dim=0)  # (D,)
@@ -358,33 +404,42 @@ class DiverseEmbedder(
         )
 
     def iter_embed_files(
-        self, paths: list[str | os.PathLike], batch_size: int = 32, num_workers: int = 2, progress: bool = True
+        self,
+        paths: list[str | os.PathLike],
+        batch_size: int = 32,
+        num_workers: int = 2,
+        progress: bool = True,
+        max_seconds_in_memory: float = 600.0,
     ) -> Iterator[tuple[Path, EmbeddingOutput | AudioLoadError]]:
         """Yield (path, output) in the order given; a file that cannot be loaded yields its AudioLoadError
-        instead, so one bad file never stops a collection. Files are decoded by `num_workers` processes."""
+        instead, so one bad file never stops a collection.
+
+        Files are decoded by `num_workers` processes and embedded together in batches of
+        `batch_size` chunks; files longer than `max_seconds_in_memory` are streamed (`embed_file`).
+        """
         from tqdm.auto import tqdm
 
-        loader = torch.utils.data.DataLoader(
-            _AudioFiles(list(paths), self.config.sample_rate),
-            batch_size=None,
-            num_workers=num_workers,
-            collate_fn=_as_is,
-        )
+        files = _AudioFiles(list(paths), self.config.sample_rate, max_seconds_in_memory)
+        loader = torch.utils.data.DataLoader(files, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
         pending: list[tuple[Path, np.ndarray]] = []
         pending_chunks = 0
-        with tqdm(total=len(loader), desc="embedding", unit="file", disable=not progress) as bar:
+        with tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
             for path, waveform in loader:
-                if isinstance(waveform, AudioLoadError):
-                    yield from self._flush(pending, batch_size, bar)
-                    pending, pending_chunks = [], 0
+                if isinstance(waveform, np.ndarray):
+                    pending.append((path, waveform))
+                    pending_chunks += num_chunks(len(waveform), self.config.hop_samples, self.config.chunk_samples)
+                    if pending_chunks < batch_size:
+                        continue
+                yield from self._flush(pending, batch_size, bar)  # keeps the order of the paths
+                pending, pending_chunks = [], 0
+                if isinstance(waveform, str):  # STREAM_IT
+                    try:
+                        waveform = self.embed_file(path, batch_size)
+                    except AudioLoadError as err:
+                        waveform = err
+                if not isinstance(waveform, np.ndarray):
                     bar.update(1)
                     yield path, waveform
-                    continue
-                pending.append((path, waveform))
-                pending_chunks += num_chunks(len(waveform), self.config.hop_samples, self.config.chunk_samples)  # about
-                if pending_chunks >= batch_size:
-                    yield from self._flush(pending, batch_size, bar)
-                    pending, pending_chunks = [], 0
             yield from self._flush(pending, batch_size, bar)
 
     def _flush(self, pending: list[tuple[Path, np.ndarray]], batch_size: int, bar) -> Iterator:
@@ -508,11 +563,12 @@ def _as_is(item):
 
 
 class _AudioFiles(torch.utils.data.Dataset):
-    """Decodes files in DataLoader workers; a failure comes back as a value, not an exception,
-    so the caller can name the file and go on."""
+    """Decodes files in DataLoader workers. A failure comes back as a value, not an exception, so
+    the caller can name the file and go on; a file too long to hand over whole comes back as
+    STREAM_IT, for the caller to stream with `embed_file`."""
 
-    def __init__(self, paths: list, sample_rate: int):
-        self.paths, self.sample_rate = paths, sample_rate
+    def __init__(self, paths: list, sample_rate: int, max_seconds_in_memory: float):
+        self.paths, self.sample_rate, self.max_seconds = paths, sample_rate, max_seconds_in_memory
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -520,6 +576,11 @@ class _AudioFiles(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         path = Path(self.paths[index])
         try:
+            if audio_info(path).duration > self.max_seconds:
+                return path, STREAM_IT
             return path, load_audio(path, self.sample_rate)
         except AudioLoadError as err:
             return path, err
+
+
+STREAM_IT = "stream"

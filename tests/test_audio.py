@@ -132,3 +132,22 @@ def test_find_audio_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     found = find_audio_files([tmp_path])
     assert [p.name for p in found] == ["b.wav", "a.FLAC"]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000, 96000])
+def test_streamed_blocks_join_into_whole_file_resampling(tmp_path, rate):
+    import torchaudio.functional as AF
+
+    rng = np.random.default_rng(rate)
+    left = (rng.standard_normal(int(rate * 3.3)) * 0.1).astype(np.float32)
+    right = (rng.standard_normal(len(left)) * 0.1).astype(np.float32)
+    path = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), rate=rate, subtype="FLOAT")
+    mono = torch.from_numpy((left + right) / 2)
+    whole = mono.numpy() if rate == 16000 else AF.resample(mono, rate, 16000).numpy()
+    from diverse_embed.audio import stream_audio
+
+    blocks = list(stream_audio(path, block_seconds=1.0))
+    assert len(blocks) == 4 and all(len(b) <= 16000 for b in blocks)
+    joined = np.concatenate(blocks)
+    assert joined.shape == whole.shape
+    np.testing.assert_allclose(joined, whole, atol=1e-6)

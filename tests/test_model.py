@@ -276,3 +276,36 @@ def test_push_to_hub_uploads_a_loadable_folder(saved, tmp_path, monkeypatch):
     loaded = DiverseEmbedder.from_pretrained(uploaded)
     assert loaded.config == saved[0].config
     assert "diverse-embed" in (uploaded / "README.md").read_text()
+
+
+@pytest.mark.parametrize("seconds, rate, hop", [(130.05, 16000, 1.0), (7.3, 44100, 1.0), (0.3, 16000, 1.0), (5.2, 22050, 0.5)])
+def test_embed_file_streams_to_the_same_result(tmp_path, seconds, rate, hop, monkeypatch):
+    import diverse_embed.model as model_module
+    from diverse_embed import load_audio
+
+    torch.manual_seed(0)
+    model = DiverseEmbedder(DiverseEmbedConfig(hop_seconds=hop)).eval()
+    path = write_wav(tmp_path / "long.wav", noise(seconds * rate / 16000), rate=rate, subtype="FLOAT")
+    # Small blocks, so that even a short file crosses several block boundaries.
+    real_stream = model_module.stream_audio
+    monkeypatch.setattr(model_module, "stream_audio", lambda p, sr: real_stream(p, sr, block_seconds=2.0))
+    streamed = model.embed_file(path, batch_size=7)
+    whole = model.embed(load_audio(path), sample_rate=16000)
+    np.testing.assert_allclose(streamed.chunk_embeddings, whole.chunk_embeddings, atol=1e-5)
+    np.testing.assert_allclose(streamed.chunk_times, whole.chunk_times)
+    np.testing.assert_allclose(streamed.embedding, whole.embedding, atol=1e-5)
+
+
+def test_long_files_in_a_collection_are_streamed(model, audio_folder):
+    paths = sorted(audio_folder.iterdir())
+    everything_in_memory = model.embed_files(paths, num_workers=0, progress=False)
+    rows = [o.embedding for _, o in model.iter_embed_files(paths, num_workers=2, progress=False,
+                                                          max_seconds_in_memory=0.5)]
+    np.testing.assert_allclose(np.stack(rows), everything_in_memory, atol=1e-5)
+
+
+def test_fingerprint_follows_weights_and_config(saved):
+    original, folder = saved
+    assert DiverseEmbedder.from_pretrained(folder).fingerprint() == original.fingerprint()
+    torch.manual_seed(99)
+    assert DiverseEmbedder(original.config).fingerprint() != original.fingerprint()
