@@ -262,6 +262,7 @@ class EmbeddingOutput:
     chunk_embeddings: np.ndarray  # (n_chunks, embedding_dim) per chunk, not normalised
     chunk_times: np.ndarray  # (n_chunks,) start of each chunk in seconds
     logits: np.ndarray  # (num_labels,) mean of the chunk logits
+    duration: float  # seconds of audio embedded
 
 
 class DiverseEmbedder(
@@ -340,8 +341,8 @@ class DiverseEmbedder(
         all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
         embeddings, logits = self._forward_chunks(all_chunks, batch_size)
         counts = [len(chunks) for chunks, _ in chunked]
-        return [self._clip_output(e, l, starts)
-                for e, l, (_, starts) in zip(embeddings.split(counts), logits.split(counts), chunked)]
+        return [self._clip_output(e, l, starts, len(w))
+                for e, l, (_, starts), w in zip(embeddings.split(counts), logits.split(counts), chunked, waveforms)]
 
     @torch.inference_mode()
     def _forward_chunks(self, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,9 +389,11 @@ class DiverseEmbedder(
         run(final=True)
         embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
         logits = torch.cat([l for _, l in results])[:n_chunks]
-        return self._clip_output(embeddings, logits, np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate)
+        starts = np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate
+        return self._clip_output(embeddings, logits, starts, total)
 
-    def _clip_output(self, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor, starts: np.ndarray):
+    def _clip_output(self, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor, starts: np.ndarray,
+                     num_samples: int):
         mean = chunk_embeddings.mean(dim=0)  # (D,)
         d = self.config.d_model
         branches = {name: F.normalize(mean[i * d : (i + 1) * d], dim=0).numpy()
@@ -401,6 +404,7 @@ class DiverseEmbedder(
             chunk_embeddings=chunk_embeddings.numpy(),
             chunk_times=starts,
             logits=chunk_logits.mean(dim=0).numpy(),
+            duration=num_samples / self.config.sample_rate,
         )
 
     def iter_embed_files(

@@ -309,3 +309,8 @@ def test_fingerprint_follows_weights_and_config(saved):
     assert DiverseEmbedder.from_pretrained(folder).fingerprint() == original.fingerprint()
     torch.manual_seed(99)
     assert DiverseEmbedder(original.config).fingerprint() != original.fingerprint()
+
+
+def test_output_knows_its_duration(model):
+    assert model.embed(noise(3.7), sample_rate=16000).duration == pytest.approx(3.7)
+    assert model.embed(sine(440, 1.0, rate=8000), sample_rate=8000).duration == pytest.approx(1.0)

@@ -1,0 +1,235 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, sine, write_wav
+from diverse_embed import DiverseEmbedder
+from diverse_embed.cli import main
+from diverse_embed.index import AudioIndex, AudioIndexError, build_faiss_index
+
+RNG = np.random.default_rng(5)
+
+
+def noise(seconds: float, amplitude: float) -> np.ndarray:
+    return (amplitude * RNG.standard_normal(int(seconds * 16000))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """Four sines and four noises, two seconds each."""
+    folder = tmp_path_factory.mktemp("collection")
+    for freq in (300, 500, 900, 1500):
+        write_wav(folder / f"sine_{freq}.wav", sine(freq, 2.0, amplitude=0.4))
+    for i, amplitude in enumerate((0.05, 0.1, 0.2, 0.3)):
+        write_wav(folder / f"noise_{i}.wav", noise(2.0, amplitude))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(model, collection, tmp_path_factory):
+    index = AudioIndex.create(tmp_path_factory.mktemp("idx") / "index", model, "untrained-seed0")
+    report = index.add(sorted(collection.iterdir()), model, num_workers=0, progress=False)
+    index.build()
+    assert len(report.added) == 8 and not report.skipped
+    return index
+
+
+def test_a_file_finds_itself_first(model, built, collection):
+    for path in sorted(collection.iterdir()):
+        top = built.search_file(path, model, k=3)[0]
+        assert top.path == str(path) and top.score == pytest.approx(1.0, abs=1e-4)
+        assert top.start is None and top.end is None
+
+
+def test_a_sine_finds_sines_before_noise(model, built, tmp_path):
+    query = write_wav(tmp_path / "q.wav", sine(700, 1.5, amplitude=0.2))
+    hits = built.search_file(query, model, k=8)
+    assert [h.rank for h in hits] == list(range(1, 9))
+    assert all("sine_" in h.path for h in hits[:4]) and all("noise_" in h.path for h in hits[4:])
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_reopened_index_searches_the_same(model, built, collection):
+    reopened = AudioIndex(built.folder)
+    assert reopened.manifest["faiss"]["generation"] == reopened.manifest["generation"]
+    query = model.embed(sine(800, 1.0), sample_rate=16000).embedding
+    assert reopened.search_vector(query, 5) == built.search_vector(query, 5)
+
+
+def test_segments_say_where_the_sound_is(model, tmp_path):
+    quiet = noise(8.0, 0.02)
+    quiet[5 * 16000 : 6 * 16000] = sine(600, 1.0, amplitude=0.4)  # the tone is at 5-6 s
+    write_wav(tmp_path / "long.wav", quiet)
+    for i in range(3):
+        write_wav(tmp_path / f"other_{i}.wav", noise(3.0, 0.02 * (i + 1)))
+    index = AudioIndex.create(tmp_path / "index", model, "untrained-seed0", segments=True)
+    index.add(sorted(tmp_path.glob("*.wav")), model, num_workers=0, progress=False)
+    assert len(index) == 4 + 8 + 3 * 3  # a clip row per file, a row per 1-s chunk
+    top = index.search_audio(sine(600, 0.8, amplitude=0.3), 16000, model, k=4)[0]
+    assert top.path.endswith("long.wav") and (top.start, top.end) == (5.0, 6.0)
+    assert len({h.path for h in index.search_audio(sine(600, 0.8), 16000, model, k=4)}) == 4  # one hit per file
+
+
+def test_unchanged_files_are_skipped_and_changed_ones_redone(model, tmp_path):
+    a = write_wav(tmp_path / "a.wav", sine(300, 1.0))
+    b = write_wav(tmp_path / "b.wav", noise(1.0, 0.1))
+    index = AudioIndex.create(tmp_path / "index", model, "untrained-seed0")
+    index.add([a, b], model, num_workers=0, progress=False)
+    again = index.add([a, b, a], model, num_workers=0, progress=False)
+    assert again.added == [] and again.unchanged == 2
+    write_wav(b, sine(1200, 1.5))  # the file changes
+    os.utime(b, ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = index.add([a, b], model, num_workers=0, progress=False)
+    assert changed.added == [str(b)] and changed.unchanged == 1
+    assert sorted(index.table["path"]) == [str(a), str(b)]  # no duplicate row for b
+    assert index.search_audio(sine(1200, 1.0), 16000, model, k=1)[0].path == str(b)
+
+
+def test_bad_files_are_skipped_listed_and_retried(model, tmp_path):
+    good = write_wav(tmp_path / "good.wav", sine(440, 1.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    index = AudioIndex.create(tmp_path / "index", model, "untrained-seed0")
+    report = index.add([bad, good, empty], model, commit_every=1, num_workers=2, progress=False)
+    assert report.added == [str(good)]
+    assert [p for p, _ in report.skipped] == [str(bad), str(empty)]
+    skipped = (tmp_path / "index" / "skipped.tsv").read_text().splitlines()
+    assert skipped[0] == "path\treason" and len(skipped) == 3 and "empty file" in skipped[2]
+    write_wav(bad, sine(880, 1.0))  # fixed: the next add takes it and drops it from skipped.tsv
+    index.add([bad], model, num_workers=0, progress=False)
+    assert list(index.skipped()) == [str(empty)] and len(index) == 2
+
+
+def test_another_model_is_refused(model, built, tmp_path, capsys):
+    torch.manual_seed(123)
+    other = DiverseEmbedder().eval()
+    with pytest.raises(AudioIndexError, match="fingerprint"):
+        built.search_audio(sine(440, 1.0), 16000, other)
+    with pytest.raises(AudioIndexError, match="cannot be mixed"):
+        built.add([tmp_path], other)
+    other.save_pretrained(tmp_path / "other")
+    query = write_wav(tmp_path / "q.wav", sine(440, 1.0))
+    assert main(["search", str(built.folder), str(query), "--model", str(tmp_path / "other")]) == 2
+    assert "fingerprint" in capsys.readouterr().err
+
+
+def test_damaged_or_foreign_folders_are_refused(model, built, tmp_path):
+    with pytest.raises(AudioIndexError, match="no such index folder"):
+        AudioIndex(tmp_path / "nowhere")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("mine")
+    with pytest.raises(AudioIndexError, match="not an index folder"):
+        AudioIndex(tmp_path / "plain")
+    with pytest.raises(AudioIndexError, match="not empty"):
+        AudioIndex.create(tmp_path / "plain", model, "m")
+    (tmp_path / "plain" / "index.json").write_text('{"format": "something-else"}')
+    with pytest.raises(AudioIndexError, match="not a diverse-embed index"):
+        AudioIndex(tmp_path / "plain")
+    (tmp_path / "plain" / "index.json").write_text('{"format": "diverse-embed-in')
+    with pytest.raises(AudioIndexError, match="damaged manifest"):
+        AudioIndex(tmp_path / "plain")
+    import shutil
+
+    copy = shutil.copytree(built.folder, tmp_path / "copy")
+    next((copy / "shards").iterdir()).unlink()
+    with pytest.raises(AudioIndexError, match="shard files missing"):
+        AudioIndex(copy)
+
+
+def test_short_silent_and_odd_queries(model, built, tmp_path):
+    for name, audio in [("short", sine(440, 0.2)), ("silent", np.zeros(16000 * 3, np.float32))]:
+        hits = built.search_file(write_wav(tmp_path / f"{name}.wav", audio), model, k=3)
+        assert len(hits) == 3 and all(np.isfinite(h.score) for h in hits)
+    with pytest.raises(ValueError, match="dimension"):
+        built.search_vector(np.ones(10), k=3)
+    assert len(built.search_vector(np.ones(256), k=100)) == 8  # k larger than the index
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, **kwargs)
+
+
+def test_cli_build_info_search_json(collection, tmp_path):
+    out = run_cli("index", "build", collection, "--output", tmp_path / "idx", "--segments", "-q")
+    assert out.returncode == 0, out.stderr
+    assert "added 8 file(s)" in out.stdout
+    info = json.loads(run_cli("index", "info", tmp_path / "idx", "--json").stdout)
+    assert info["files"] == 8 and info["vectors"] == 8 + 16 and info["faiss"] == "flat"
+    found = run_cli("search", tmp_path / "idx", collection / "sine_500.wav", "-k", "3", "--json")
+    result = json.loads(found.stdout)
+    assert result["query"].endswith("sine_500.wav") and len(result["results"]) == 3
+    first = result["results"][0]
+    assert set(first) == {"rank", "path", "score", "start", "end"}
+    assert first["rank"] == 1 and first["path"].endswith("sine_500.wav") and first["score"] > 0.999
+    table = run_cli("search", tmp_path / "idx", collection / "sine_500.wav", "-k", "2").stdout
+    assert "rank" in table and "sine_500.wav" in table
+    again = run_cli("index", "add", tmp_path / "idx", collection, "-q")
+    assert "added 0 file(s)" in again.stdout and "8 already indexed" in again.stdout
+
+
+def test_killed_build_resumes_to_the_same_index(tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(24):
+        write_wav(files / f"clip_{i:02d}.wav", sine(200 + 50 * i, 4.0) + noise(4.0, 0.01))
+    build = ["index", "build", files, "--output", tmp_path / "killed", "--commit-every", "2",
+             "--num-workers", "0", "--batch-size", "4", "-q"]
+    process = subprocess.Popen([sys.executable, "-m", "diverse_embed.cli", *map(str, build)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "killed" / "index.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if manifest.exists() and json.loads(manifest.read_text())["generation"] >= 3:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = AudioIndex(tmp_path / "killed")
+    committed = len(partial)
+    assert 6 <= committed < 24, "the kill must land mid-build"
+    assert run_cli(*build).returncode == 0  # the same command again resumes
+    resumed = AudioIndex(tmp_path / "killed")
+    assert len(resumed) == 24 and len(set(resumed.table["path"])) == 24
+    assert run_cli("index", "build", files, "--output", tmp_path / "whole", "-q").returncode == 0
+    whole = AudioIndex(tmp_path / "whole")
+    order = np.argsort(resumed.table["path"])
+    np.testing.assert_array_equal(resumed.table["path"][order], np.sort(whole.table["path"]))
+    np.testing.assert_allclose(resumed.vectors()[order], whole.vectors()[np.argsort(whole.table["path"])], atol=1e-5)
+
+
+def test_two_ranks_under_torchrun_build_one_index(collection, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "diverse_embed.cli",
+         "index", "build", str(collection), "--output", str(tmp_path / "ranks"), "--num-workers", "0", "-q"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    index = AudioIndex(tmp_path / "ranks")
+    assert sorted(index.table["path"]) == sorted(str(p) for p in collection.iterdir())
+    assert len(index.manifest["shards"]) == 2 and index.info()["faiss"] == "flat"
+
+
+@pytest.mark.integration
+def test_approximate_indexes_recall_against_exact():
+    rng = np.random.default_rng(0)
+    # Clustered vectors, as embeddings are: 1000 centres, points scattered around them.
+    centres = rng.standard_normal((1000, 256)).astype(np.float32)
+    xb = centres[rng.integers(0, 1000, 100_000)] + 0.35 * rng.standard_normal((100_000, 256)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    xq = xb[rng.choice(100_000, 200, replace=False)] + 0.05 * rng.standard_normal((200, 256)).astype(np.float32)
+    _, exact = build_faiss_index(xb, "flat").search(xq, 10)
+    # HNSW is the accurate approximate index; IVF-PQ trades recall for 40 bytes a vector (measured 0.46 here).
+    for kind, floor in [("hnsw", 0.95), ("ivfpq", 0.4)]:
+        _, approx = build_faiss_index(xb, kind).search(xq, 10)
+        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+        assert recall >= floor, f"{kind} recall@10 {recall:.3f}"
