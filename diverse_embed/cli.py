@@ -19,12 +19,9 @@ import torch
 from . import __version__
 from .audio import AudioLoadError, find_audio_files
 from .index import INDEX_TYPES, AudioIndex, AudioIndexError
-from .model import CheckpointError, DiverseEmbedConfig, DiverseEmbedder
+from .model import UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
 
 LOG = logging.getLogger("diverse_embed")
-
-
-UNTRAINED = "untrained-seed0"
 
 
 def load_model(model: str | None, quiet: bool = False) -> tuple[DiverseEmbedder, str]:
@@ -39,8 +36,7 @@ def load_model(model: str | None, quiet: bool = False) -> tuple[DiverseEmbedder,
     if not quiet:
         print("note: no trained checkpoint is bundled yet; using an UNTRAINED model "
               "(random weights, seed 0): its embeddings only show that the plumbing works.", file=sys.stderr)
-    torch.manual_seed(0)
-    return DiverseEmbedder(DiverseEmbedConfig()).eval(), UNTRAINED
+    return untrained_model(seed=0), UNTRAINED
 
 
 def run_embed(args: argparse.Namespace) -> int:

@@ -530,6 +530,17 @@ class DiverseEmbedder(
         (save_directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
 
 
+UNTRAINED = "untrained-seed0"
+
+
+def untrained_model(seed: int = 0) -> DiverseEmbedder:
+    """The default-size model with random weights drawn from `seed`, in eval mode: the same weights
+    every time (so indexes built with it stay searchable), without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DiverseEmbedder(DiverseEmbedConfig()).eval()
+
+
 def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
     """Load safetensors weights strictly: every key present, none extra, every shape equal.
 
