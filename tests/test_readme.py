@@ -19,7 +19,17 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
     assert commands[1] in ci
 
 
-def test_the_main_job_command_names_real_paths():
+def test_the_main_job_command_is_the_demo():
     main_job = quick_start_commands()[0]
-    assert "diverse-embed embed diverse_embed/samples" in main_job
+    assert main_job.endswith("diverse-embed demo")
     assert any((REPO / "diverse_embed" / "samples").glob("*.wav"))
+
+
+def test_demo_runs_offline_and_shows_ranked_hits(capsys):
+    from diverse_embed.cli import main
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr()
+    assert "UNTRAINED" in out.err and "untrained model" in out.out
+    ranks = [line.split()[0] for line in out.out.splitlines() if line.strip()[:1].isdigit()]
+    assert ranks == ["1", "2", "3", "4", "5"]
