@@ -242,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="default: the model the index was built with")
     search.set_defaults(run=run_search)
+
+    from . import train as training  # noqa: PLC0415 (keeps `diverse-embed --help` light)
+
+    train = commands.add_parser("train", help="train on FSD-50K or a labelled manifest (see README)",
+                                description=training.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    training.build_parser(train)
+    train.set_defaults(run=lambda args: (training.train(args), 0)[1])
+    evaluate = commands.add_parser("evaluate", help="metrics of a trained output folder on a dataset's splits")
+    evaluate.add_argument("run", help="a training output folder")
+    training.add_data_arguments(evaluate)
+    evaluate.set_defaults(run=lambda args: (training.run_evaluate(args), 0)[1])
     return parser
 
 

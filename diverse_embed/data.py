@@ -1,0 +1,176 @@
+"""Labelled audio for training: FSD-50K in its official layout, or any `path,labels[,split]` manifest,
+decoded once into a cache of 16 kHz audio and served as 1-s chunks with multi-hot targets."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, AudioLoadError, load_audio, num_chunks
+
+LOG = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+
+
+@dataclass
+class Clip:
+    path: Path
+    labels: list[int]  # class indices
+    split: str
+
+
+@dataclass
+class Dataset:
+    vocabulary: list[str]  # class index -> name
+    clips: list[Clip]
+
+    def split(self, names: list[str]) -> list[Clip]:
+        return [clip for clip in self.clips if clip.split in names]
+
+
+def read_fsd50k(root: str | os.PathLike) -> Dataset:
+    """FSD-50K's official layout: splits "train" and "val" (from dev.csv) and "eval"."""
+    root = Path(root)
+    truth = root / "FSD50K.ground_truth"
+    for needed in [truth / "vocabulary.csv", truth / "dev.csv", truth / "eval.csv"]:
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} not found: is {root} an FSD-50K folder?")
+    with open(truth / "vocabulary.csv", newline="") as f:
+        rows = [row for row in csv.reader(f) if row]  # no header: index,label,mid
+    vocabulary = [label for _, label, _ in sorted(rows, key=lambda row: int(row[0]))]
+    index = {label: i for i, label in enumerate(vocabulary)}
+    clips = []
+    for table, audio, fixed_split in [("dev.csv", "FSD50K.dev_audio", None), ("eval.csv", "FSD50K.eval_audio", "eval")]:
+        with open(truth / table, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                unknown = [name for name in row["labels"].split(",") if name not in index]
+                if unknown:
+                    raise ValueError(f"{truth / table}, line {line}: labels not in vocabulary.csv: {unknown}")
+                labels = [index[name] for name in row["labels"].split(",")]
+                clips.append(Clip(root / audio / f"{row['fname']}.wav", labels, fixed_split or row["split"]))
+    return Dataset(vocabulary, clips)
+
+
+def read_manifest(
+    manifest: str | os.PathLike, audio_root: str | os.PathLike | None = None, allow_outside_root: bool = False
+) -> Dataset:
+    """A CSV with a header `path,labels[,split]`; labels separated by "," or ";" (quote the field
+    when it holds commas). Paths are relative to `audio_root` (default: the manifest's folder);
+    absolute paths and paths escaping the root are refused unless `allow_outside_root`."""
+    manifest = Path(manifest)
+    root = Path(audio_root) if audio_root else manifest.parent
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "labels"} <= set(rows[0]):
+        raise ValueError(f"{manifest}: needs a header with the columns path,labels[,split]")
+    names = lambda field: [n.strip() for n in field.replace(";", ",").split(",") if n.strip()]  # noqa: E731
+    vocabulary = sorted({name for row in rows for name in names(row["labels"])})
+    index = {label: i for i, label in enumerate(vocabulary)}
+    clips = []
+    for line, row in enumerate(rows, start=2):
+        path = Path(row["path"])
+        resolved = (root / path).resolve()
+        if not allow_outside_root and (path.is_absolute() or not resolved.is_relative_to(root.resolve())):
+            raise ValueError(f"{manifest}, line {line}: {row['path']} lies outside the audio root {root} "
+                             "(pass allow_outside_root / --allow-outside-root to accept it)")
+        clips.append(Clip(resolved, [index[n] for n in names(row["labels"])], (row.get("split") or "train").strip()))
+    return Dataset(vocabulary, clips)
+
+
+class AudioCache:
+    """16 kHz mono audio decoded once into int16 .npy files, one per clip, read back memory-mapped.
+
+    A clip's file is named by a hash of its path, size and modification time; the folder by the
+    sample rate and CACHE_VERSION, so changing either the source or the decoding uses new files.
+    """
+
+    def __init__(self, folder: str | os.PathLike, sample_rate: int = SAMPLE_RATE):
+        self.sample_rate = sample_rate
+        self.folder = Path(folder) / f"{sample_rate}hz-v{CACHE_VERSION}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def file_for(self, path: Path) -> Path:
+        stat = path.stat()
+        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def prepare(self, clips: list[Clip], num_workers: int = 2, progress: bool = True) -> tuple[list[Clip], list[tuple[str, str]]]:
+        """Decode what is not cached yet. Returns the usable clips and the failures (path, reason)."""
+        from tqdm.auto import tqdm
+
+        failures, todo = [], []
+        for clip in clips:
+            try:
+                if not self.file_for(clip.path).is_file():
+                    todo.append(clip)
+            except OSError as err:
+                failures.append((str(clip.path), f"cannot read ({err.strerror})"))
+        if todo:
+            with ProcessPoolExecutor(max_workers=max(1, num_workers)) as pool:
+                jobs = pool.map(_decode_into_cache, [(c.path, self.file_for(c.path), self.sample_rate) for c in todo],
+                                chunksize=8)
+                for clip, error in tqdm(zip(todo, jobs), total=len(todo), desc="caching 16 kHz audio",
+                                        unit="clip", disable=not progress):
+                    if error:
+                        failures.append((str(clip.path), error))
+        failed = {path for path, _ in failures}
+        for path, reason in failures:
+            LOG.warning("skipping %s: %s", path, reason)
+        return [clip for clip in clips if str(clip.path) not in failed], failures
+
+    def load(self, path: Path) -> np.ndarray:
+        """The cached clip as int16 (samples,), memory-mapped."""
+        return np.load(self.file_for(path), mmap_mode="r")
+
+
+def _decode_into_cache(job: tuple[Path, Path, int]) -> str | None:
+    source, target, sample_rate = job
+    try:
+        audio = load_audio(source, sample_rate)
+    except AudioLoadError as err:
+        return err.reason
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(temp, np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16))
+    os.replace(temp, target)
+    return None
+
+
+class ChunkDataset(torch.utils.data.Dataset):
+    """Every 1-s chunk of every clip, with its clip's multi-hot target (weak labels).
+
+    Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, clip index).
+    """
+
+    def __init__(self, clips: list[Clip], cache: AudioCache, n_classes: int, chunk_samples: int = 16000,
+                 hop_samples: int = 16000, min_final_samples: int = 1600):
+        self.clips, self.cache, self.n_classes = clips, cache, n_classes
+        self.chunk_samples, self.hop_samples = chunk_samples, hop_samples
+        index = []
+        for i, clip in enumerate(clips):
+            length = len(cache.load(clip.path))
+            index += [(i, k) for k in range(num_chunks(length, hop_samples, chunk_samples, min_final_samples))]
+        self.index = np.array(index, dtype=np.int64).reshape(-1, 2)  # (n_chunks, 2): clip, chunk number
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int):
+        clip_number, k = self.index[item]
+        audio = self.cache.load(self.clips[clip_number].path)
+        start = k * self.hop_samples
+        piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
+        chunk = np.zeros(self.chunk_samples, dtype=np.float32)
+        chunk[: len(piece)] = piece
+        target = np.zeros(self.n_classes, dtype=np.float32)
+        target[self.clips[clip_number].labels] = 1.0
+        return torch.from_numpy(chunk), torch.from_numpy(target), int(clip_number)
