@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.build_parser(train)
     train.set_defaults(run=lambda args: (training.train(args), 0)[1])
     evaluate = commands.add_parser("evaluate", help="metrics of a trained output folder on a dataset's splits")
-    evaluate.add_argument("run", help="a training output folder")
+    evaluate.add_argument("run_dir", metavar="RUN", help="a training output folder")
     training.add_data_arguments(evaluate)
     evaluate.set_defaults(run=lambda args: (training.run_evaluate(args), 0)[1])
     return parser

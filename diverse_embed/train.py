@@ -657,9 +657,9 @@ def load_ablation_heads(path: Path, config: DiverseEmbedConfig) -> dict[str, nn.
 def run_evaluate(args) -> dict:
     """`diverse-embed evaluate RUN --dataset ...`: metrics of a trained output folder."""
     rt = Runtime()
-    model = DiverseEmbedder.from_pretrained(args.run).to(rt.device)
+    model = DiverseEmbedder.from_pretrained(args.run_dir).to(rt.device)
     data, _, failures = load_data(args, rt, model.config, need_train=False)
-    heads = load_ablation_heads(Path(args.run) / ABLATION_HEADS, model.config) if (Path(args.run) / ABLATION_HEADS).is_file() else {}
+    heads = load_ablation_heads(Path(args.run_dir) / ABLATION_HEADS, model.config) if (Path(args.run_dir) / ABLATION_HEADS).is_file() else {}
     results = evaluate(model, heads, data, args, rt)
     metrics = {"results": results, "throughput": {}, "failures": [{"path": p, "reason": r} for p, r in failures]}
     if rt.main:

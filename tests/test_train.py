@@ -73,7 +73,7 @@ def test_reads_the_official_layout(fsd50k):
     assert dataset.clips[3].labels == [0, 2] and dataset.clips[1].labels == [1]
 
 
-def test_every_stage_end_to_end(fsd50k, tmp_path):
+def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     out = tmp_path / "run"
     train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out),
                 "--cache-dir", str(tmp_path / "cache"), *TINY])
@@ -91,6 +91,12 @@ def test_every_stage_end_to_end(fsd50k, tmp_path):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "done"
     assert json.loads((out / "hparams.json").read_text())["branch_epochs"] == 1
+    # The evaluate command gives the same test figures from the saved folder.
+    from diverse_embed.cli import main as cli_main
+
+    assert cli_main(["evaluate", str(out), "--dataset", "fsd50k", "--data-root", str(fsd50k),
+                     "--cache-dir", str(tmp_path / "cache"), "--num-workers", "0", "--quiet"]) == 0
+    assert f"| fused (all branches) | {systems['fused']['macro_map']:.3f}" in capsys.readouterr().out
     # The cache is reused: a second run decodes nothing (the files it wrote stay as they were).
     cached = sorted((tmp_path / "cache").rglob("*.npy"))
     assert len(cached) == 29
