@@ -266,8 +266,10 @@ def add_common(command: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command in ("train", "evaluate") and not quiet:
+        logging.getLogger("diverse_embed.train").setLevel(logging.INFO)  # the training log lines
     try:
         return args.run(args)
     except (AudioLoadError, AudioIndexError, CheckpointError, FileNotFoundError) as err:

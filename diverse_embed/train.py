@@ -275,15 +275,15 @@ class Trainer:
         self.n_classes = model.config.num_labels
         self.log_file = output / "train_log.jsonl"
         self.steps_done = 0  # across phases, for --stop-after-steps
-        self.throughput: dict[str, float] = {}
+        self.throughput: dict[str, float] = {}  # phase -> training chunks per second
+        self.completed: list[str] = []  # phases done
 
     def log(self, **record):
         record["time"] = round(time.time(), 3)
         if self.rt.main:
             with open(self.log_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            if not self.args.quiet:
-                print(" ".join(f"{k}={v}" for k, v in record.items() if k != "time"), file=sys.stderr, flush=True)
+            LOG.info(" ".join(f"{k}={v}" for k, v in record.items() if k != "time"))
 
     def loader(self, dataset, sampler, batch_size):
         # Its own generator: creating a loader must not draw from the global RNG, or a run resumed
@@ -368,14 +368,15 @@ class Trainer:
             self.log(phase=name, selected_epoch=best["epoch"], val_macro_map=round(best["score"], 5))
         self.log(phase=name, done=True, chunks_per_second=self.throughput[name])
 
-    def checkpoint(self, name, module, optimizer, scheduler, step, best):
+    def checkpoint(self, phase: str | None = None, module=None, optimizer=None, scheduler=None, step=0, best=None):
+        """Save what --resume needs; `phase` None marks the gap between two phases."""
         if self.rt.main:
-            save_checkpoint(self.output, {
-                "phase": name, "step": step, "model": self.model.state_dict(), "module": module.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "best": best,
-                "rng": rng_state(), "completed": self.completed, "throughput": self.throughput,
-                "steps_done": self.steps_done,
-            })
+            state = {"phase": phase, "step": step, "model": self.model.state_dict(), "rng": rng_state(),
+                     "completed": self.completed, "throughput": self.throughput, "steps_done": self.steps_done}
+            if module is not None:
+                state.update(module=module.state_dict(), optimizer=optimizer.state_dict(),
+                             scheduler=scheduler.state_dict(), best=best)
+            save_checkpoint(self.output, state)
         self.rt.barrier()
 
     @torch.no_grad()
@@ -511,8 +512,7 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict, ar
             continue
         systems = {}
         with torch.no_grad():
-            fused = model.head.cpu()(torch.from_numpy(embeddings)).numpy()
-            model.head.to(rt.device)
+            fused = model.head(torch.from_numpy(embeddings).to(rt.device)).float().cpu().numpy()
             systems["fused"] = tagging_metrics(*clip_means((fused, None), dataset))
             for name, head in heads.items():
                 cols = columns(model.config, subsets(model.config.branches)[name])
@@ -594,7 +594,8 @@ def train(args) -> dict:
         model = DiverseEmbedder.from_pretrained(output)  # a later stage on top of earlier ones
     model.to(rt.device)
     if rt.main:
-        (output / "hparams.json").write_text(json.dumps(vars(args), indent=2, default=str))
+        hparams = {k: v for k, v in vars(args).items() if not callable(v)}  # not the CLI's handler
+        (output / "hparams.json").write_text(json.dumps(hparams, indent=2, default=str))
     trainer = Trainer(args, rt, model, data, output)
     trainer.completed = list(resume["completed"]) if resume else []
     trainer.throughput = dict(resume["throughput"]) if resume else {}
@@ -619,8 +620,7 @@ def train(args) -> dict:
             if heads:
                 safetensors.torch.save_file({f"{n}.{k}": v.contiguous() for n, h in heads.items()
                                              for k, v in h.state_dict().items()}, str(output / ABLATION_HEADS))
-        if name != "fusion":
-            trainer.checkpoint(name, nn.Module(), _NoState(), _NoState(), 0, {"score": -1.0, "state": None, "epoch": -1})
+        trainer.checkpoint()
     if not heads and (output / ABLATION_HEADS).is_file():
         heads = load_ablation_heads(output / ABLATION_HEADS, model.config)
     results = evaluate(model, heads, data, args, rt)
@@ -634,13 +634,6 @@ def train(args) -> dict:
         (output / "metrics.md").write_text(metrics_markdown(metrics))
         trainer.log(event="done", wall_seconds=metrics["wall_seconds"])
     return metrics
-
-
-class _NoState:
-    """Stands in for an optimizer/scheduler in the checkpoint written between phases."""
-
-    def state_dict(self):
-        return {}
 
 
 def load_ablation_heads(path: Path, config: DiverseEmbedConfig) -> dict[str, nn.Linear]:
@@ -663,13 +656,14 @@ def run_evaluate(args) -> dict:
     results = evaluate(model, heads, data, args, rt)
     metrics = {"results": results, "throughput": {}, "failures": [{"path": p, "reason": r} for p, r in failures]}
     if rt.main:
-        print(metrics_markdown(metrics))
+        print(metrics_markdown(metrics))  # the evaluate command's answer
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    LOG.setLevel(logging.WARNING if args.quiet else logging.INFO)
     train(args)
     if dist.is_initialized():
         dist.destroy_process_group()

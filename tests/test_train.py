@@ -76,7 +76,7 @@ def test_reads_the_official_layout(fsd50k):
 def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     out = tmp_path / "run"
     train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out),
-                "--cache-dir", str(tmp_path / "cache"), *TINY])
+                "--cache-dir", str(tmp_path / "cache"), "--finetune-epochs", "1", *TINY])
     model = DiverseEmbedder.from_pretrained(out)
     assert model.config.id2label == {0: "Bark", 1: "Keyboard_(musical)", 2: "Rain"}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -86,7 +86,7 @@ def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     assert all(0 <= m["macro_map"] <= 1 for m in systems.values())
     assert metrics["results"]["test"]["clips"] == 10
     assert [f["path"].endswith("1019.wav") for f in metrics["failures"]] == [True]  # reported, skipped
-    assert set(metrics["throughput"]) >= {"neuralogram", "branch:pitch", "branch:neuralogram"}
+    assert set(metrics["throughput"]) >= {"neuralogram", "branch:pitch", "branch:neuralogram", "finetune"}
     assert "| fused (all branches) |" in (out / "metrics.md").read_text()
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "done"
