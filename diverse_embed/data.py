@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -115,7 +116,9 @@ class AudioCache:
             except OSError as err:
                 failures.append((str(clip.path), f"cannot read ({err.strerror})"))
         if todo:
-            with ProcessPoolExecutor(max_workers=max(1, num_workers)) as pool:
+            # spawn, not fork: a fork of a process already running torch's threads can deadlock.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=max(1, num_workers), mp_context=context) as pool:
                 jobs = pool.map(_decode_into_cache, [(c.path, self.file_for(c.path), self.sample_rate) for c in todo],
                                 chunksize=8)
                 for clip, error in tqdm(zip(todo, jobs), total=len(todo), desc="caching 16 kHz audio",
