@@ -181,6 +181,22 @@ class FusedTagger(nn.Module):
         return self.model(chunks).logits
 
 
+def label_prior_logits(dataset: ChunkDataset) -> torch.Tensor:
+    """logit(frequency of each class among the training chunks): (n_classes,)."""
+    counts = np.zeros(dataset.n_classes)
+    for clip, _ in dataset.index:
+        counts[dataset.clips[clip].labels] += 1
+    prior = np.clip(counts / max(1, len(dataset)), 1e-4, 1 - 1e-4)
+    return torch.from_numpy(np.log(prior / (1 - prior))).float()
+
+
+def start_at_prior(head: nn.Linear, prior_logits: torch.Tensor) -> None:
+    """A new head's bias starts at the label prior: otherwise its first hundreds of steps only
+    learn the base rates (with 50 classes BCE sits near log 2 at zero logits), not the audio."""
+    with torch.no_grad():
+        head.bias.copy_(prior_logits.to(head.bias.device))
+
+
 def phase_names(args, branches: list[str]) -> list[str]:
     names = []
     if "neuralogram" in branches and not args.mobilenet_weights:
@@ -277,6 +293,7 @@ class Trainer:
         self.steps_done = 0  # across phases, for --stop-after-steps
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
+        self.prior_logits = label_prior_logits(data["train"])  # (n_classes,)
 
     def log(self, **record):
         record["time"] = round(time.time(), 3)
@@ -296,6 +313,8 @@ class Trainer:
     def train_phase(self, name: str, epochs: int, lr: float, resume: dict | None) -> None:
         args, rt = self.args, self.rt
         module, params = phase_module(name, self.model, self.n_classes)
+        if isinstance(module, Tagger):
+            start_at_prior(module.head, self.prior_logits)
         module.to(rt.device)
         if resume and "module" in resume:
             module.load_state_dict(resume["module"])
@@ -444,13 +463,15 @@ def embed_chunks(model: DiverseEmbedder, dataset: ChunkDataset, args, rt: Runtim
     return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, args, rt)[0]  # (n_chunks, D)
 
 
-def train_head(x: np.ndarray, y: np.ndarray, args, seed: int, score=None) -> nn.Linear:
+def train_head(x: np.ndarray, y: np.ndarray, args, seed: int, score=None, prior_logits=None) -> nn.Linear:
     """A linear head on frozen chunk embeddings x (n, d) with targets y (n, classes): AdamW with
     warm-up and cosine decay; with `score(head)`, the best epoch by that validation score."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(x.shape[1], y.shape[1])
+    if prior_logits is not None:
+        start_at_prior(head, prior_logits)
     x, y = torch.from_numpy(x).float(), torch.from_numpy(y).float()
     total = max(1, args.fusion_epochs * math.ceil(len(x) / args.batch_size))
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.head_lr, weight_decay=args.weight_decay)
@@ -492,7 +513,8 @@ def fusion(trainer: Trainer) -> dict[str, nn.Linear]:
                 logits = head(torch.from_numpy(val_x[:, cols]).float()).numpy()
             return tagging_metrics(*clip_means((logits, None), trainer.data["val"]))["macro_map"]
 
-        heads[name] = train_head(x[:, cols], y, args, args.seed + number, score if val_x is not None else None)
+        heads[name] = train_head(x[:, cols], y, args, args.seed + number, score if val_x is not None else None,
+                                 trainer.prior_logits)
         trainer.log(phase="fusion", head=name, done=True)
     model.head.load_state_dict({k: v.to(model.head.weight.device) for k, v in heads.pop("fused").state_dict().items()})
     return heads

@@ -169,3 +169,19 @@ def test_manifest_training_on_esc50(esc50, tmp_path):
                 "--cache-dir", str(tmp_path / "cache"), "--max-steps-per-phase", "3", *TINY])
     metrics = json.loads((tmp_path / "esc" / "metrics.json").read_text())
     assert metrics["results"]["test"]["systems"]["fused"]["accuracy"] is not None  # single-label: accuracy too
+
+
+def test_heads_start_at_the_label_prior():
+    from types import SimpleNamespace
+
+    import torch
+
+    from diverse_embed.data import Clip
+    from diverse_embed.train import label_prior_logits, start_at_prior
+
+    clips = [Clip("a", [0], "train"), Clip("b", [0, 1], "train")]
+    dataset = SimpleNamespace(n_classes=3, clips=clips, index=np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
+    head = torch.nn.Linear(4, 3)
+    start_at_prior(head, label_prior_logits(dataset))
+    # class 0 is on every chunk (clipped to 1 - 1e-4), class 1 on half of them, class 2 on none.
+    np.testing.assert_allclose(torch.sigmoid(head.bias).detach().numpy(), [1 - 1e-4, 0.5, 1e-4], rtol=1e-4)
