@@ -186,7 +186,7 @@ def label_prior_logits(dataset: ChunkDataset) -> torch.Tensor:
     counts = np.zeros(dataset.n_classes)
     for clip, _ in dataset.index:
         counts[dataset.clips[clip].labels] += 1
-    prior = np.clip(counts / max(1, len(dataset)), 1e-4, 1 - 1e-4)
+    prior = np.clip(counts / max(1, len(dataset.index)), 1e-4, 1 - 1e-4)
     return torch.from_numpy(np.log(prior / (1 - prior))).float()
 
 
