@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -14,12 +13,13 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import __version__
 from .audio import AudioLoadError, find_audio_files
+from . import train as training
 from .index import INDEX_TYPES, AudioIndex, AudioIndexError
 from .model import UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
+from .train import Runtime
 
 LOG = logging.getLogger("diverse_embed")
 
@@ -68,31 +68,6 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0 if embedded else 1
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun, with a gloo process group for the barriers; (0, 1) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), world
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _model_device(model: DiverseEmbedder) -> DiverseEmbedder:
-    if torch.cuda.is_available():
-        return model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    return model
-
-
 def _report_add(index: AudioIndex, report, seconds: float) -> None:
     info = index.info()
     print(f"{index.folder}: added {len(report.added)} file(s) in {seconds:.1f} s; {report.unchanged} already indexed; "
@@ -103,22 +78,22 @@ def _report_add(index: AudioIndex, report, seconds: float) -> None:
             print(f"  {path}: {reason}")
 
 
-def _add_and_build(index: AudioIndex, paths: list[Path], model: DiverseEmbedder, args, rank: int, world: int):
+def _add_and_build(index: AudioIndex, paths: list[Path], model: DiverseEmbedder, args, rt: Runtime):
+    """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index."""
     started = time.perf_counter()
-    report = index.add(paths[rank::world], model, commit_every=args.commit_every, batch_size=args.batch_size,
-                       num_workers=args.num_workers, progress=not args.quiet and rank == 0)
-    _barrier(world)
-    if rank == 0:
+    report = index.add(paths[rt.rank :: rt.world], model.to(rt.device), commit_every=args.commit_every,
+                       batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.quiet and rt.main)
+    rt.barrier()
+    if rt.main:
         index.build()
         _report_add(index, report, time.perf_counter() - started)
     return report
 
 
 def run_index_build(args: argparse.Namespace) -> int:
-    rank, world = _distributed()
+    rt = Runtime()
     paths = find_audio_files(args.inputs)
-    model, model_name = load_model(args.model, args.quiet or rank > 0)
-    model = _model_device(model)
+    model, model_name = load_model(args.model, args.quiet or not rt.main)
     folder = Path(args.output)
     if (folder / "index.json").exists():  # the same command again: resume, skipping what is in
         index = AudioIndex(folder)
@@ -126,19 +101,19 @@ def run_index_build(args: argparse.Namespace) -> int:
             raise AudioIndexError(f"{folder} was built {'with' if index.manifest['segments'] else 'without'} "
                                   "--segments; give the same flag to resume it, or another --output")
     else:
-        if rank == 0:
+        if rt.main:
             AudioIndex.create(folder, model, model_name, segments=args.segments, index_type=args.index_type)
-        _barrier(world)
+        rt.barrier()
         index = AudioIndex(folder)
-    _add_and_build(index, paths, model, args, rank, world)
+    _add_and_build(index, paths, model, args, rt)
     return 0
 
 
 def run_index_add(args: argparse.Namespace) -> int:
-    rank, world = _distributed()
+    rt = Runtime()
     index = AudioIndex(args.index)
     model, _ = load_model(args.model or index.model_name, quiet=True)
-    _add_and_build(index, find_audio_files(args.inputs), _model_device(model), args, rank, world)
+    _add_and_build(index, find_audio_files(args.inputs), model, args, rt)
     return 0
 
 
@@ -242,8 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.add_argument("--model", help="default: the model the index was built with")
     search.set_defaults(run=run_search)
-
-    from . import train as training  # noqa: PLC0415 (keeps `diverse-embed --help` light)
 
     train = commands.add_parser("train", help="train on FSD-50K or a labelled manifest (see README)",
                                 description=training.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
