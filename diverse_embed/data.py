@@ -3,6 +3,7 @@ decoded once into a cache of 16 kHz audio and served as 1-s chunks with multi-ho
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import logging
@@ -152,17 +153,37 @@ class ChunkDataset(torch.utils.data.Dataset):
     """Every 1-s chunk of every clip, with its clip's multi-hot target (weak labels).
 
     Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, clip index).
+
+    Training options: `crop_jitter` moves each chunk by a random offset of up to half a hop either
+    way (drawn from (seed, epoch, item), so a resumed run sees the same crops; call `set_epoch`);
+    `min_peak_db` leaves out chunks whose peak is below that level (digital silence carries its
+    clip's label without any of its sound).
     """
 
     def __init__(self, clips: list[Clip], cache: AudioCache, n_classes: int, chunk_samples: int = 16000,
-                 hop_samples: int = 16000, min_final_samples: int = 1600):
+                 hop_samples: int = 16000, min_final_samples: int = 1600, crop_jitter: bool = False,
+                 min_peak_db: float | None = None, seed: int = 0):
         self.clips, self.cache, self.n_classes = clips, cache, n_classes
         self.chunk_samples, self.hop_samples = chunk_samples, hop_samples
+        self.crop_jitter, self.seed, self.epoch = crop_jitter, seed, 0
+        min_peak = None if min_peak_db is None else round(32767 * 10 ** (min_peak_db / 20))
         index = []
         for i, clip in enumerate(clips):
-            length = len(cache.load(clip.path))
-            index += [(i, k) for k in range(num_chunks(length, hop_samples, chunk_samples, min_final_samples))]
+            audio = cache.load(clip.path)
+            for k in range(num_chunks(len(audio), hop_samples, chunk_samples, min_final_samples)):
+                piece = audio[k * hop_samples : k * hop_samples + chunk_samples]
+                if min_peak is None or np.abs(piece.astype(np.int32)).max() >= min_peak:
+                    index.append((i, k))
         self.index = np.array(index, dtype=np.int64).reshape(-1, 2)  # (n_chunks, 2): clip, chunk number
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def without_augmentation(self) -> "ChunkDataset":
+        """The same chunks at their fixed positions (for embedding the training set)."""
+        plain = copy.copy(self)
+        plain.crop_jitter = False
+        return plain
 
     def __len__(self) -> int:
         return len(self.index)
@@ -171,8 +192,12 @@ class ChunkDataset(torch.utils.data.Dataset):
         clip_number, k = self.index[item]
         audio = self.cache.load(self.clips[clip_number].path)
         start = k * self.hop_samples
+        if self.crop_jitter:
+            rng = np.random.default_rng([self.seed, self.epoch, int(item)])
+            shift = int(rng.integers(-(self.hop_samples // 2), self.hop_samples // 2 + 1))
+            start = min(max(0, start + shift), max(0, len(audio) - self.chunk_samples))
         piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
-        chunk = np.zeros(self.chunk_samples, dtype=np.float32)
+        chunk = np.zeros(self.chunk_samples, dtype=np.float32)  # (chunk_samples,), zero-padded at the end
         chunk[: len(piece)] = piece
         target = np.zeros(self.n_classes, dtype=np.float32)
         target[self.clips[clip_number].labels] = 1.0

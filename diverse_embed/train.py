@@ -95,7 +95,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     opt.add_argument("--weight-decay", type=float, default=0.01)
     opt.add_argument("--warmup", type=float, default=0.05, help="fraction of each phase spent warming up")
     opt.add_argument("--grad-clip", type=float, default=1.0)
+    opt.add_argument("--loss", default="auto", choices=["auto", "bce", "softmax"],
+                     help="bce: multi-label (FSD-50K); softmax: one label per clip (ESC-50); "
+                          "auto: softmax when every training clip has exactly one label")
     opt.add_argument("--gain-augment-db", type=float, default=0.0, help="random gain of +-N dB per training chunk")
+    opt.add_argument("--crop-jitter", action="store_true",
+                     help="move each training chunk by a random offset of up to half a second")
+    opt.add_argument("--min-train-chunk-peak-db", type=float, default=None,
+                     help="leave out training chunks whose peak is below this level in dBFS (e.g. -50: silence)")
     opt.add_argument("--no-select-on-val", dest="select_on_val", action="store_false",
                      help="keep the last epoch instead of the best validation macro mAP")
     return p
@@ -181,13 +188,34 @@ class FusedTagger(nn.Module):
         return self.model(chunks).logits
 
 
-def label_prior_logits(dataset: ChunkDataset) -> torch.Tensor:
-    """logit(frequency of each class among the training chunks): (n_classes,)."""
+def single_label(dataset: ChunkDataset) -> bool:
+    return all(len(clip.labels) == 1 for clip in dataset.clips)
+
+
+def resolve_loss(name: str, dataset: ChunkDataset) -> str:
+    if name == "auto":
+        return "softmax" if single_label(dataset) else "bce"
+    if name == "softmax" and not single_label(dataset):
+        raise SystemExit("--loss softmax needs exactly one label per training clip; use --loss bce")
+    return name
+
+
+def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """logits, targets (batch, n_classes) -> scalar loss."""
+    if name == "softmax":
+        return F.cross_entropy(logits, targets.argmax(dim=1))
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def label_prior_logits(dataset: ChunkDataset, loss: str = "bce") -> torch.Tensor:
+    """The logits that predict each class's frequency among the training chunks: (n_classes,).
+    logit(p) per class for bce, log(p) for softmax."""
     counts = np.zeros(dataset.n_classes)
     for clip, _ in dataset.index:
         counts[dataset.clips[clip].labels] += 1
     prior = np.clip(counts / max(1, len(dataset.index)), 1e-4, 1 - 1e-4)
-    return torch.from_numpy(np.log(prior / (1 - prior))).float()
+    logits = np.log(prior) if loss == "softmax" else np.log(prior / (1 - prior))
+    return torch.from_numpy(logits).float()
 
 
 def start_at_prior(head: nn.Linear, prior_logits: torch.Tensor) -> None:
@@ -293,7 +321,8 @@ class Trainer:
         self.steps_done = 0  # across phases, for --stop-after-steps
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
-        self.prior_logits = label_prior_logits(data["train"])  # (n_classes,)
+        self.loss = resolve_loss(args.loss, data["train"])
+        self.prior_logits = label_prior_logits(data["train"], self.loss)  # (n_classes,)
 
     def log(self, **record):
         record["time"] = round(time.time(), 3)
@@ -342,6 +371,7 @@ class Trainer:
         while step < total:
             epoch, batch_in_epoch = divmod(step, steps_per_epoch)
             sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
             loader = self.loader(dataset, SkipFirst(sampler, batch_in_epoch * args.batch_size), args.batch_size)
             set_train_mode(module, name, self.model)
             for chunks, targets, _ in loader:
@@ -350,7 +380,7 @@ class Trainer:
                     gain_db = (torch.rand(len(chunks), 1, device=rt.device) * 2 - 1) * args.gain_augment_db
                     chunks = (chunks * 10 ** (gain_db / 20)).clamp(-1, 1)
                 with torch.autocast(rt.device.type, dtype=dtype) if dtype else nullcontext():
-                    loss = F.binary_cross_entropy_with_logits(trained(chunks).float(), targets)
+                    loss = loss_function(self.loss, trained(chunks).float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -463,7 +493,8 @@ def embed_chunks(model: DiverseEmbedder, dataset: ChunkDataset, args, rt: Runtim
     return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, args, rt)[0]  # (n_chunks, D)
 
 
-def train_head(x: np.ndarray, y: np.ndarray, args, seed: int, score=None, prior_logits=None) -> nn.Linear:
+def train_head(x: np.ndarray, y: np.ndarray, args, seed: int, score=None, prior_logits=None,
+               loss: str = "bce") -> nn.Linear:
     """A linear head on frozen chunk embeddings x (n, d) with targets y (n, classes): AdamW with
     warm-up and cosine decay; with `score(head)`, the best epoch by that validation score."""
     generator = torch.Generator().manual_seed(seed)
@@ -479,9 +510,9 @@ def train_head(x: np.ndarray, y: np.ndarray, args, seed: int, score=None, prior_
     best_score, best_state = -1.0, None
     for _ in range(args.fusion_epochs):
         for batch in torch.randperm(len(x), generator=generator).split(args.batch_size):
-            loss = F.binary_cross_entropy_with_logits(head(x[batch]), y[batch])
+            batch_loss = loss_function(loss, head(x[batch]), y[batch])
             optimizer.zero_grad()
-            loss.backward()
+            batch_loss.backward()
             optimizer.step()
             scheduler.step()
         if score is not None and args.select_on_val:
@@ -497,7 +528,7 @@ def fusion(trainer: Trainer) -> dict[str, nn.Linear]:
     """Train the fused head (into the model) and the ablation heads on frozen branch embeddings."""
     args, rt, model = trainer.args, trainer.rt, trainer.model
     started = time.perf_counter()
-    train_set = trainer.data["train"]
+    train_set = trainer.data["train"].without_augmentation()
     x = embed_chunks(model, train_set, args, rt)
     trainer.throughput["fusion (embedding the training set)"] = round(len(x) / (time.perf_counter() - started), 1)
     y = np.zeros((len(train_set), trainer.n_classes), np.float32)
@@ -514,7 +545,7 @@ def fusion(trainer: Trainer) -> dict[str, nn.Linear]:
             return tagging_metrics(*clip_means((logits, None), trainer.data["val"]))["macro_map"]
 
         heads[name] = train_head(x[:, cols], y, args, args.seed + number, score if val_x is not None else None,
-                                 trainer.prior_logits)
+                                 trainer.prior_logits, trainer.loss)
         trainer.log(phase="fusion", head=name, done=True)
     model.head.load_state_dict({k: v.to(model.head.weight.device) for k, v in heads.pop("fused").state_dict().items()})
     return heads
@@ -585,9 +616,13 @@ def load_data(args, rt: Runtime, config: DiverseEmbedConfig | None = None, need_
     data = {}
     for name, names in wanted.items():
         chosen = [c for c in usable if c.split in names]
+        training = name == "train"
         if chosen:
             data[name] = ChunkDataset(chosen, cache, len(dataset.vocabulary), config.chunk_samples,
-                                      config.hop_samples, config.min_final_chunk_samples)
+                                      config.hop_samples, config.min_final_chunk_samples,
+                                      crop_jitter=training and getattr(args, "crop_jitter", False),
+                                      min_peak_db=getattr(args, "min_train_chunk_peak_db", None) if training else None,
+                                      seed=getattr(args, "seed", 0))
     if need_train and "train" not in data:
         raise SystemExit(f"no training clips in splits {wanted['train']}")
     return data, dataset.vocabulary, failures

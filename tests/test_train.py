@@ -166,8 +166,11 @@ def test_manifest_training_on_esc50(esc50, tmp_path):
         writer.writerows([r["filename"], r["category"], r["fold"]] for r in picked)
     train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(esc50 / "audio"),
                 "--train-splits", "1,2,3", "--val-splits", "4", "--test-splits", "5", "--output", str(tmp_path / "esc"),
-                "--cache-dir", str(tmp_path / "cache"), "--max-steps-per-phase", "3", *TINY])
+                "--cache-dir", str(tmp_path / "cache"), "--max-steps-per-phase", "3", *TINY,
+                "--crop-jitter", "--min-train-chunk-peak-db", "-50", "--gain-augment-db", "6"])
     metrics = json.loads((tmp_path / "esc" / "metrics.json").read_text())
+    hparams = json.loads((tmp_path / "esc" / "hparams.json").read_text())
+    assert hparams["crop_jitter"] and hparams["loss"] == "auto"
     assert metrics["results"]["test"]["systems"]["fused"]["accuracy"] is not None  # single-label: accuracy too
 
 
@@ -185,3 +188,54 @@ def test_heads_start_at_the_label_prior():
     start_at_prior(head, label_prior_logits(dataset))
     # class 0 is on every chunk (clipped to 1 - 1e-4), class 1 on half of them, class 2 on none.
     np.testing.assert_allclose(torch.sigmoid(head.bias).detach().numpy(), [1 - 1e-4, 0.5, 1e-4], rtol=1e-4)
+
+
+def test_softmax_for_single_label_data_and_its_prior():
+    from types import SimpleNamespace
+
+    import torch
+
+    from diverse_embed.data import Clip
+    from diverse_embed.train import label_prior_logits, resolve_loss
+
+    single = SimpleNamespace(n_classes=3, clips=[Clip("a", [0], "train"), Clip("b", [1], "train")],
+                             index=np.array([[0, 0], [0, 1], [0, 2], [1, 0]]))
+    multi = SimpleNamespace(n_classes=3, clips=[Clip("a", [0], "train"), Clip("b", [0, 1], "train")], index=single.index)
+    assert resolve_loss("auto", single) == "softmax" and resolve_loss("auto", multi) == "bce"
+    with pytest.raises(SystemExit, match="one label per training clip"):
+        resolve_loss("softmax", multi)
+    prior = torch.softmax(label_prior_logits(single, "softmax"), dim=0).numpy()
+    np.testing.assert_allclose(prior, [0.75, 0.25, 1e-4], atol=2e-4)
+
+
+def test_crop_jitter_and_silent_chunk_filter():
+    from types import SimpleNamespace
+
+    from diverse_embed.data import ChunkDataset, Clip
+
+    rate = 1000
+    loud = np.arange(1, 3 * rate + 1, dtype=np.int16)  # a ramp: each sample says where it came from
+    quiet = np.concatenate([np.full(rate, 3000, np.int16), np.zeros(2 * rate, np.int16)])  # 1 s of sound, 2 s silence
+    audio = {"loud": loud, "quiet": quiet}
+    cache = SimpleNamespace(load=lambda path: audio[path])
+    clips = [Clip("loud", [0], "train"), Clip("quiet", [1], "train")]
+
+    kept = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100, min_peak_db=-40)
+    assert kept.index.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0]]  # quiet's silent seconds are left out
+    every = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100)
+    assert len(every) == 6
+
+    jittered = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100,
+                            crop_jitter=True, seed=1)
+    starts = {}
+    for epoch in range(4):
+        jittered.set_epoch(epoch)
+        chunk = jittered[1][0].numpy() * 32767  # loud's second chunk
+        start = int(round(chunk[0])) - 1
+        assert abs(start - rate) <= rate // 2 and 0 <= start <= 2 * rate  # moved at most half a hop, inside the clip
+        np.testing.assert_allclose(chunk, np.arange(start + 1, start + rate + 1), atol=0.01)
+        starts[epoch] = start
+        assert int(round(jittered[1][0][0].item() * 32767)) - 1 == start  # same (epoch, item), same crop
+    assert len(set(starts.values())) > 1
+    fixed = jittered.without_augmentation()
+    assert int(round(fixed[1][0][0].item() * 32767)) == rate + 1 and jittered.crop_jitter
