@@ -18,25 +18,29 @@ from . import __version__
 from .audio import AudioLoadError, find_audio_files
 from . import train as training
 from .index import INDEX_TYPES, AudioIndex, AudioIndexError
-from .model import UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
+from .model import DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, bundled_models, untrained_model
 from .train import Runtime
 
 LOG = logging.getLogger("diverse_embed")
 
 
 def load_model(model: str | None, quiet: bool = False) -> tuple[DiverseEmbedder, str]:
-    """The model named by --model (a from_pretrained folder or Hub id), or the default.
+    """The model named by --model (a bundled name, a from_pretrained folder or a Hub id), or the
+    bundled default. `untrained-seed0` gives random weights (seed 0), for testing the plumbing.
 
     Returns the model and the name to record next to its vectors (a folder as an absolute path).
     """
-    if model and model != UNTRAINED:
-        name = str(Path(model).resolve()) if Path(model).is_dir() else model
-        return DiverseEmbedder.from_pretrained(model), name
-    # No trained checkpoint ships yet: say so rather than pretend.
-    if not quiet:
-        print("note: no trained checkpoint is bundled yet; using an UNTRAINED model "
-              "(random weights, seed 0): its embeddings only show that the plumbing works.", file=sys.stderr)
-    return untrained_model(seed=0), UNTRAINED
+    if model == UNTRAINED:
+        return untrained_model(seed=0), UNTRAINED
+    model = model or DEFAULT_MODEL
+    if model not in bundled_models() and model == DEFAULT_MODEL:
+        # A source tree without the bundled weights (they are a release artefact): say so.
+        if not quiet:
+            print(f"note: the bundled model {DEFAULT_MODEL} is not in this installation; using an UNTRAINED "
+                  "model (random weights, seed 0): its embeddings only show that the plumbing works.", file=sys.stderr)
+        return untrained_model(seed=0), UNTRAINED
+    name = str(Path(model).resolve()) if Path(model).is_dir() else model
+    return DiverseEmbedder.from_pretrained(model), name
 
 
 def run_embed(args: argparse.Namespace) -> int:
@@ -177,14 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed audio files into an .npz of L2-normalised vectors")
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True, help="where to write the .npz (embeddings, paths)")
-    embed.add_argument("--model", help="a from_pretrained folder or Hugging Face Hub id (default: the bundled model)")
+    embed.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hugging Face Hub id (default: {DEFAULT_MODEL})")
     embed.add_argument("--batch-size", type=int, default=32, help="1-s chunks per forward pass (default 32)")
     embed.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
     embed.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
     embed.set_defaults(run=run_embed)
 
     demo = commands.add_parser("demo", help="index the bundled sample sounds and search them (no arguments needed)")
-    demo.add_argument("--model", help="a from_pretrained folder or Hub id (default: the bundled model)")
+    demo.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hub id (default: {DEFAULT_MODEL})")
     demo.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
     demo.set_defaults(run=run_demo)
 
@@ -193,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
     build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     build.add_argument("--output", "-o", required=True, help="the index folder")
-    build.add_argument("--model", help="a from_pretrained folder or Hub id (default: the bundled model)")
+    build.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hub id (default: {DEFAULT_MODEL})")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
     build.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
                        help="flat (exact), hnsw or ivfpq (approximate); auto picks by size (default)")

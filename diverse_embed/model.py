@@ -33,6 +33,18 @@ LOG = logging.getLogger(__name__)
 BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
 SAFETENSORS_FILE = "model.safetensors"
 
+# Checkpoints that ship inside the package (diverse_embed/pretrained/<name>/), loadable by name
+# with no network. DEFAULT_MODEL is what the CLI, the demo and the HEAR API use unless told.
+BUNDLED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL = "diverse-embed-esc50"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> folder of every checkpoint shipped with the package."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / "config.json").is_file()}
+
 
 class CheckpointError(ValueError):
     """Weights that do not fit the model their config describes."""
@@ -472,12 +484,16 @@ class DiverseEmbedder(
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "DiverseEmbedder":
-        """Load from a `save_pretrained` folder or a Hugging Face Hub id.
+        """Load a bundled checkpoint by name (see `bundled_models()`; `DEFAULT_MODEL` is the one
+        trained on ESC-50), a `save_pretrained` folder, or a Hugging Face Hub id.
 
         Keyword arguments as in huggingface_hub: revision, cache_dir, local_files_only, token,
         force_download, map_location. Loading is strict (see `load_weights`).
         """
         name = str(pretrained_model_name_or_path)
+        bundled = bundled_models()
+        if name in bundled and not os.path.exists(name):  # a local folder of that name wins
+            name = str(bundled[name])
         if os.path.isfile(name):
             raise CheckpointError(f"{name}: give the folder that holds config.json and {SAFETENSORS_FILE}, not a file")
         try:

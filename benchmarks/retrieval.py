@@ -1,0 +1,171 @@
+"""Query-by-example retrieval: every clip queries all the others through an exact FAISS index.
+
+    python -m benchmarks.retrieval --esc50 ../shared/data/esc50 --folds 5
+    python -m benchmarks.retrieval --esc50 ../shared/data/esc50 --folds 5 --clap laion/clap-htsat-unfused
+    python -m benchmarks.retrieval --fsd50k /data/FSD50K --clap laion/clap-htsat-unfused
+    python -m benchmarks.retrieval --manifest clips.csv --audio-root clips/
+
+Leave-one-out: a clip's own vector is removed from its hits; a hit is relevant when it shares a
+label with the query. Reported per system, overall and per class (a class's figures average the
+queries that carry it): P@1, P@10, mAP@10 (average precision over the first 10 hits, divided by
+min(10, relevant clips)) and recall@10 (relevant hits in the first 10 / relevant clips), and P@k
+for k = 1..20 as a plot. Every system's vectors are L2-normalised and searched by inner product
+in the same `faiss.IndexFlatIP` that `diverse-embed index build --index-type flat` uses.
+
+Writes NAME.json, NAME.md and NAME.png to --output-dir (default benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
+
+from .systems import LabelledSet, add_set_arguments, all_systems, load_set
+
+K_MAX = 20
+
+
+def search_all(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Leave-one-out neighbours: (n, k) indices, best first, the query itself left out."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    _, hits = index.search(x, min(k + 1, len(x)))
+    rows = []
+    for query, row in enumerate(hits):
+        others = [h for h in row if h != query and h >= 0][:k]  # ties may put the query second
+        rows.append(others + [-1] * (k - len(others)))
+    return np.array(rows)
+
+
+def retrieval_metrics(hits: np.ndarray, targets: np.ndarray) -> dict:
+    """hits (n, k) from search_all, targets (n, classes) multi-hot -> overall and per-class metrics."""
+    shared = targets @ targets.T > 0  # (n, n): clip pairs that share a label
+    np.fill_diagonal(shared, False)
+    relevant_total = shared.sum(axis=1)  # (n,)
+    relevant = np.take_along_axis(shared, np.maximum(hits, 0), axis=1) & (hits >= 0)  # (n, k)
+    k = hits.shape[1]
+    precision_at = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)  # (n, k)
+    top10 = relevant[:, :10]
+    ap10 = (precision_at[:, :10] * top10).sum(axis=1) / np.maximum(1, np.minimum(10, relevant_total))
+    per_query = {
+        "P@1": relevant[:, 0].astype(float),
+        "P@10": top10.mean(axis=1),
+        "mAP@10": ap10,
+        "recall@10": top10.sum(axis=1) / np.maximum(1, relevant_total),
+    }
+    has_relevant = relevant_total > 0  # a query with no relevant clip cannot be scored
+    overall = {name: float(v[has_relevant].mean()) for name, v in per_query.items()}
+    overall["P@k"] = [float(v) for v in precision_at[has_relevant].mean(axis=0)]
+    overall["queries"] = int(has_relevant.sum())
+    per_class = {}
+    for c in range(targets.shape[1]):
+        queries = (targets[:, c] > 0) & has_relevant
+        if queries.any():
+            per_class[c] = {name: float(v[queries].mean()) for name, v in per_query.items()}
+    return {"overall": overall, "per_class": per_class}
+
+
+def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
+        cache_dir: Path | None = None) -> dict:
+    started = time.perf_counter()
+    vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir)
+    embed_seconds = time.perf_counter() - started
+    targets = labelled.targets()
+    results = {}
+    for name, v in vectors.items():
+        metrics = retrieval_metrics(search_all(v, K_MAX), targets)
+        metrics["per_class"] = {labelled.vocabulary[c]: m for c, m in metrics["per_class"].items()}
+        results[name] = {"description": descriptions[name], "dimension": int(v.shape[1]), **metrics}
+    return {"dataset": labelled.name, "clips": len(labelled.paths), "classes": len(labelled.vocabulary),
+            "embedding_seconds": round(embed_seconds, 1), "systems": results}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Retrieval on {report['dataset']} ({report['clips']} clips, {report['classes']} classes)", "",
+             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}  ",
+             f"CLAP: {report['clap'] or 'not run (no --clap given)'}", "",
+             "Leave-one-out query by example, exact FAISS inner product on L2-normalised vectors.", "",
+             "| system | dim | P@1 | P@10 | mAP@10 | recall@10 |", "|---|---|---|---|---|---|"]
+    for name, r in report["systems"].items():
+        o = r["overall"]
+        lines.append(f"| {name} | {r['dimension']} | {o['P@1']:.3f} | {o['P@10']:.3f} | {o['mAP@10']:.3f} | {o['recall@10']:.3f} |")
+    first = next(iter(report["systems"]))
+    lines += ["", f"## Per class: mAP@10", "",
+              "| class | " + " | ".join(_short(n) for n in report["systems"]) + " |",
+              "|---" * (len(report["systems"]) + 1) + "|"]
+    for label in report["systems"][first]["per_class"]:
+        row = [f"{r['per_class'].get(label, {}).get('mAP@10', float('nan')):.3f}" for r in report["systems"].values()]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(name: str) -> str:
+    return name.replace("diverse-embed ", "").replace(" branch", "").replace("fused without ", "-").split(" (")[0] \
+        if not name.startswith("CLAP") else "CLAP"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, r in report["systems"].items():
+        style = "-" if ("fused" in name or name.startswith(("CLAP", "MFCC"))) and "without" not in name else ":"
+        ax.plot(range(1, len(r["overall"]["P@k"]) + 1), r["overall"]["P@k"], style, marker=".", label=name)
+    ax.set_xlabel("k (hits)")
+    ax.set_ylabel("precision at k")
+    ax.set_xticks(range(1, K_MAX + 1))
+    ax.set_title(f"Query by example on {report['dataset']} ({report['clips']} clips)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set_arguments(parser)
+    parser.add_argument("--folds", help="ESC-50 folds to use, e.g. 5 (default: all)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
+    parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", help="output file name without extension (default retrieval_DATASET)")
+    parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
+    args = parser.parse_args(argv)
+
+    labelled = load_set(args)
+    model = DiverseEmbedder.from_pretrained(args.model)
+    report = run(labelled, model, args.model, args.clap, args.cache_dir)
+    report.update(command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+                  machine=machine(), model=f"{args.model} (fingerprint {model.fingerprint()[:16]})", clap=args.clap)
+    name = args.name or f"retrieval_{labelled.name}"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output_dir / f"{name}.md").write_text(markdown(report))
+    plot(report, args.output_dir / f"{name}.png")
+    print(markdown(report).split("## Per class")[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""What the benchmarks share: labelled clip sets, and the embedding systems they compare.
+
+A system turns a list of clips into one vector per clip. Every system's vectors then go through
+the same code (FAISS search, logistic regression), so the comparison is only about the vectors.
+
+Systems:
+- DiverseEmbedder: the fused 256-d embedding (mean over 1-s chunks), each 64-d branch alone,
+  and each leave-one-branch-out concatenation; one pass of the model gives all of them.
+- CLAP through `transformers`: `ClapModel.get_audio_features` on the input as its own
+  preprocessing prepares it at 48 kHz (the processor's audio half, `ClapFeatureExtractor`).
+- MFCC statistics: mean and standard deviation over time of 20 MFCCs (40-d), the classic baseline.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from diverse_embed import DiverseEmbedder
+from diverse_embed.audio import SAMPLE_RATE, load_audio
+from diverse_embed.data import read_fsd50k, read_manifest
+
+CLAP_SAMPLE_RATE = 48000
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    paths: list[Path]
+    labels: list[list[int]]  # class indices per clip
+    vocabulary: list[str]
+    groups: list[str]  # ESC-50 fold or split name per clip (cross-validation)
+
+    def targets(self) -> np.ndarray:
+        """(n_clips, n_classes) multi-hot."""
+        y = np.zeros((len(self.paths), len(self.vocabulary)), np.float32)
+        for i, labels in enumerate(self.labels):
+            y[i, labels] = 1.0
+        return y
+
+    def key(self) -> str:
+        return hashlib.sha1("\n".join(map(str, self.paths)).encode()).hexdigest()[:12]
+
+
+def esc50(root: str | Path, folds: list[str] | None = None, limit_per_class: int | None = None) -> LabelledSet:
+    """ESC-50 from its own meta/esc50.csv; `folds` like ["5"]; `limit_per_class` (clips per class
+    and fold) for smoke tests."""
+    root = Path(root)
+    with open(root / "meta" / "esc50.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not folds or r["fold"] in folds]
+    vocabulary = sorted({r["category"] for r in rows})
+    if limit_per_class:
+        kept, seen = [], {}
+        for r in rows:
+            key = (r["category"], r["fold"])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= limit_per_class:
+                kept.append(r)
+        rows = kept
+    return LabelledSet(
+        name="esc50", paths=[root / "audio" / r["filename"] for r in rows],
+        labels=[[vocabulary.index(r["category"])] for r in rows], vocabulary=vocabulary,
+        groups=[r["fold"] for r in rows],
+    )
+
+
+def fsd50k(root: str | Path, splits: tuple[str, ...] = ("eval",)) -> LabelledSet:
+    """FSD-50K's official layout; splits from "train", "val" (both from dev) and "eval"."""
+    dataset = read_fsd50k(root)
+    clips = [c for c in dataset.clips if c.split in splits]
+    return LabelledSet("fsd50k-" + "-".join(splits), [c.path for c in clips], [c.labels for c in clips],
+                       dataset.vocabulary, [c.split for c in clips])
+
+
+def manifest(path: str | Path, audio_root: str | Path | None = None, splits: list[str] | None = None) -> LabelledSet:
+    dataset = read_manifest(path, audio_root)
+    clips = [c for c in dataset.clips if not splits or c.split in splits]
+    return LabelledSet(Path(path).stem, [c.path for c in clips], [c.labels for c in clips], dataset.vocabulary,
+                       [c.split for c in clips])
+
+
+def load_set(args, fsd50k_splits: tuple[str, ...] = ("eval",)) -> LabelledSet:
+    """The clip set named by the benchmark's --esc50 / --fsd50k / --manifest arguments."""
+    if args.esc50:
+        return esc50(args.esc50, args.folds.split(",") if args.folds else None, args.limit_per_class)
+    if args.fsd50k:
+        return fsd50k(args.fsd50k, fsd50k_splits)
+    return manifest(args.manifest, args.audio_root, args.splits.split(",") if args.splits else None)
+
+
+def add_set_arguments(parser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--esc50", help="ESC-50 folder (meta/esc50.csv, audio/)")
+    source.add_argument("--fsd50k", help="FSD-50K folder in its official layout (its eval split is used)")
+    source.add_argument("--manifest", help="CSV with path,labels[,split] (labels separated by ';')")
+    parser.add_argument("--audio-root", help="folder the manifest's paths are relative to")
+    parser.add_argument("--splits", help="manifest splits to use (default: all)")
+    parser.add_argument("--limit-per-class", type=int, help="ESC-50: at most this many clips per class and fold (smoke tests)")
+
+
+# ----- systems -----------------------------------------------------------------------------------
+
+def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Clip vectors for the fused model, each branch, and each leave-one-out: name -> (n, d).
+
+    All are column subsets of the mean chunk embedding (the fused one is what `embed` returns,
+    before its L2 normalisation), so the ablations differ from the fused vector only in what they
+    leave out.
+    """
+    means = []
+    for start in range(0, len(clips), 16):  # 16 clips at a time: memory stays flat
+        for output in model.embed_batch(clips[start : start + 16], SAMPLE_RATE, batch_size=32):
+            means.append(output.chunk_embeddings.mean(axis=0))  # (256,)
+    means = np.stack(means)  # (n, 256)
+    branches, width = model.config.branches, model.config.d_model
+    cols = {b: np.arange(i * width, (i + 1) * width) for i, b in enumerate(branches)}
+    systems = {"diverse-embed (fused)": means}
+    systems.update({f"{b} branch": means[:, cols[b]] for b in branches})
+    systems.update({f"fused without {b}": means[:, np.concatenate([cols[o] for o in branches if o != b])]
+                    for b in branches})
+    return systems
+
+
+def mfcc_statistics(clips: list[np.ndarray]) -> np.ndarray:
+    """Mean and standard deviation over time of 20 MFCCs, each of the 40 columns then standardised
+    over the clip set (else c0, in the hundreds, alone decides every cosine): (n, 40)."""
+    transform = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40})
+    rows = []
+    with torch.no_grad():
+        for audio in clips:
+            mfcc = transform(torch.from_numpy(audio).float())  # (20, frames)
+            rows.append(torch.cat([mfcc.mean(dim=1), mfcc.std(dim=1)]).numpy())
+    stats = np.stack(rows)  # (n, 40)
+    return (stats - stats.mean(axis=0)) / (stats.std(axis=0) + 1e-8)
+
+
+class Clap:
+    """A CLAP model's audio embedding, through transformers. `source` is a Hub id or a folder."""
+
+    def __init__(self, source: str):
+        from transformers import ClapFeatureExtractor, ClapModel
+
+        self.source = source
+        self.model = ClapModel.from_pretrained(source).eval()
+        # ClapProcessor's audio half; loading only it needs no tokenizer files.
+        self.preprocess = ClapFeatureExtractor.from_pretrained(source)
+        self.resample = torchaudio.transforms.Resample(SAMPLE_RATE, CLAP_SAMPLE_RATE)
+
+    def embed(self, clips: list[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """clips at 16 kHz -> (n, projection_dim)."""
+        rows = []
+        with torch.no_grad():
+            for start in range(0, len(clips), batch_size):
+                batch = [self.resample(torch.from_numpy(c).float()).numpy() for c in clips[start : start + batch_size]]
+                inputs = self.preprocess(batch, sampling_rate=CLAP_SAMPLE_RATE, return_tensors="pt")
+                out = self.model.get_audio_features(**inputs)
+                # transformers 4.x returns the tensor, 5.x an output object holding it.
+                rows.append((out if torch.is_tensor(out) else out.pooler_output).numpy())
+        return np.concatenate(rows)
+
+    def description(self) -> str:
+        config = Path(self.source) / "config.json"
+        if config.is_file():
+            return f"{self.source} (local folder; config {json.loads(config.read_text()).get('_name_or_path', '')})"
+        return self.source
+
+
+def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised CLAP (real transformers classes) saved to `folder`: how tests and
+    CI run the CLAP code path without downloading weights. Its numbers mean nothing."""
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    config = ClapConfig(
+        text_config=dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=40),
+        audio_config=dict(patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2]),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    ClapModel(config).save_pretrained(folder)
+    # The preprocessing laion/clap-htsat-unfused uses: 10-s windows, random crop of longer input.
+    ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(folder)
+    return Path(folder)
+
+
+def load_clips(labelled: LabelledSet) -> list[np.ndarray]:
+    from tqdm.auto import tqdm
+
+    return [load_audio(p) for p in tqdm(labelled.paths, desc="decoding", unit="clip", leave=False)]
+
+
+def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
+                cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every system's clip vectors (name -> (n, d)) and a description of each."""
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}.npz"
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as stored:
+                vectors = {k: stored[k] for k in stored.files}
+            return vectors, describe(vectors, model_name, clap)
+    clips = load_clips(labelled)
+    vectors = diverse_embed_systems(model, clips)
+    vectors["MFCC mean+std (20 coefficients)"] = mfcc_statistics(clips)
+    if clap:
+        vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed(clips)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **vectors)
+    return vectors, describe(vectors, model_name, clap)
+
+
+def _clap_key(clap: str | None) -> str:
+    return "noclap" if not clap else hashlib.sha1(str(Path(clap).resolve() if Path(clap).is_dir() else clap).encode()).hexdigest()[:8]
+
+
+def describe(vectors: dict[str, np.ndarray], model_name: str, clap: str | None) -> dict[str, str]:
+    out = {}
+    for name, v in vectors.items():
+        if name.startswith("CLAP"):
+            out[name] = f"{clap}: transformers ClapModel.get_audio_features, {v.shape[1]}-d"
+        elif name.startswith("MFCC"):
+            out[name] = "torchaudio MFCC (20 coefficients, 40 mel bands, 25 ms / 10 ms), mean and std over time, standardised, 40-d"
+        else:
+            out[name] = f"{model_name}, {v.shape[1]}-d"
+    return out

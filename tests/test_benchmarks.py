@@ -1,0 +1,104 @@
+"""The benchmark scripts: their metrics against hand computations, and smoke runs on tiny data
+(synthetic clips, a saved random DiverseEmbedder, a tiny random CLAP with real transformers classes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import sine, write_wav
+
+pytest.importorskip("transformers")
+
+from benchmarks import linear_probe, retrieval  # noqa: E402
+from benchmarks.systems import tiny_clap  # noqa: E402
+
+
+def test_retrieval_metrics_by_hand():
+    # 4 clips: 0 and 1 share class A, 2 and 3 share class B; clip 3 also has A.
+    targets = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], np.float32)
+    hits = np.array([[2, 1, 3], [0, 3, 2], [0, 1, 3], [2, 0, 1]])
+    m = retrieval.retrieval_metrics(hits, targets)["overall"]
+    # relevant flags: q0 [0,1,1] (2 relevant), q1 [1,1,0] (2), q2 [0,0,1] (1), q3 [1,1,1] (3)
+    assert m["P@1"] == pytest.approx((0 + 1 + 0 + 1) / 4)
+    ap = [(1 / 2 + 2 / 3) / 2, (1 + 1) / 2, (1 / 3) / 1, (1 + 1 + 1) / 3]
+    assert m["mAP@10"] == pytest.approx(np.mean(ap))
+    assert m["recall@10"] == pytest.approx(1.0)
+    assert m["P@k"][:3] == pytest.approx([0.5, (1 + 2 + 0 + 2) / 8, (2 + 2 + 1 + 3) / 12])
+
+
+def test_search_leaves_the_query_out():
+    vectors = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
+    hits = retrieval.search_all(vectors, 5)
+    assert hits.shape == (30, 5) and not (hits == np.arange(30)[:, None]).any()
+    assert retrieval.search_all(vectors[:3], 5)[0].tolist()[2:] == [-1, -1, -1]  # fewer clips than k
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """A manifest of tones and noise in train/val/test splits, a saved random model, a tiny CLAP."""
+    from diverse_embed.model import untrained_model
+
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    rows = ["path,labels,split"]
+    for i in range(24):
+        kind = ["tone", "noise", "chirp"][i % 3]
+        if kind == "tone":
+            audio = sine(300 + 20 * i, 1.5)
+        elif kind == "noise":
+            audio = 0.1 * rng.standard_normal(24000).astype(np.float32)
+        else:
+            audio = sine(2000, 1.5) * np.linspace(0, 1, 24000, dtype=np.float32)
+        write_wav(root / f"{i}.wav", audio)
+        rows.append(f"{i}.wav,{kind},{['train', 'train', 'val', 'test'][i // 3 % 4]}")
+    (root / "clips.csv").write_text("\n".join(rows) + "\n")
+    untrained_model().save_pretrained(root / "model")
+    return root, tiny_clap(root / "clap")
+
+
+def test_retrieval_smoke(tiny_setup, tmp_path):
+    root, clap = tiny_setup
+    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
+                    "--output-dir", str(tmp_path), "--name", "r", "--cache-dir", str(tmp_path / "cache")])
+    report = json.loads((tmp_path / "r.json").read_text())
+    systems = report["systems"]
+    assert {"diverse-embed (fused)", "MFCC mean+std (20 coefficients)", "fused without pitch", "CLAP (clap)"} <= set(systems)
+    assert len(systems) == 11
+    for r in systems.values():
+        o = r["overall"]
+        assert 0 <= o["P@1"] <= 1 and 0 <= o["mAP@10"] <= 1 and len(o["P@k"]) == 20 and o["queries"] == 24
+    assert (tmp_path / "r.png").stat().st_size > 1000 and "| CLAP |" in (tmp_path / "r.md").read_text()
+    # The vectors were cached: a second run reads them and gives the same numbers.
+    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
+                    "--output-dir", str(tmp_path), "--name", "again", "--cache-dir", str(tmp_path / "cache")])
+    again = json.loads((tmp_path / "again.json").read_text())["systems"]
+    assert {k: v["overall"] for k, v in again.items()} == {k: v["overall"] for k, v in systems.items()}
+
+
+def test_no_clap_row_unless_run(tiny_setup, tmp_path):
+    root, _ = tiny_setup
+    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path)])
+    report = json.loads((tmp_path / "retrieval_clips.json").read_text())
+    assert not any(name.startswith("CLAP") for name in report["systems"]) and report["clap"] is None
+    assert "not run" in (tmp_path / "retrieval_clips.md").read_text()
+
+
+def test_linear_probe_smoke(tiny_setup, tmp_path):
+    root, clap = tiny_setup
+    linear_probe.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
+                       "--output-dir", str(tmp_path), "--name", "p"])
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["systems"]["MFCC mean+std (20 coefficients)"]["mean"] > 0.9  # tones, noise, chirps: easy
+    assert all(0 <= r["mean"] <= 1 and r["C"] in linear_probe.C_GRID for r in report["systems"].values())
+
+
+def test_esc50_cross_validation_uses_the_fold_before_for_validation():
+    from benchmarks.systems import LabelledSet
+
+    rng = np.random.default_rng(0)
+    labels = [[i % 2] for i in range(50)]
+    x = np.array([[l[0] * 3.0, 0.0] for l in labels]) + rng.standard_normal((50, 2))
+    labelled = LabelledSet("toy", [f"{i}" for i in range(50)], labels, ["a", "b"], [str(i % 5 + 1) for i in range(50)])
+    result = linear_probe.single_label_cv(x, labelled)
+    assert list(result["per_fold"]) == ["1", "2", "3", "4", "5"] and result["mean"] > 0.8
