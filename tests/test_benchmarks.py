@@ -102,3 +102,16 @@ def test_esc50_cross_validation_uses_the_fold_before_for_validation():
     labelled = LabelledSet("toy", [f"{i}" for i in range(50)], labels, ["a", "b"], [str(i % 5 + 1) for i in range(50)])
     result = linear_probe.single_label_cv(x, labelled)
     assert list(result["per_fold"]) == ["1", "2", "3", "4", "5"] and result["mean"] > 0.8
+
+
+def test_speed_smoke(tmp_path):
+    from benchmarks import speed
+
+    speed.main(["--batches", "1", "--repeats", "1", "--faiss-sizes", "3000", "--faiss-queries", "20",
+                "--faiss-index", "flat,hnsw", "--output", str(tmp_path / "speed")])
+    report = json.loads((tmp_path / "speed.json").read_text())
+    assert set(report["throughput"]) == {cls.name for cls in speed.SYSTEMS.values()}
+    assert report["ratio"]["batch 1"] > 0 and all(m["batch 1"]["peak_mb"] > 100 for m in report["memory"].values())
+    assert [(r["index"], r["recall@10"]) for r in report["faiss"]][0] == ("flat", 1.0)
+    assert set(report["branch_ms"]) == {"pitch", "timbre", "waveform", "neuralogram"}
+    assert "Ratio DiverseEmbedder / CLAP tower" in (tmp_path / "speed.md").read_text()
