@@ -103,7 +103,7 @@ def markdown(report: dict) -> str:
         o = r["overall"]
         lines.append(f"| {name} | {r['dimension']} | {o['P@1']:.3f} | {o['P@10']:.3f} | {o['mAP@10']:.3f} | {o['recall@10']:.3f} |")
     first = next(iter(report["systems"]))
-    lines += ["", f"## Per class: mAP@10", "",
+    lines += ["", "## Per class: mAP@10", "",
               "| class | " + " | ".join(_short(n) for n in report["systems"]) + " |",
               "|---" * (len(report["systems"]) + 1) + "|"]
     for label in report["systems"][first]["per_class"]:

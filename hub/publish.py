@@ -70,7 +70,7 @@ def validate(folder: Path, repo_id: str) -> list[str]:
     return [
         f"repo id {repo_id}: valid",
         f"files: {', '.join(FILES)} ({(folder / 'model.safetensors').stat().st_size / 1e6:.1f} MB of weights)",
-        f"card metadata: " + ", ".join(f"{k}={metadata[k]}" for k in REQUIRED_METADATA),
+        "card metadata: " + ", ".join(f"{k}={metadata[k]}" for k in REQUIRED_METADATA),
         f"config: {config['num_labels']} labels, branches {', '.join(config['branches'])}",
         f"weights load strictly; {model.num_parameters()['total']:,} parameters; fingerprint {model.fingerprint()}",
     ]
