@@ -64,8 +64,8 @@ def validate(folder: Path, repo_id: str) -> list[str]:
 
     model = DiverseEmbedder.from_pretrained(folder)  # strict: any key or shape mismatch raises
     noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1  # 1 s
-    output = model.embed(noise)
-    if not bool(np.isfinite(output.embedding.numpy()).all()) or output.logits.shape != (config["num_labels"],):
+    output = model.embed(noise, sample_rate=16000)
+    if not bool(np.isfinite(output.embedding).all()) or output.logits.shape != (config["num_labels"],):
         raise PublishError(f"{folder}: the model's outputs are not finite or have the wrong shape")
     return [
         f"repo id {repo_id}: valid",
@@ -97,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="Hub token (default: the logged-in one or HF_TOKEN)")
     parser.add_argument("--message", default="Upload diverse-embed checkpoint", help="commit message")
     args = parser.parse_args(argv)
+    from diverse_embed import CheckpointError
+
     try:
         checked = validate(args.folder, args.repo_id)
-    except PublishError as err:
+    except (PublishError, CheckpointError, ValueError, OSError) as err:  # ValueError: bad JSON or YAML
         print(f"error: {err}", file=sys.stderr)
         return 1
     for line in checked:

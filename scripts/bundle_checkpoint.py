@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import safetensors.torch
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from diverse_embed.audio import find_audio_files, load_audio  # noqa: E402
+from diverse_embed.audio import SAMPLE_RATE, find_audio_files, load_audio  # noqa: E402
 from diverse_embed.model import BUNDLED_DIR, DEFAULT_MODEL, SAFETENSORS_FILE, DiverseEmbedder  # noqa: E402
 
 MAX_COSINE_DISTANCE = 1e-3
@@ -41,12 +40,10 @@ def half_precision_copy(source: Path, target: Path) -> None:
 
 
 def cosine_distances(a: DiverseEmbedder, b: DiverseEmbedder, clips: list[np.ndarray]) -> np.ndarray:
-    """1 - cosine similarity of the two models' clip embeddings, one per clip."""
-    distances = []
-    for audio in clips:
-        x, y = a.embed(audio).embedding, b.embed(audio).embedding  # (256,) each
-        distances.append(1.0 - torch.nn.functional.cosine_similarity(x, y, dim=0).item())
-    return np.array(distances)
+    """1 - cosine similarity of the two models' clip embeddings (both L2-normalised), one per clip."""
+    x = np.stack([o.embedding for o in a.embed_batch(clips, SAMPLE_RATE)])  # (n, 256)
+    y = np.stack([o.embedding for o in b.embed_batch(clips, SAMPLE_RATE)])
+    return 1.0 - (x * y).sum(axis=1)
 
 
 def main() -> int:
