@@ -113,8 +113,11 @@ def markdown(report: dict) -> str:
 
 
 def _short(name: str) -> str:
-    return name.replace("diverse-embed ", "").replace(" branch", "").replace("fused without ", "-").split(" (")[0] \
-        if not name.startswith("CLAP") else "CLAP"
+    if name.startswith("CLAP"):
+        return "CLAP"
+    if name.startswith("diverse-embed"):
+        return name.split("(")[1].rstrip(")").replace(" over chunks", "")
+    return name.replace(" branch", "").replace("fused without ", "-").split(" (")[0]
 
 
 def plot(report: dict, path: Path) -> None:

@@ -114,14 +114,17 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
     before its L2 normalisation), so the ablations differ from the fused vector only in what they
     leave out.
     """
-    means = []
+    means, spreads = [], []
     for start in range(0, len(clips), 16):  # 16 clips at a time: memory stays flat
         for output in model.embed_batch(clips[start : start + 16], SAMPLE_RATE, batch_size=32):
             means.append(output.chunk_embeddings.mean(axis=0))  # (256,)
+            spreads.append(output.chunk_embeddings.std(axis=0))  # (256,)
     means = np.stack(means)  # (n, 256)
     branches, width = model.config.branches, model.config.d_model
     cols = {b: np.arange(i * width, (i + 1) * width) for i, b in enumerate(branches)}
-    systems = {"diverse-embed (fused)": means}
+    systems = {"diverse-embed (fused)": means,
+               # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
+               "diverse-embed (fused mean+std over chunks)": np.concatenate([means, np.stack(spreads)], axis=1)}
     systems.update({f"{b} branch": means[:, cols[b]] for b in branches})
     systems.update({f"fused without {b}": means[:, np.concatenate([cols[o] for o in branches if o != b])]
                     for b in branches})

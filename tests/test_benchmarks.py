@@ -64,7 +64,7 @@ def test_retrieval_smoke(tiny_setup, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     systems = report["systems"]
     assert {"diverse-embed (fused)", "MFCC mean+std (20 coefficients)", "fused without pitch", "CLAP (clap)"} <= set(systems)
-    assert len(systems) == 11
+    assert len(systems) == 12
     for r in systems.values():
         o = r["overall"]
         assert 0 <= o["P@1"] <= 1 and 0 <= o["mAP@10"] <= 1 and len(o["P@k"]) == 20 and o["queries"] == 24

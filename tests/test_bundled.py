@@ -73,8 +73,6 @@ def test_plain_install_loads_the_bundled_model_offline(tmp_path):
 
 
 def _has_setuptools() -> bool:
-    try:
-        import setuptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("setuptools") is not None
