@@ -18,7 +18,7 @@ from . import __version__
 from .audio import AudioLoadError, find_audio_files
 from . import train as training
 from .index import INDEX_TYPES, AudioIndex, AudioIndexError
-from .model import DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, bundled_models, untrained_model
+from .model import DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
 from .train import Runtime
 
 LOG = logging.getLogger("diverse_embed")
@@ -31,14 +31,11 @@ def load_model(model: str | None, quiet: bool = False) -> tuple[DiverseEmbedder,
     Returns the model and the name to record next to its vectors (a folder as an absolute path).
     """
     if model == UNTRAINED:
+        if not quiet:
+            print("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show "
+                  "that the plumbing works.", file=sys.stderr)
         return untrained_model(seed=0), UNTRAINED
     model = model or DEFAULT_MODEL
-    if model not in bundled_models() and model == DEFAULT_MODEL:
-        # A source tree without the bundled weights (they are a release artefact): say so.
-        if not quiet:
-            print(f"note: the bundled model {DEFAULT_MODEL} is not in this installation; using an UNTRAINED "
-                  "model (random weights, seed 0): its embeddings only show that the plumbing works.", file=sys.stderr)
-        return untrained_model(seed=0), UNTRAINED
     name = str(Path(model).resolve()) if Path(model).is_dir() else model
     return DiverseEmbedder.from_pretrained(model), name
 

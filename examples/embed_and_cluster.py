@@ -13,8 +13,7 @@ import matplotlib.pyplot as plt
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from diverse_embed import DiverseEmbedder
-from diverse_embed.model import untrained_model
+from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import find_audio_files
 
 
@@ -23,10 +22,10 @@ def main() -> None:
     parser.add_argument("folder")
     parser.add_argument("--clusters", type=int, default=5)
     parser.add_argument("--output", default="sound-map.png")
-    parser.add_argument("--model", help="from_pretrained folder or Hub id; default: an untrained model")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
     args = parser.parse_args()
 
-    model = DiverseEmbedder.from_pretrained(args.model) if args.model else untrained_model()
+    model = DiverseEmbedder.from_pretrained(args.model)
     paths = find_audio_files([args.folder])
     embeddings = model.embed_files(paths)  # (n_files, 256), L2-normalised
 

@@ -15,8 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from diverse_embed import DiverseEmbedder
-from diverse_embed.model import untrained_model
+from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import find_audio_files
 
 
@@ -24,10 +23,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="one subfolder of audio files per class")
     parser.add_argument("--test-size", type=float, default=0.25)
-    parser.add_argument("--model", help="from_pretrained folder or Hub id; default: an untrained model")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
     args = parser.parse_args()
 
-    model = DiverseEmbedder.from_pretrained(args.model) if args.model else untrained_model()
+    model = DiverseEmbedder.from_pretrained(args.model)
     classes = sorted(p.name for p in Path(args.folder).iterdir() if p.is_dir())
     paths, labels = [], []
     for label, name in enumerate(classes):

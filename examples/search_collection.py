@@ -7,8 +7,7 @@ Re-running it reuses the index folder: files already in it are not embedded agai
 
 import argparse
 
-from diverse_embed import DiverseEmbedder
-from diverse_embed.model import untrained_model
+from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import find_audio_files
 from diverse_embed.index import AudioIndex, AudioIndexError
 
@@ -18,14 +17,11 @@ def main() -> None:
     parser.add_argument("folder", help="the sounds to search")
     parser.add_argument("query", help="a sound to search by")
     parser.add_argument("--index", default="sound-index", help="index folder (created if missing)")
-    parser.add_argument("--model", help="from_pretrained folder or Hub id; default: an untrained model")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
     parser.add_argument("-k", type=int, default=5)
     args = parser.parse_args()
 
-    if args.model:
-        model, name = DiverseEmbedder.from_pretrained(args.model), args.model
-    else:
-        model, name = untrained_model(), "untrained-seed0"
+    model, name = DiverseEmbedder.from_pretrained(args.model), args.model
     try:
         index = AudioIndex(args.index)
     except AudioIndexError:  # no index there yet

@@ -13,7 +13,7 @@ def test_embed_writes_npz_and_skips_bad_files(tmp_path, capsys):
     saved = np.load(out)
     assert saved["embeddings"].shape == (2, 256)
     assert [p.split("/")[-1] for p in saved["paths"]] == ["a.wav", "b.flac"]
-    assert str(saved["model"]) == "untrained-seed0"
+    assert str(saved["model"]) == "diverse-embed-esc50"  # the bundled default
     captured = capsys.readouterr()
     assert "broken.wav" in captured.err and "skipped 1" in captured.out
 
@@ -28,8 +28,10 @@ def test_embed_reports_missing_inputs_and_models(tmp_path, capsys):
 
 def test_untrained_model_is_announced(tmp_path, capsys):
     write_wav(tmp_path / "a.wav", sine(440, 1.0))
-    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--num-workers", "0"]) == 0
+    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--num-workers", "0",
+                 "--model", "untrained-seed0"]) == 0
     assert "UNTRAINED" in capsys.readouterr().err
+    assert str(np.load(tmp_path / "e.npz")["model"]) == "untrained-seed0"
 
 
 def test_shipped_samples_embed(tmp_path):

@@ -43,7 +43,7 @@ def test_embed_and_cluster(labelled, tmp_path):
                       cwd=tmp_path)
     groups = [line for line in out.splitlines() if line.startswith("group ")]
     assert len(groups) == 2
-    # Tones and noise fall into separate groups even with untrained weights.
+    # Tones and noise fall into separate groups.
     assert all(("tone_" in g) != ("noise_" in g) for g in groups)
     assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
