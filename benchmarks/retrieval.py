@@ -127,9 +127,11 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, r in report["systems"].items():
+    colours = plt.cm.tab20.colors  # 20 distinct colours: no two systems share one
+    for number, (name, r) in enumerate(report["systems"].items()):
         style = "-" if ("fused" in name or name.startswith(("CLAP", "MFCC"))) and "without" not in name else ":"
-        ax.plot(range(1, len(r["overall"]["P@k"]) + 1), r["overall"]["P@k"], style, marker=".", label=name)
+        ax.plot(range(1, len(r["overall"]["P@k"]) + 1), r["overall"]["P@k"], style, marker=".", label=name,
+                color=colours[(2 * number) % 20 + (2 * number) // 20])
     ax.set_xlabel("k (hits)")
     ax.set_ylabel("precision at k")
     ax.set_xticks(range(1, K_MAX + 1))
