@@ -6,8 +6,8 @@ the same code (FAISS search, logistic regression), so the comparison is only abo
 Systems:
 - DiverseEmbedder: the fused 256-d embedding (mean over 1-s chunks), each 64-d branch alone,
   and each leave-one-branch-out concatenation; one pass of the model gives all of them.
-- CLAP through `transformers`: `ClapModel.get_audio_features` on the input as its own
-  preprocessing prepares it at 48 kHz (the processor's audio half, `ClapFeatureExtractor`).
+- CLAP through `transformers`: `ClapModel.get_audio_features` on the files decoded at 48 kHz
+  and prepared by its own preprocessing (the processor's audio half, `ClapFeatureExtractor`).
 - MFCC statistics: mean and standard deviation over time of 20 MFCCs (40-d), the classic baseline.
 """
 
@@ -154,14 +154,14 @@ class Clap:
         self.model = ClapModel.from_pretrained(source).eval()
         # ClapProcessor's audio half; loading only it needs no tokenizer files.
         self.preprocess = ClapFeatureExtractor.from_pretrained(source)
-        self.resample = torchaudio.transforms.Resample(SAMPLE_RATE, CLAP_SAMPLE_RATE)
 
-    def embed(self, clips: list[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        """clips at 16 kHz -> (n, projection_dim)."""
+    def embed_files(self, paths: list[Path], batch_size: int = 8) -> np.ndarray:
+        """Each file decoded at CLAP's 48 kHz from its own rate (not from our 16 kHz copy, which
+        would cut everything above 8 kHz) -> (n, projection_dim)."""
         rows = []
         with torch.no_grad():
-            for start in range(0, len(clips), batch_size):
-                batch = [self.resample(torch.from_numpy(c).float()).numpy() for c in clips[start : start + batch_size]]
+            for start in range(0, len(paths), batch_size):
+                batch = [load_audio(p, CLAP_SAMPLE_RATE) for p in paths[start : start + batch_size]]
                 inputs = self.preprocess(batch, sampling_rate=CLAP_SAMPLE_RATE, return_tensors="pt")
                 out = self.model.get_audio_features(**inputs)
                 # transformers 4.x returns the tensor, 5.x an output object holding it.
@@ -213,7 +213,7 @@ def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, 
     vectors = diverse_embed_systems(model, clips)
     vectors["MFCC mean+std (20 coefficients)"] = mfcc_statistics(clips)
     if clap:
-        vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed(clips)
+        vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed_files(labelled.paths)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **vectors)
