@@ -115,3 +115,11 @@ def test_speed_smoke(tmp_path):
     assert [(r["index"], r["recall@10"]) for r in report["faiss"]][0] == ("flat", 1.0)
     assert set(report["branch_ms"]) == {"pitch", "timbre", "waveform", "neuralogram"}
     assert "Ratio DiverseEmbedder / CLAP tower" in (tmp_path / "speed.md").read_text()
+
+
+def test_hear_speed_smoke(tmp_path):
+    from benchmarks import hear_speed
+
+    hear_speed.main(["--repeats", "1", "--seconds", "1.5", "--output", str(tmp_path / "hear")])
+    report = json.loads((tmp_path / "hear.json").read_text())
+    assert report["timestamp_hop_ms"] == 50 and report["timestamp_audio_seconds_per_second"] > 0
