@@ -121,6 +121,9 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
+    except OSError as err:  # a full disk, a quota, a read-only folder: the last commit stands
+        raise AudioIndexError(f"cannot write {path} ({err.strerror or err}); the index keeps what it had "
+                              "committed before, and running the same command again resumes") from None
     finally:
         temp.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
