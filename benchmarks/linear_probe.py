@@ -22,7 +22,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -31,11 +30,11 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
+from diverse_embed import DiverseEmbedder
 from diverse_embed.metrics import macro_map
 
 from .retrieval import machine
-from .systems import LabelledSet, add_set_arguments, all_systems, load_set
+from .systems import LabelledSet, add_arguments, all_systems, load_set
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -100,15 +99,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(parser)
-    parser.add_argument("--folds", help=argparse.SUPPRESS)  # the probe always uses every ESC-50 fold
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
-    parser.add_argument("--clap", help="CLAP Hub id or folder (default: no CLAP row)")
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", help="output file name without extension (default linear_probe_DATASET)")
-    parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
+    add_arguments(parser, "linear_probe", folds=False)  # the probe always uses every ESC-50 fold
     args = parser.parse_args(argv)
-    args.folds = None
 
     labelled = load_set(args, fsd50k_splits=("train", "val", "eval"))
     model = DiverseEmbedder.from_pretrained(args.model)

@@ -29,9 +29,9 @@ import faiss
 import numpy as np
 import torch
 
-from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
+from diverse_embed import DiverseEmbedder
 
-from .systems import LabelledSet, add_set_arguments, all_systems, load_set
+from .systems import LabelledSet, add_arguments, all_systems, load_set
 
 K_MAX = 20
 
@@ -149,13 +149,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_set_arguments(parser)
-    parser.add_argument("--folds", help="ESC-50 folds to use, e.g. 5 (default: all)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
-    parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", help="output file name without extension (default retrieval_DATASET)")
-    parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
+    add_arguments(parser, "retrieval", folds=True)
     args = parser.parse_args(argv)
 
     labelled = load_set(args)

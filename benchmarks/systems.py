@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from diverse_embed import DiverseEmbedder
+from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
 from diverse_embed.data import read_fsd50k, read_manifest
 
@@ -89,20 +89,29 @@ def manifest(path: str | Path, audio_root: str | Path | None = None, splits: lis
 def load_set(args, fsd50k_splits: tuple[str, ...] = ("eval",)) -> LabelledSet:
     """The clip set named by the benchmark's --esc50 / --fsd50k / --manifest arguments."""
     if args.esc50:
-        return esc50(args.esc50, args.folds.split(",") if args.folds else None, args.limit_per_class)
+        folds = getattr(args, "folds", None)
+        return esc50(args.esc50, folds.split(",") if folds else None, args.limit_per_class)
     if args.fsd50k:
         return fsd50k(args.fsd50k, fsd50k_splits)
     return manifest(args.manifest, args.audio_root, args.splits.split(",") if args.splits else None)
 
 
-def add_set_arguments(parser) -> None:
+def add_arguments(parser, output_name: str, folds: bool) -> None:
+    """What the benchmarks share: the clip set, the model, CLAP, where results and vectors go."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--esc50", help="ESC-50 folder (meta/esc50.csv, audio/)")
-    source.add_argument("--fsd50k", help="FSD-50K folder in its official layout (its eval split is used)")
+    source.add_argument("--fsd50k", help="FSD-50K folder in its official layout")
     source.add_argument("--manifest", help="CSV with path,labels[,split] (labels separated by ';')")
     parser.add_argument("--audio-root", help="folder the manifest's paths are relative to")
     parser.add_argument("--splits", help="manifest splits to use (default: all)")
+    if folds:
+        parser.add_argument("--folds", help="ESC-50 folds to use, e.g. 5 (default: all)")
     parser.add_argument("--limit-per-class", type=int, help="ESC-50: at most this many clips per class and fold (smoke tests)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
+    parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", help=f"output file name without extension (default {output_name}_DATASET)")
+    parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
 
 
 # ----- systems -----------------------------------------------------------------------------------
