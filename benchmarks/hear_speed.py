@@ -18,8 +18,8 @@ import torch
 
 from diverse_embed import hear
 
-from .retrieval import machine
 from .speed import median_seconds
+from .systems import machine
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,8 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from diverse_embed import DiverseEmbedder
 from diverse_embed.metrics import macro_map
 
-from .retrieval import machine
-from .systems import LabelledSet, add_arguments, all_systems, load_set
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -27,11 +26,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 
 from diverse_embed import DiverseEmbedder
 
-from .systems import LabelledSet, add_arguments, all_systems, load_set
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
 
 K_MAX = 20
 
@@ -141,10 +139,6 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:

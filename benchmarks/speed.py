@@ -39,7 +39,8 @@ import torch
 from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
 from diverse_embed.index import build_faiss_index, index_kind
 
-from .retrieval import machine
+from .systems import machine
+
 
 CLIP_SECONDS = 10
 

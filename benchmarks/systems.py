@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ import torchaudio
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
 from diverse_embed.data import read_fsd50k, read_manifest
+from diverse_embed.hear import scene_vector
+from diverse_embed.train import columns, subsets
 
 CLAP_SAMPLE_RATE = 48000
 
@@ -123,20 +125,20 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
     before its L2 normalisation), so the ablations differ from the fused vector only in what they
     leave out.
     """
-    means, spreads = [], []
+    means, scenes = [], []
     for start in range(0, len(clips), 16):  # 16 clips at a time: memory stays flat
         for output in model.embed_batch(clips[start : start + 16], SAMPLE_RATE, batch_size=32):
             means.append(output.chunk_embeddings.mean(axis=0))  # (256,)
-            spreads.append(output.chunk_embeddings.std(axis=0))  # (256,)
+            scenes.append(scene_vector(output))  # (512,)
     means = np.stack(means)  # (n, 256)
-    branches, width = model.config.branches, model.config.d_model
-    cols = {b: np.arange(i * width, (i + 1) * width) for i, b in enumerate(branches)}
     systems = {"diverse-embed (fused)": means,
                # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
-               "diverse-embed (fused mean+std over chunks)": np.concatenate([means, np.stack(spreads)], axis=1)}
-    systems.update({f"{b} branch": means[:, cols[b]] for b in branches})
-    systems.update({f"fused without {b}": means[:, np.concatenate([cols[o] for o in branches if o != b])]
-                    for b in branches})
+               "diverse-embed (fused mean+std over chunks)": np.stack(scenes)}
+    # The same subsets, and the same columns, as training's ablation heads.
+    for name, branches in subsets(model.config.branches).items():
+        if name != "fused":
+            label = f"fused without {name[1:]}" if name.startswith("-") else f"{name} branch"
+            systems[label] = means[:, columns(model.config, branches)]
     return systems
 
 
@@ -177,12 +179,6 @@ class Clap:
                 rows.append((out if torch.is_tensor(out) else out.pooler_output).numpy())
         return np.concatenate(rows)
 
-    def description(self) -> str:
-        config = Path(self.source) / "config.json"
-        if config.is_file():
-            return f"{self.source} (local folder; config {json.loads(config.read_text()).get('_name_or_path', '')})"
-        return self.source
-
 
 def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
     """A tiny randomly initialised CLAP (real transformers classes) saved to `folder`: how tests and
@@ -200,6 +196,11 @@ def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
     # The preprocessing laion/clap-htsat-unfused uses: 10-s windows, random crop of longer input.
     ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(folder)
     return Path(folder)
+
+
+def machine() -> str:
+    """The machine a result was measured on, as the results files record it."""
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
 
 
 def load_clips(labelled: LabelledSet) -> list[np.ndarray]:

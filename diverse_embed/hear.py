@@ -30,11 +30,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from .audio import chunk
-from .model import DEFAULT_MODEL, DiverseEmbedConfig, DiverseEmbedder, load_weights
+from .model import DEFAULT_MODEL, DiverseEmbedConfig, DiverseEmbedder, EmbeddingOutput, load_weights
 
 TIMESTAMP_HOP_MS = 50
 WINDOWS_PER_BATCH = 128  # 1-s windows per forward pass: bounds memory on long clips
@@ -89,17 +89,17 @@ def _embed_windows(windows: torch.Tensor, model: HearModel) -> torch.Tensor:
     return torch.cat([model.embedder(part.contiguous()).embeddings for part in windows.split(WINDOWS_PER_BATCH)])
 
 
+def scene_vector(output: EmbeddingOutput) -> np.ndarray:
+    """The scene embedding of one clip from what `embed` gives: the mean and the (population)
+    standard deviation of its chunk embeddings, (512,)."""
+    return np.concatenate([output.chunk_embeddings.mean(axis=0), output.chunk_embeddings.std(axis=0)])
+
+
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     """audio (n_sounds, n_samples) -> (n_sounds, 512): mean and std of the 1-s chunk embeddings."""
     x = _check(audio, model)
-    config = model.embedder.config
-    rows = []
-    for clip in x:
-        # The chunks `DiverseEmbedder.embed` uses, so the mean half equals its (unnormalised) embedding.
-        chunks, _ = chunk(clip, config.hop_samples, config.chunk_samples, config.min_final_chunk_samples)
-        embeddings = _embed_windows(chunks.to(x.device), model)  # (n_chunks, 256)
-        rows.append(torch.cat([embeddings.mean(dim=0), embeddings.std(dim=0, unbiased=False)]))
-    return torch.stack(rows).float().to(audio.device)
+    outputs = model.embedder.embed_batch(list(x), model.sample_rate)  # the same chunks as `embed`
+    return torch.from_numpy(np.stack([scene_vector(o) for o in outputs])).float().to(audio.device)
 
 
 def timestamps_ms(n_samples: int, model: HearModel) -> torch.Tensor:
