@@ -18,7 +18,7 @@ from . import __version__
 from .audio import AudioLoadError, find_audio_files
 from . import train as training
 from .index import INDEX_TYPES, AudioIndex, AudioIndexError
-from .model import DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
+from .model import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
 from .train import Runtime
 
 LOG = logging.getLogger("diverse_embed")
@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True, help="where to write the .npz (embeddings, paths)")
     embed.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hugging Face Hub id (default: {DEFAULT_MODEL})")
-    embed.add_argument("--batch-size", type=int, default=32, help="1-s chunks per forward pass (default 32)")
+    embed.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                       help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
     embed.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
     embed.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
     embed.set_defaults(run=run_embed)
@@ -231,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--batch-size", type=int, default=32, help="1-s chunks per forward pass (default 32)")
+    command.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                         help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
     command.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
     command.add_argument("--commit-every", type=int, default=32,
                          help="files per commit: an interrupted build loses at most this many (default 32)")

@@ -1,11 +1,14 @@
 """The four front ends, each a module from 1-s chunks (batch, samples) to a frame sequence.
 
-| branch      | output shape                 | frame rate                          |
-|-------------|------------------------------|-------------------------------------|
-| pitch       | (batch, frames, bins) binary | 10 ms                               |
-| timbre      | (batch, frames, n_mfcc)      | 10 ms                               |
-| waveform    | (batch, patches, patch)      | 25 ms, non-overlapping              |
-| neuralogram | log-mel (batch, frames, mels), fed to the MobileNet in `neuralogram.py` | 10 ms |
+| branch      | output shape                 | frame rate (the model's default, `frame_hop_ms`) |
+|-------------|------------------------------|--------------------------------------------------|
+| pitch       | (batch, frames, bins) binary | 25 ms                                            |
+| timbre      | (batch, frames, n_mfcc)      | 25 ms, 50-ms windows                             |
+| waveform    | (batch, patches, patch)      | 25 ms, non-overlapping                           |
+| neuralogram | log-mel (batch, frames, mels), fed to the MobileNet in `neuralogram.py` | 25 ms, 50-ms windows |
+
+The classes' own defaults (10-ms hop, 25-ms windows) are YAMNet's and torchaudio's usual ones;
+`model.build_front_end` passes the config's values.
 
 All of them work on each chunk alone, so a chunk's features never depend on its batch.
 """
@@ -42,15 +45,17 @@ class SpectralPeaks(nn.Module):
         floor_dbfs: float = -70.0,
     ):
         super().__init__()
-        self.spectrogram = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=1.0, center=True)
+        # Complex output: only the kept bins (and their two neighbours) are turned into power.
+        self.spectrogram = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=None, center=True)
         all_frequencies = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
         kept = ((all_frequencies >= fmin_hz) & (all_frequencies <= fmax_hz)).nonzero().flatten()
         self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
         self.register_buffer("frequencies", all_frequencies[self.first_bin : self.last_bin], persistent=False)
         self.max_peaks = max_peaks
-        self.threshold = 10.0 ** (threshold_db / 20.0)
+        # Both tests run on power (|X|^2, monotonic in |X|, and no square root), hence the squares.
+        self.power_threshold = 10.0 ** (threshold_db / 10.0)
         # A full-scale sine under a Hann window peaks at n_fft / 4 in magnitude.
-        self.floor = 10.0 ** (floor_dbfs / 20.0) * n_fft / 4.0
+        self.power_floor = (10.0 ** (floor_dbfs / 20.0) * n_fft / 4.0) ** 2
 
     @property
     def num_bins(self) -> int:
@@ -58,17 +63,21 @@ class SpectralPeaks(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform: (batch, samples) -> peaks: (batch, frames, bins) of 0.0 / 1.0."""
-        magnitude = self.spectrogram(waveform).transpose(1, 2)  # (B, frames, all_bins)
-        centre = magnitude[..., 1:-1]
+        spectrum = self.spectrogram(waveform).transpose(1, 2)  # (B, frames, all_bins) complex
+        # The kept bins plus one neighbour each side (where there is one), for the local-maximum test.
+        low, high = max(self.first_bin - 1, 0), min(self.last_bin + 1, spectrum.shape[-1])
+        power = torch.view_as_real(spectrum[..., low:high]).square().sum(dim=-1)  # (B, frames, high - low)
+        centre = power[..., 1:-1]
         # Strict on the left, loose on the right: a two-bin plateau counts once.
-        is_peak = (centre > magnitude[..., :-2]) & (centre >= magnitude[..., 2:])
-        is_peak = nn.functional.pad(is_peak, (1, 1))[..., self.first_bin : self.last_bin]
-        magnitude = magnitude[..., self.first_bin : self.last_bin]  # (B, frames, bins)
-        loudest = magnitude.amax(dim=-1, keepdim=True)
-        is_peak &= (magnitude >= loudest * self.threshold) & (magnitude > self.floor)
-        peak_magnitude = torch.where(is_peak, magnitude, torch.zeros_like(magnitude))
-        top_values, top_bins = peak_magnitude.topk(min(self.max_peaks, self.num_bins), dim=-1)
-        peaks = torch.zeros_like(magnitude)
+        is_peak = (centre > power[..., :-2]) & (centre >= power[..., 2:])
+        start = self.first_bin - low
+        is_peak = nn.functional.pad(is_peak, (1, 1))[..., start : start + self.num_bins]
+        power = power[..., start : start + self.num_bins]  # (B, frames, bins)
+        loudest = power.amax(dim=-1, keepdim=True)
+        is_peak &= (power >= loudest * self.power_threshold) & (power > self.power_floor)
+        peak_power = torch.where(is_peak, power, torch.zeros_like(power))
+        top_values, top_bins = peak_power.topk(min(self.max_peaks, self.num_bins), dim=-1)
+        peaks = torch.zeros_like(power)
         return peaks.scatter_(-1, top_bins, (top_values > 0).to(peaks.dtype))
 
 

@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 
 from .audio import AudioLoadError, prepare_waveform
-from .model import DiverseEmbedder, EmbeddingOutput
+from .model import DEFAULT_BATCH_SIZE, DiverseEmbedder, EmbeddingOutput
 
 LOG = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class AudioIndex:
         paths: list[str | os.PathLike],
         model: DiverseEmbedder,
         commit_every: int = 32,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         num_workers: int = 2,
         progress: bool = True,
     ) -> AddReport:

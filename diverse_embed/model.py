@@ -38,6 +38,11 @@ SAFETENSORS_FILE = "model.safetensors"
 BUNDLED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "diverse-embed-esc50"
 
+# 1-s chunks per forward pass unless told. 64 rather than 32: the transformers' many small
+# operations cost per call, and on a 2-core CPU 64 chunks a call embedded about 9% more audio per
+# second (benchmarks/results/speed.md); memory stays small (a few tens of MB of activations).
+DEFAULT_BATCH_SIZE = 64
+
 
 def bundled_models() -> dict[str, Path]:
     """Name -> folder of every checkpoint shipped with the package."""
@@ -63,7 +68,10 @@ class DiverseEmbedConfig:
     chunk_seconds: float = 1.0  # each branch sees one chunk of this length
     hop_seconds: float = 1.0  # step between chunks when embedding a clip
     min_final_chunk_seconds: float = 0.1  # a shorter leftover at the end of a clip is dropped, not padded
-    frame_hop_ms: float = 10.0  # frame step of the spectral front ends (pitch, timbre, log-mel)
+    # Frame step of the spectral front ends (pitch, timbre, log-mel). 25 ms, the waveform patch
+    # length, so every transformer sees about 40 frames a chunk: a 10-ms step (101 frames) made
+    # the whole model about 2.5x slower (benchmarks/results/speed.md).
+    frame_hop_ms: float = 25.0
 
     # Transformer, the same shape in every branch
     d_model: int = 64  # width; each branch embedding has this size
@@ -83,7 +91,7 @@ class DiverseEmbedConfig:
 
     # timbre: MFCCs
     n_mfcc: int = 12  # coefficients per frame
-    mfcc_window_ms: float = 25.0  # STFT window
+    mfcc_window_ms: float = 50.0  # STFT window: two frame steps, so consecutive windows overlap by half
     mfcc_n_mels: int = 40  # mel bands before the DCT
 
     # waveform: raw patches
@@ -91,11 +99,11 @@ class DiverseEmbedConfig:
 
     # neuralogram: MobileNet over log-mel (see neuralogram.py)
     mel_bins: int = 64  # YAMNet's log-mel settings
-    mel_window_ms: float = 25.0
+    mel_window_ms: float = 50.0  # two frame steps, as for the MFCCs
     mel_fmin_hz: float = 125.0
     mel_fmax_hz: float = 7500.0
     mobilenet_width: float = 1.0  # channel multiplier; 1.0 gives 1024-d activations
-    mobilenet_time_stride: int = 8  # one 1024-d vector every 8 log-mel frames (80 ms)
+    mobilenet_time_stride: int = 16  # one 1024-d vector every 16 log-mel frames (400 ms at 25-ms frames)
 
     def __post_init__(self):
         unknown = [name for name in self.branches if name not in BRANCHES]
@@ -336,7 +344,10 @@ class DiverseEmbedder(
         return self.embed_batch([audio], sample_rate)[0]
 
     def embed_batch(
-        self, clips: list[np.ndarray | torch.Tensor], sample_rate: int | None = None, batch_size: int = 32
+        self,
+        clips: list[np.ndarray | torch.Tensor],
+        sample_rate: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> list[EmbeddingOutput]:
         """Embed clips of any lengths together; each result equals what `embed` gives for that clip.
 
@@ -369,7 +380,7 @@ class DiverseEmbedder(
         logits = torch.cat([o.logits for o in outputs]).float().cpu()
         return embeddings, logits
 
-    def embed_file(self, path: str | os.PathLike, batch_size: int = 32) -> EmbeddingOutput:
+    def embed_file(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> EmbeddingOutput:
         """Embed one audio file of any length, decoding it block by block: an hour-long recording
         never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
         cfg = self.config
@@ -422,7 +433,7 @@ class DiverseEmbedder(
     def iter_embed_files(
         self,
         paths: list[str | os.PathLike],
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         num_workers: int = 2,
         progress: bool = True,
         max_seconds_in_memory: float = 600.0,
@@ -466,7 +477,11 @@ class DiverseEmbedder(
         yield from ((path, output) for (path, _), output in zip(pending, outputs))
 
     def embed_files(
-        self, paths: list[str | os.PathLike], batch_size: int = 32, num_workers: int = 2, progress: bool = True
+        self,
+        paths: list[str | os.PathLike],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        num_workers: int = 2,
+        progress: bool = True,
     ) -> np.ndarray:
         """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given.
 
