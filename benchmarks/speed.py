@@ -1,18 +1,19 @@
 """Speed and memory: DiverseEmbedder against the CLAP audio tower, per-branch cost, and FAISS.
 
     python -m benchmarks.speed                         # writes benchmarks/results/speed.{json,md}
-    python -m benchmarks.speed --skip-faiss --clips 4 --repeats 2 --output /tmp/speed   # quick look
+    python -m benchmarks.speed --skip-faiss --batches 1,4 --repeats 2 --output /tmp/speed   # quick look
 
 Embedding throughput is seconds of audio embedded per second of wall time, end to end from the
-waveform: for DiverseEmbedder `embed_batch` (chunking, the four front ends, the four
-transformers, 16 kHz input), for CLAP its own preprocessing (`ClapFeatureExtractor`, 48 kHz
-input, mel and 10-s windows) and `ClapModel.get_audio_features`' compute (the HTSAT audio model
-and its projection: `ClapAudioModelWithProjection`). "Batch" is how many 10-s clips go in one
-call (DiverseEmbedder runs their chunks 32 at a time). Both systems are timed in this one
-process, alternating, each after a warm-up, the median of --repeats runs. Random weights: they
-do not change the compute; CLAP's config is `ClapAudioConfig()`, the architecture of
-laion/clap-htsat-unfused. Peak memory is measured in a fresh process per system and batch
-(peak resident memory, and its rise over the same process once it has embedded one clip).
+waveform: for DiverseEmbedder (the bundled checkpoint) `embed_batch` (chunking, the four front
+ends, the four transformers, 16 kHz input), for CLAP its own preprocessing
+(`ClapFeatureExtractor`, 48 kHz input, mel and 10-s windows) and `ClapModel.get_audio_features`'
+compute (the HTSAT audio model and its projection: `ClapAudioModelWithProjection`). "Batch" is
+how many 10-s clips go in one call (DiverseEmbedder runs their 1-s chunks `DEFAULT_BATCH_SIZE` at
+a time, its default). Both systems are timed in this one process, alternating, each after a
+warm-up, the median of --repeats runs. CLAP has random weights: they do not change the compute;
+its config is `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused. Peak memory is
+measured in a fresh process per system and batch (peak resident memory, and its rise over the
+same process once it has embedded one clip).
 
 FAISS: for each size in --faiss-sizes, vectors of dimension 256 drawn around 1,000 random
 centres (embeddings cluster; uniform random vectors are the hardest case and unlike real ones),
@@ -36,7 +37,8 @@ import faiss
 import numpy as np
 import torch
 
-from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
+from diverse_embed import DiverseEmbedder
+from diverse_embed.model import DEFAULT_MODEL
 from diverse_embed.index import build_faiss_index, index_kind
 
 from .systems import machine
@@ -58,18 +60,18 @@ def median_seconds(run, repeats: int) -> float:
 # ----- the two systems ---------------------------------------------------------------------------
 
 class DiverseSystem:
-    name = "DiverseEmbedder (fused, 256-d)"
+    name = f"DiverseEmbedder (fused, 256-d, {DEFAULT_MODEL})"
     sample_rate = 16000
 
     def __init__(self, device: str):
-        torch.manual_seed(0)
-        self.model = DiverseEmbedder(DiverseEmbedConfig()).eval().to(device)
+        # The bundled model: the architecture users get (its config.json fixes frame rates and strides).
+        self.model = DiverseEmbedder.from_pretrained(DEFAULT_MODEL).eval().to(device)
 
     def parameters(self) -> int:
         return self.model.num_parameters()["total"]
 
     def embed(self, clips: list[np.ndarray]) -> None:
-        self.model.embed_batch(clips, self.sample_rate, batch_size=32)
+        self.model.embed_batch(clips, self.sample_rate)  # the library's default chunks per forward pass
 
 
 class ClapTower:

@@ -12,10 +12,11 @@ outputs are float32 on the input's device.
 Scene embedding (512-d): the mean of the clip's 1-s chunk embeddings (the fused 256-d vector, as
 `DiverseEmbedder.embed` computes it before normalising) and their standard deviation over the
 chunks (zero for a clip of one chunk). Measured with the linear probe of
-benchmarks/results/linear_probe_esc50.md ("fused mean+std over chunks" against "fused"): fold-5
-accuracy 0.605 against 0.578, 5-fold mean 0.747 against 0.743, a tie on fold 4 (0.690 against
-0.693); retrieval mAP@10 on fold 5 0.316 against 0.306. A small gain, but never a loss beyond one
-clip in 400, so the scene embedding keeps the spread.
+benchmarks/results/linear_probe_esc50.md ("fused mean+std over chunks" against "fused"): with the
+first bundled model, fold-5 accuracy 0.605 against 0.578, 5-fold mean 0.747 against 0.743, fold 4
+0.690 against 0.693, retrieval mAP@10 on fold 5 0.316 against 0.306, so the scene embedding keeps
+the spread; with the current one, fold 5 0.630 against 0.605, but fold 4 0.700 against 0.715 and
+the 5-fold mean 0.806 against 0.810, retrieval 0.342 against 0.338. A small, uneven difference.
 
 Timestamp embedding (256-d): the fused embedding of the 1-s window centred on each timestamp
 (zero-padded past the clip's edges), one every `timestamp_hop_ms` (default 50 ms). Timestamps are
