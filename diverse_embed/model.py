@@ -70,7 +70,7 @@ class DiverseEmbedConfig:
     min_final_chunk_seconds: float = 0.1  # a shorter leftover at the end of a clip is dropped, not padded
     # Frame step of the spectral front ends (pitch, timbre, log-mel). 25 ms, the waveform patch
     # length, so every transformer sees about 40 frames a chunk: a 10-ms step (101 frames) made
-    # the whole model about 2.5x slower (benchmarks/results/speed.md).
+    # the forward pass about 2.3x slower (README, "Size and speed").
     frame_hop_ms: float = 25.0
 
     # Transformer, the same shape in every branch
