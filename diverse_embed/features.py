@@ -66,7 +66,8 @@ class SpectralPeaks(nn.Module):
         spectrum = self.spectrogram(waveform).transpose(1, 2)  # (B, frames, all_bins) complex
         # The kept bins plus one neighbour each side (where there is one), for the local-maximum test.
         low, high = max(self.first_bin - 1, 0), min(self.last_bin + 1, spectrum.shape[-1])
-        power = torch.view_as_real(spectrum[..., low:high]).square().sum(dim=-1)  # (B, frames, high - low)
+        kept = spectrum[..., low:high]
+        power = kept.real.square() + kept.imag.square()  # (B, frames, high - low)
         centre = power[..., 1:-1]
         # Strict on the left, loose on the right: a two-bin plateau counts once.
         is_peak = (centre > power[..., :-2]) & (centre >= power[..., 2:])

@@ -67,6 +67,37 @@ def test_log_mel_and_mobilenet_shapes():
         MobileNetV1(time_stride=6)
 
 
+def trained_looking_mobilenet() -> MobileNetV1:
+    """A MobileNet whose batch norms hold non-trivial statistics and affine weights, as after training."""
+    torch.manual_seed(0)
+    net = MobileNetV1(time_stride=16)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    return net
+
+
+def test_mobilenet_inference_folds_batch_norm_without_changing_its_output():
+    net = trained_looking_mobilenet().eval()
+    log_mel = LogMel(hop_length=400, win_length=800, n_fft=1024)(0.1 * torch.randn(3, 16000))
+    with torch.no_grad():
+        folded = net(log_mel)  # eval: batch norm folded into the convolutions
+        layer_by_layer = net.layers(log_mel.unsqueeze(1)).mean(dim=3).transpose(1, 2)  # conv, batch norm, ReLU
+    torch.testing.assert_close(folded, layer_by_layer, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_reach_the_weights_through_the_folded_batch_norm():
+    # Fine-tuning with frozen batch-norm statistics (eval mode) must still train the convolutions.
+    net = trained_looking_mobilenet().eval()
+    net(torch.randn(2, 41, 64)).sum().backward()
+    first_conv, first_batch_norm = net.layers[0][0], net.layers[0][1]
+    assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
+    assert first_batch_norm.weight.grad is not None and first_batch_norm.running_mean.grad is None
+
+
 def test_features_are_finite_on_silence_and_clipping():
     extremes = torch.stack([torch.zeros(16000), torch.ones(16000), torch.sign(torch.randn(16000))])
     for front_end in [SpectralPeaks(), MFCCFrames(), LogMel()]:

@@ -7,6 +7,7 @@ import torch
 
 from conftest import sine, write_wav
 from diverse_embed import AudioLoadError, CheckpointError, DiverseEmbedConfig, DiverseEmbedder
+from diverse_embed.model import explicit_attention
 
 RNG = np.random.default_rng(0)
 
@@ -57,6 +58,14 @@ def test_same_input_same_bits_even_from_training_mode():
     assert np.array_equal(first.chunk_embeddings, second.chunk_embeddings)
     assert np.array_equal(first.logits, second.logits)
     assert fresh.training, "embed must restore the mode it found"
+
+
+@pytest.mark.parametrize("frames", [3, 41])
+def test_explicit_attention_is_scaled_dot_product_attention(frames):
+    # The CPU path writes attention out (faster at these sizes); GPUs use PyTorch's SDPA.
+    q, k, v = torch.randn(3, 5, 12, frames, 8).unbind(0)  # (batch, heads, frames, head_dim)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(explicit_attention(q, k, v, dropout=0.0), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_other_sample_rates_are_resampled(model):
