@@ -9,8 +9,8 @@ ends, the four transformers, 16 kHz input), for CLAP its own preprocessing
 (`ClapFeatureExtractor`, 48 kHz input, mel and 10-s windows) and `ClapModel.get_audio_features`'
 compute (the HTSAT audio model and its projection: `ClapAudioModelWithProjection`). "Batch" is
 how many 10-s clips go in one call (DiverseEmbedder runs their 1-s chunks `DEFAULT_BATCH_SIZE` at
-a time, its default). Both systems are timed in this one process, alternating, each after a
-warm-up, the median of --repeats runs. CLAP has random weights: they do not change the compute;
+a time, its default). Both systems are timed in this one process, each after a warm-up, taking
+turns run by run, the median of --repeats runs. CLAP has random weights: they do not change the compute;
 its config is `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused. Peak memory is
 measured in a fresh process per system and batch (peak resident memory, and its rise over the
 same process once it has embedded one clip).
@@ -104,14 +104,22 @@ def clips_for(system, count: int) -> list[np.ndarray]:
 
 
 def throughputs(device: str, batches: list[int], repeats: int) -> dict:
-    """Seconds of audio per second, per system and batch, measured alternately in this process."""
+    """Seconds of audio per second, per system and batch, measured in this process. The systems
+    take turns run by run (A, B, A, B, ...), so a slow spell of a shared machine hits both."""
     systems = {key: cls(device) for key, cls in SYSTEMS.items()}
     result = {s.name: {"parameters": s.parameters()} for s in systems.values()}
     for batch in batches:
-        for system in systems.values():
-            clips = clips_for(system, batch)
-            seconds = median_seconds(lambda: system.embed(clips), repeats)
-            result[system.name][f"batch {batch}"] = batch * CLIP_SECONDS / seconds
+        clips = {key: clips_for(system, batch) for key, system in systems.items()}
+        times = {key: [] for key in systems}
+        for key, system in systems.items():
+            system.embed(clips[key])  # warm-up
+        for _ in range(repeats):
+            for key, system in systems.items():
+                start = time.perf_counter()
+                system.embed(clips[key])
+                times[key].append(time.perf_counter() - start)
+        for key, system in systems.items():
+            result[system.name][f"batch {batch}"] = batch * CLIP_SECONDS / statistics.median(times[key])
     return result
 
 
@@ -236,7 +244,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,32", help="clips per call (default 1,32)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up; the median counts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up; the median counts")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-embedding", action="store_true", help="FAISS only")
     parser.add_argument("--skip-memory", action="store_true")
