@@ -244,7 +244,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,32", help="clips per call (default 1,32)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up; the median counts")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs after a warm-up; the median counts")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-embedding", action="store_true", help="FAISS only")
     parser.add_argument("--skip-memory", action="store_true")
