@@ -10,8 +10,8 @@ ends, the four transformers, 16 kHz input), for CLAP its own preprocessing
 compute (the HTSAT audio model and its projection: `ClapAudioModelWithProjection`). "Batch" is
 how many 10-s clips go in one call (DiverseEmbedder runs their 1-s chunks `DEFAULT_BATCH_SIZE` at
 a time, its default). Both systems are timed in this one process, each after a warm-up, taking
-turns run by run, the median of --repeats runs. CLAP has random weights: they do not change the compute;
-its config is `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused. Peak memory is
+turns run by run, the median of --repeats runs. CLAP has random weights: they do not change the
+compute; its config is `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused. Peak memory is
 measured in a fresh process per system and batch (peak resident memory, and its rise over the
 same process once it has embedded one clip).
 
