@@ -30,7 +30,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from diverse_embed import DiverseEmbedder
+from diverse_embed import DiverseEmbedder, resolve_model
 from diverse_embed.metrics import macro_map
 
 from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     labelled = load_set(args, fsd50k_splits=("train", "val", "eval"))
-    model = DiverseEmbedder.from_pretrained(args.model)
+    model, _ = resolve_model(args.model)
     started = time.perf_counter()
     vectors, descriptions = all_systems(labelled, model, args.model, args.clap, args.cache_dir)
     results = {}

@@ -24,56 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from diverse_embed import DiverseEmbedder
+from diverse_embed import DiverseEmbedder, resolve_model
+from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
 from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
 
 K_MAX = 20
-
-
-def search_all(vectors: np.ndarray, k: int) -> np.ndarray:
-    """Leave-one-out neighbours: (n, k) indices, best first, the query itself left out."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    _, hits = index.search(x, min(k + 1, len(x)))
-    rows = []
-    for query, row in enumerate(hits):
-        others = [h for h in row if h != query and h >= 0][:k]  # ties may put the query second
-        rows.append(others + [-1] * (k - len(others)))
-    return np.array(rows)
-
-
-def retrieval_metrics(hits: np.ndarray, targets: np.ndarray) -> dict:
-    """hits (n, k) from search_all, targets (n, classes) multi-hot -> overall and per-class metrics."""
-    shared = targets @ targets.T > 0  # (n, n): clip pairs that share a label
-    np.fill_diagonal(shared, False)
-    relevant_total = shared.sum(axis=1)  # (n,)
-    relevant = np.take_along_axis(shared, np.maximum(hits, 0), axis=1) & (hits >= 0)  # (n, k)
-    k = hits.shape[1]
-    precision_at = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)  # (n, k)
-    top10 = relevant[:, :10]
-    ap10 = (precision_at[:, :10] * top10).sum(axis=1) / np.maximum(1, np.minimum(10, relevant_total))
-    per_query = {
-        "P@1": relevant[:, 0].astype(float),
-        "P@10": top10.mean(axis=1),
-        "mAP@10": ap10,
-        "recall@10": top10.sum(axis=1) / np.maximum(1, relevant_total),
-    }
-    has_relevant = relevant_total > 0  # a query with no relevant clip cannot be scored
-    overall = {name: float(v[has_relevant].mean()) for name, v in per_query.items()}
-    overall["P@k"] = [float(v) for v in precision_at[has_relevant].mean(axis=0)]
-    overall["queries"] = int(has_relevant.sum())
-    per_class = {}
-    for c in range(targets.shape[1]):
-        queries = (targets[:, c] > 0) & has_relevant
-        if queries.any():
-            per_class[c] = {name: float(v[queries].mean()) for name, v in per_query.items()}
-    return {"overall": overall, "per_class": per_class}
 
 
 def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
@@ -84,7 +42,7 @@ def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: st
     targets = labelled.targets()
     results = {}
     for name, v in vectors.items():
-        metrics = retrieval_metrics(search_all(v, K_MAX), targets)
+        metrics = retrieval_metrics(leave_one_out_neighbours(v, K_MAX), targets)
         metrics["per_class"] = {labelled.vocabulary[c]: m for c, m in metrics["per_class"].items()}
         results[name] = {"description": descriptions[name], "dimension": int(v.shape[1]), **metrics}
     return {"dataset": labelled.name, "clips": len(labelled.paths), "classes": len(labelled.vocabulary),
@@ -147,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     labelled = load_set(args)
-    model = DiverseEmbedder.from_pretrained(args.model)
+    model, _ = resolve_model(args.model)
     report = run(labelled, model, args.model, args.clap, args.cache_dir)
     report.update(command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                   machine=machine(), model=f"{args.model} (fingerprint {model.fingerprint()[:16]})", clap=args.clap)

@@ -37,8 +37,8 @@ import faiss
 import numpy as np
 import torch
 
-from diverse_embed import DiverseEmbedder
-from diverse_embed.model import DEFAULT_MODEL
+from diverse_embed import DiverseEmbedder, resolve_model
+from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.index import build_faiss_index, index_kind
 
 from .systems import machine
@@ -65,7 +65,7 @@ class DiverseSystem:
 
     def __init__(self, device: str):
         # The bundled model: the architecture users get (its config.json fixes frame rates and strides).
-        self.model = DiverseEmbedder.from_pretrained(DEFAULT_MODEL).eval().to(device)
+        self.model = resolve_model(DEFAULT_MODEL)[0].to(device)
 
     def parameters(self) -> int:
         return self.model.num_parameters()["total"]
@@ -155,7 +155,7 @@ def branch_times(batch_size: int, repeats: int, device: str) -> dict[str, dict[s
     chunks = torch.randn(batch_size, model.config.chunk_samples, device=device) * 0.1
     result = {}
     for name, branch in model.branches.items():
-        front = median_seconds(lambda: branch.frames(chunks), repeats)
+        front = median_seconds(lambda: branch.front_end(chunks), repeats)
         whole = median_seconds(lambda: branch(chunks), repeats)
         result[name] = {"features_ms": 1000 * front, "network_ms": 1000 * (whole - front), "total_ms": 1000 * whole,
                         "parameters": sum(p.numel() for p in branch.parameters())}

@@ -25,9 +25,9 @@ import torchaudio
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
-from diverse_embed.data import read_fsd50k, read_manifest
+from diverse_embed.data import multi_hot, read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
-from diverse_embed.train import columns, subsets
+from diverse_embed.evaluate import columns, subsets
 
 CLAP_SAMPLE_RATE = 48000
 
@@ -42,10 +42,7 @@ class LabelledSet:
 
     def targets(self) -> np.ndarray:
         """(n_clips, n_classes) multi-hot."""
-        y = np.zeros((len(self.paths), len(self.vocabulary)), np.float32)
-        for i, labels in enumerate(self.labels):
-            y[i, labels] = 1.0
-        return y
+        return multi_hot(self.labels, len(self.vocabulary))
 
     def key(self) -> str:
         return hashlib.sha1("\n".join(map(str, self.paths)).encode()).hexdigest()[:12]

@@ -1,21 +1,27 @@
 """diverse-embed: audio embeddings from four small transformers over diverse features."""
 
-from .audio import SAMPLE_RATE, AudioLoadError, load_audio
-from .model import (BRANCHES, DEFAULT_MODEL, CheckpointError, DiverseEmbedConfig, DiverseEmbedder, EmbeddingOutput,
-                    bundled_models)
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioLoadError",
-    "BRANCHES",
-    "CheckpointError",
-    "DEFAULT_MODEL",
-    "DiverseEmbedConfig",
-    "DiverseEmbedder",
-    "EmbeddingOutput",
-    "SAMPLE_RATE",
-    "bundled_models",
-    "load_audio",
-    "__version__",
-]
+# name -> the module that defines it. Loaded on first use, so that `import diverse_embed.cli`
+# (and `diverse-embed --help`) does not pay for importing torch.
+_EXPORTS = {
+    "AudioLoadError": "audio", "load_audio": "audio",
+    "CheckpointError": "checkpoint", "bundled_models": "checkpoint", "resolve_model": "checkpoint",
+    "BRANCHES": "config", "DEFAULT_MODEL": "config", "SAMPLE_RATE": "config", "DiverseEmbedConfig": "config",
+    "EmbeddingOutput": "embed",
+    "DiverseEmbedder": "model",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

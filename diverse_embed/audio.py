@@ -17,9 +17,10 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from .config import SAMPLE_RATE
+
 LOG = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 CHUNK_SECONDS = 1.0
 CHUNK_SAMPLES = int(SAMPLE_RATE * CHUNK_SECONDS)  # 16000
 

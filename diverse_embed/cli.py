@@ -1,124 +1,148 @@
-"""The `diverse-embed` command line. Library modules log; this module decides what the user sees."""
+"""The `diverse-embed` command line. Library modules log; this module decides what the user sees.
+
+Each command imports what it needs when it runs: `--help` loads no torch, and a plain install runs
+every command.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-import tempfile
 import time
-from importlib.resources import files
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
-from .audio import AudioLoadError, find_audio_files
-from . import train as training
-from .index import INDEX_TYPES, AudioIndex, AudioIndexError
-from .model import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, UNTRAINED, CheckpointError, DiverseEmbedder, untrained_model
-from .train import Runtime
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, UNTRAINED
 
 LOG = logging.getLogger("diverse_embed")
 
 
-def load_model(model: str | None, quiet: bool = False) -> tuple[DiverseEmbedder, str]:
-    """The model named by --model (a bundled name, a from_pretrained folder or a Hub id), or the
-    bundled default. `untrained-seed0` gives random weights (seed 0), for testing the plumbing.
+def say(message: str) -> None:
+    """A note on stderr, printed above any progress bar rather than into it."""
+    from tqdm.auto import tqdm
 
-    Returns the model and the name to record next to its vectors (a folder as an absolute path).
-    """
-    if model == UNTRAINED:
-        if not quiet:
-            print("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show "
-                  "that the plumbing works.", file=sys.stderr)
-        return untrained_model(seed=0), UNTRAINED
-    model = model or DEFAULT_MODEL
-    name = str(Path(model).resolve()) if Path(model).is_dir() else model
-    return DiverseEmbedder.from_pretrained(model), name
+    tqdm.write(message, file=sys.stderr)
 
+
+def load_model(name: str | None, device: str | None, quiet: bool = False):
+    """The model --model names (default: the bundled one) on --device, and the name to record."""
+    import torch
+
+    from .checkpoint import resolve_model
+
+    if name == UNTRAINED and not quiet:
+        say("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show that the plumbing works.")
+    model, recorded = resolve_model(name)
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), recorded
+
+
+def find_inputs(inputs: list[str]) -> list[Path]:
+    from .audio import find_audio_files
+
+    missing = [name for name in inputs if not Path(name).exists()]
+    if missing:
+        raise CommandError("no such file or folder: " + ", ".join(missing))
+    paths = find_audio_files(inputs)
+    if not paths:
+        raise CommandError("no audio files found in " + " ".join(inputs))
+    return paths
+
+
+class CommandError(Exception):
+    """What the user asked cannot be done; the message says why (exit code 2)."""
+
+
+# ----- commands ----------------------------------------------------------------------------------
 
 def run_embed(args: argparse.Namespace) -> int:
-    paths = find_audio_files(args.inputs)
-    if not paths:
-        print("error: no audio files found in " + " ".join(args.inputs), file=sys.stderr)
-        return 2
-    model, model_name = load_model(args.model, args.quiet)
-    embedded, rows, skipped = [], [], []
+    import numpy as np
+
+    from .audio import AudioLoadError
+
+    paths = find_inputs(args.inputs)
+    model, model_name = load_model(args.model, args.device, args.quiet)
+    embedded, rows, skipped = [], [], 0
     for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
         if isinstance(output, AudioLoadError):
-            skipped.append(output)
-            print(f"skipped {output}", file=sys.stderr)
-            continue
-        embedded.append(str(path))
-        rows.append(output.embedding)
-    embeddings = np.stack(rows) if rows else np.zeros((0, model.embedding_dim), dtype=np.float32)
+            skipped += 1
+            say(f"skipped {output}")
+        else:
+            embedded.append(str(path))
+            rows.append(output.embedding)
+    if not embedded:
+        say(f"error: none of the {len(paths)} file(s) could be embedded; nothing written")
+        return 1
     output_path = Path(args.output)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        output_path,
-        embeddings=embeddings,  # (N, embedding_dim) float32, L2-normalised
-        paths=np.array(embedded),
-        model=np.array(model_name),
-        config_fingerprint=np.array(model.config.fingerprint()),
-    )
-    print(f"embedded {len(embedded)} file(s) into {output_path} {embeddings.shape}"
-          + (f"; skipped {len(skipped)} unreadable file(s)" if skipped else ""))
-    return 0 if embedded else 1
+    np.savez(output_path, embeddings=np.stack(rows),  # (N, embedding_dim) float32, L2-normalised
+             paths=np.array(embedded), model=np.array(model_name), fingerprint=np.array(model.fingerprint()))
+    print(f"embedded {len(embedded)} file(s) into {output_path} ({len(embedded)}, {model.embedding_dim})"
+          + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
+    return 0
 
 
-def _report_add(index: AudioIndex, report, seconds: float) -> None:
-    info = index.info()
-    print(f"{index.folder}: added {len(report.added)} file(s) in {seconds:.1f} s; {report.unchanged} already indexed; "
-          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
-    if report.skipped:
-        print(f"skipped {len(report.skipped)} file(s) that could not be read (listed in {index.folder / 'skipped.tsv'}):")
-        for path, reason in report.skipped:
-            print(f"  {path}: {reason}")
-
-
-def _add_and_build(index: AudioIndex, paths: list[Path], model: DiverseEmbedder, args, rt: Runtime):
-    """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index."""
+def add_and_build(index, paths: list[Path], model, args, rt) -> int:
+    """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index.
+    Exit code 1 when the index ends up holding nothing."""
     started = time.perf_counter()
-    report = index.add(paths[rt.rank :: rt.world], model.to(rt.device), commit_every=args.commit_every,
+    report = index.add(paths[rt.rank :: rt.world], model, commit_every=args.commit_every,
                        batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.quiet and rt.main)
-    rt.barrier()
-    if rt.main:
-        index.build()
-        _report_add(index, report, time.perf_counter() - started)
-    return report
+    reports = rt.gather(report)
+    if not rt.main:
+        return 0
+    index.build()
+    info = index.info()
+    added = sum(len(r.added) for r in reports)
+    skipped = [s for r in reports for s in r.skipped]
+    print(f"{index.folder}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
+          f"{sum(r.unchanged for r in reports)} already indexed; "
+          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that could not be read (listed in {index.folder / 'skipped.tsv'}):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    if info["files"] == 0:
+        say("error: the index holds no files: nothing could be embedded")
+        return 1
+    return 0
 
 
 def run_index_build(args: argparse.Namespace) -> int:
-    rt = Runtime()
-    paths = find_audio_files(args.inputs)
-    model, model_name = load_model(args.model, args.quiet or not rt.main)
-    folder = Path(args.output)
-    if (folder / "index.json").exists():  # the same command again: resume, skipping what is in
-        index = AudioIndex(folder)
-        if index.manifest["segments"] != args.segments:
-            raise AudioIndexError(f"{folder} was built {'with' if index.manifest['segments'] else 'without'} "
-                                  "--segments; give the same flag to resume it, or another --output")
-    else:
-        if rt.main:
+    from .distributed import Runtime
+    from .index import AudioIndex, AudioIndexError
+
+    paths = find_inputs(args.inputs)
+    with Runtime(args.device) as rt:
+        model, model_name = load_model(args.model, str(rt.device), args.quiet or not rt.main)
+        folder = Path(args.output)
+        resuming = (folder / "index.json").exists()  # the same command again: resume, skipping what is in
+        rt.barrier()  # every rank has looked before rank 0 creates it, so all take the same branch
+        if not resuming and rt.main:
             AudioIndex.create(folder, model, model_name, segments=args.segments, index_type=args.index_type)
         rt.barrier()
         index = AudioIndex(folder)
-    _add_and_build(index, paths, model, args, rt)
-    return 0
+        if resuming and index.manifest["segments"] != args.segments:
+            raise AudioIndexError(f"{folder} was built {'with' if index.manifest['segments'] else 'without'} "
+                                  "--segments; give the same flag to resume it, or another --output")
+        return add_and_build(index, paths, model, args, rt)
 
 
 def run_index_add(args: argparse.Namespace) -> int:
-    rt = Runtime()
+    from .distributed import Runtime
+    from .index import AudioIndex
+
     index = AudioIndex(args.index)
-    model, _ = load_model(args.model or index.model_name, quiet=True)
-    _add_and_build(index, find_audio_files(args.inputs), model, args, rt)
-    return 0
+    paths = find_inputs(args.inputs)
+    with Runtime(args.device) as rt:
+        model, _ = load_model(args.model or index.model_name, str(rt.device), quiet=True)
+        return add_and_build(index, paths, model, args, rt)
 
 
 def run_index_info(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
     info = AudioIndex(args.index).info()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -129,8 +153,12 @@ def run_index_info(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .index import AudioIndex
+
     index = AudioIndex(args.index)
-    model, _ = load_model(args.model or index.model_name, quiet=True)
+    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
     hits = index.search_file(args.query, model, k=args.k)
     if args.json:
         print(json.dumps({"query": str(args.query), "results": [dataclasses.asdict(h) for h in hits]}, indent=2))
@@ -149,10 +177,16 @@ def format_hits(query: str, hits) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Index the shipped sample sounds in a temporary folder and query it with a sound it has not seen."""
+    import tempfile
+    from importlib.resources import files
+
+    import numpy as np
     import soundfile as sf
 
+    from .index import AudioIndex
+
     samples = Path(str(files("diverse_embed") / "samples"))
-    model, model_name = load_model(args.model, quiet=False)
+    model, model_name = load_model(args.model, args.device)
     with tempfile.TemporaryDirectory(prefix="diverse-embed-demo-") as temp:
         index = AudioIndex.create(Path(temp) / "index", model, model_name, segments=True)
         index.add(sorted(samples.glob("*.wav")), model, num_workers=0, progress=False)
@@ -163,49 +197,91 @@ def run_demo(args: argparse.Namespace) -> int:
         query_path = Path(temp) / "query_500hz_tone.wav"
         sf.write(query_path, query, 16000)
         hits = index.search_file(query_path, model, k=args.k)
-    print(f"indexed {len(index.files())} sample sounds from {samples} ({len(index)} vectors with 1-s segments)")
+        print(f"indexed {len(index.files())} sample sounds from {samples} ({len(index)} vectors with 1-s segments)")
     print(format_hits("a 500 Hz tone (3 s, not in the index)", hits).replace(str(samples) + "/", ""))
     if model_name == UNTRAINED:
         print("(untrained model: the ranking shows the plumbing, not trained judgement)")
     return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(train_config(train_parser().parse_args(args.options)))
+    if "stopped_at_step" in result:
+        say(f"stopped after step {result['stopped_at_step']} as asked; --resume goes on from the checkpoint")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .data import DataConfig
+    from .evaluate import evaluate_run, metrics_markdown
+
+    options = evaluate_parser().parse_args(args.options)
+    metrics = evaluate_run(options.run_dir, config_from(DataConfig, options), options.device)
+    print(metrics_markdown(metrics))
+    return 0
+
+
+# ----- arguments ---------------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_arguments(command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}") -> None:
+    command.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file "
+                                         f"or a Hugging Face Hub id ({default}); {UNTRAINED} for random weights")
+    command.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
+
+
+def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = False) -> None:
+    command.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                         help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
+    command.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
+    if commits:
+        command.add_argument("--commit-every", type=positive_int, default=32,
+                             help="files per commit: an interrupted build loses at most this many (default 32)")
+    command.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diverse-embed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="diverse-embed", description="Audio embeddings from four small transformers: "
+                                     "embed files, build and search indexes, train and evaluate models.")
     parser.add_argument("--version", action="version", version=f"diverse-embed {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="index the bundled sample sounds and search them (no arguments needed)")
+    add_model_arguments(demo)
+    demo.add_argument("-k", type=positive_int, default=5, help="hits to show (default 5)")
+    demo.set_defaults(run=run_demo)
 
     embed = commands.add_parser("embed", help="embed audio files into an .npz of L2-normalised vectors")
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True, help="where to write the .npz (embeddings, paths)")
-    embed.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hugging Face Hub id (default: {DEFAULT_MODEL})")
-    embed.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                       help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
-    embed.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
-    embed.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
+    add_model_arguments(embed)
+    add_embedding_arguments(embed)
     embed.set_defaults(run=run_embed)
-
-    demo = commands.add_parser("demo", help="index the bundled sample sounds and search them (no arguments needed)")
-    demo.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hub id (default: {DEFAULT_MODEL})")
-    demo.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
-    demo.set_defaults(run=run_demo)
 
     index = commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
         dest="index_command", required=True)
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
     build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     build.add_argument("--output", "-o", required=True, help="the index folder")
-    build.add_argument("--model", help=f"a bundled model name, from_pretrained folder or Hub id (default: {DEFAULT_MODEL})")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
-    build.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
+    build.add_argument("--index-type", default="auto",
                        help="flat (exact), hnsw or ivfpq (approximate); auto picks by size (default)")
-    add_common(build)
+    add_model_arguments(build)
+    add_embedding_arguments(build, commits=True)
     build.set_defaults(run=run_index_build)
     add = index.add_parser("add", help="add files to an index (unchanged files are skipped, changed ones redone)")
     add.add_argument("index", help="the index folder")
     add.add_argument("inputs", nargs="+", help="audio files and folders")
-    add.add_argument("--model", help="default: the model the index was built with")
-    add_common(add)
+    add_model_arguments(add, default="default: the model the index was built with")
+    add_embedding_arguments(add, commits=True)
     add.set_defaults(run=run_index_add)
     info = index.add_parser("info", help="describe an index folder")
     info.add_argument("index", help="the index folder")
@@ -215,40 +291,122 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="find the indexed sounds most like a query sound")
     search.add_argument("index", help="the index folder")
     search.add_argument("query", help="an audio file of any length")
-    search.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, help="hits to return (default 10)")
     search.add_argument("--json", action="store_true", help="print one JSON object")
-    search.add_argument("--model", help="default: the model the index was built with")
+    add_model_arguments(search, default="default: the model the index was built with")
     search.set_defaults(run=run_search)
 
-    train = commands.add_parser("train", help="train on FSD-50K or a labelled manifest (see README)",
-                                description=training.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    training.build_parser(train)
-    train.set_defaults(run=lambda args: (training.train(args), 0)[1])
-    evaluate = commands.add_parser("evaluate", help="metrics of a trained output folder on a dataset's splits")
-    evaluate.add_argument("run_dir", metavar="RUN", help="a training output folder")
-    training.add_data_arguments(evaluate)
-    evaluate.set_defaults(run=lambda args: (training.run_evaluate(args), 0)[1])
+    # Training's options are parsed when the command runs (train_parser), so --help loads no torch.
+    for name, text, run in [("train", "train on FSD-50K or a labelled manifest (train --help for options)", run_train),
+                            ("evaluate", "metrics of a trained output folder (evaluate --help for options)", run_evaluate)]:
+        command = commands.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        command.add_argument("options", nargs=argparse.REMAINDER)
+        command.set_defaults(run=run, quiet=False)
     return parser
 
 
-def add_common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                         help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
-    command.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
-    command.add_argument("--commit-every", type=int, default=32,
-                         help="files per commit: an interrupted build loses at most this many (default 32)")
-    command.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data import DataConfig
+
+    d = DataConfig()
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=["fsd50k", "csv"], required=True)
+    data.add_argument("--data-root", help="FSD-50K folder (official layout)")
+    data.add_argument("--manifest", help="CSV with path,labels[,split] (for --dataset csv)")
+    data.add_argument("--audio-root", help="folder the manifest's paths are relative to (default: its folder)")
+    data.add_argument("--allow-outside-root", action="store_true", help="accept absolute paths or '..' in manifests")
+    data.add_argument("--train-splits", type=names, default=d.train_splits, help="comma-separated split names to train on")
+    data.add_argument("--val-splits", type=names, default=d.val_splits, help="split names to select on")
+    data.add_argument("--test-splits", type=names, default=d.test_splits, help="split names to report on")
+    data.add_argument("--cache-dir", default=d.cache_dir, help=f"where decoded 16 kHz audio is kept (default {d.cache_dir})")
+    data.add_argument("--num-workers", type=int, default=d.num_workers, help=f"data loading processes (default {d.num_workers})")
+    data.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                      help=f"1-s chunks per step, per process (default {d.batch_size})")
+    data.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
+    data.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
+
+
+def names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diverse-embed evaluate", description="Metrics of a training output "
+                                     "folder (fused head and ablation heads) on a dataset's val and test splits.")
+    parser.add_argument("run_dir", metavar="RUN", help="a training output folder")
+    add_data_arguments(parser)
+    return parser
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from . import train
+
+    t = train.TrainConfig()
+    p = argparse.ArgumentParser(prog="diverse-embed train", description=train.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(p)
+    run = p.add_argument_group("run")
+    run.add_argument("--output", required=True, help="output folder (a from_pretrained folder when done)")
+    run.add_argument("--stage", default=t.stage, choices=train.STAGES,
+                     help="run one stage only (the others' weights come from --output's checkpoint or model)")
+    run.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint/last.pt")
+    run.add_argument("--branches", type=names, default=t.branches, help="branches to build (default all four)")
+    run.add_argument("--mobilenet-weights", help="safetensors of a trained MobileNet: skips the neuralogram stage")
+    run.add_argument("--seed", type=int, default=t.seed)
+    run.add_argument("--precision", default=t.precision, choices=["auto", "fp32", "bf16", "fp16"],
+                     help="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU")
+    run.add_argument("--checkpoint-every", type=positive_int, default=t.checkpoint_every, help="steps between checkpoints")
+    run.add_argument("--log-every", type=positive_int, default=t.log_every, help="steps between log lines")
+    run.add_argument("--stop-after-steps", type=int, default=0, help="stop (checkpointed) after this many steps in "
+                     "all: for testing --resume")
+    run.add_argument("--max-steps-per-phase", type=int, default=0, help="cap each phase's steps (0: no cap)")
+    opt = p.add_argument_group("optimisation (defaults: documented in README)")
+    for name in ("neuralogram_epochs", "branch_epochs", "fusion_epochs", "finetune_epochs"):
+        opt.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(t, name))
+    for name in ("lr", "head_lr", "finetune_lr", "weight_decay", "warmup", "grad_clip", "gain_augment_db"):
+        opt.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(t, name))
+    opt.add_argument("--loss", default=t.loss, choices=["auto", "bce", "softmax"],
+                     help="bce: multi-label (FSD-50K); softmax: one label per clip (ESC-50); "
+                          "auto: softmax when every training clip has exactly one label")
+    opt.add_argument("--crop-jitter", action="store_true",
+                     help="move each training chunk by a random offset of up to half a second")
+    opt.add_argument("--min-train-chunk-peak-db", type=float, default=None,
+                     help="leave out training chunks whose peak is below this level in dBFS (e.g. -50: silence)")
+    opt.add_argument("--no-select-on-val", dest="select_on_val", action="store_false",
+                     help="keep the last epoch instead of the best validation macro mAP")
+    return p
+
+
+def config_from(kind, options: argparse.Namespace):
+    """A DataConfig or TrainConfig from parsed options (same names); --quiet turns progress off."""
+    import dataclasses
+
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(kind) if hasattr(options, f.name)}
+    return kind(**values, progress=not options.quiet)
+
+
+def train_config(options: argparse.Namespace):
+    from .train import TrainConfig
+
+    if not options.quiet:
+        logging.getLogger("diverse_embed.train").setLevel(logging.INFO)  # the training log lines
+    return config_from(TrainConfig, options)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = getattr(args, "quiet", False)
-    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(levelname)s: %(message)s")
-    if args.command in ("train", "evaluate") and not quiet:
-        logging.getLogger("diverse_embed.train").setLevel(logging.INFO)  # the training log lines
+    logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING, format="%(levelname)s: %(message)s")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .audio import AudioLoadError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .index import AudioIndexError
+
     try:
-        return args.run(args)
-    except (AudioLoadError, AudioIndexError, CheckpointError, FileNotFoundError) as err:
+        with logging_redirect_tqdm():  # log lines above the progress bars, not into them
+            return args.run(args)
+    except (CommandError, AudioLoadError, AudioIndexError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,21 +6,54 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioLoadError, load_audio, num_chunks
+from .files import atomic_write
 
 LOG = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+DEFAULT_CACHE_DIR = os.path.expanduser("~/.cache/diverse-embed/audio")
+
+
+class DataError(ValueError):
+    """Training or evaluation data that cannot be used as asked (a missing setting, an empty split)."""
+
+
+@dataclass
+class DataConfig:
+    """Where labelled audio comes from and how it is served; shared by training and evaluation."""
+
+    dataset: str = "csv"  # "fsd50k" (official layout under data_root) or "csv" (a manifest)
+    data_root: str | None = None  # FSD-50K folder
+    manifest: str | None = None  # CSV with path,labels[,split]
+    audio_root: str | None = None  # folder the manifest's paths are relative to (default: its folder)
+    allow_outside_root: bool = False  # accept absolute paths or ".." in manifests
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    val_splits: list[str] = field(default_factory=lambda: ["val"])
+    test_splits: list[str] = field(default_factory=lambda: ["eval", "test"])
+    cache_dir: str = DEFAULT_CACHE_DIR  # decoded 16 kHz audio is kept here
+    num_workers: int = 2  # data loading processes
+    batch_size: int = 64  # 1-s chunks per step, per process
+    progress: bool = True  # progress bars
+
+
+def multi_hot(label_lists: list[list[int]], n_classes: int) -> np.ndarray:
+    """Class indices per row -> (n_rows, n_classes) float32 of 0/1."""
+    targets = np.zeros((len(label_lists), n_classes), np.float32)
+    for row, labels in enumerate(label_lists):
+        targets[row, labels] = 1.0
+    return targets
 
 
 @dataclass
@@ -143,9 +176,7 @@ def _decode_into_cache(job: tuple[Path, Path, int]) -> str | None:
     except AudioLoadError as err:
         return err.reason
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(temp, np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16))
-    os.replace(temp, target)
+    atomic_write(target, lambda f: np.save(f, np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)))
     return None
 
 
@@ -199,6 +230,79 @@ class ChunkDataset(torch.utils.data.Dataset):
         piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
         chunk = np.zeros(self.chunk_samples, dtype=np.float32)  # (chunk_samples,), zero-padded at the end
         chunk[: len(piece)] = piece
-        target = np.zeros(self.n_classes, dtype=np.float32)
-        target[self.clips[clip_number].labels] = 1.0
+        target = multi_hot([self.clips[clip_number].labels], self.n_classes)[0]  # (n_classes,)
         return torch.from_numpy(chunk), torch.from_numpy(target), int(clip_number)
+
+    def chunk_targets(self) -> np.ndarray:
+        """(n_chunks, n_classes): each chunk's clip labels."""
+        return multi_hot([self.clips[clip].labels for clip, _ in self.index], self.n_classes)
+
+    def clip_targets(self) -> np.ndarray:
+        """(n_clips, n_classes)."""
+        return multi_hot([clip.labels for clip in self.clips], self.n_classes)
+
+
+def read_dataset(cfg: DataConfig) -> Dataset:
+    if cfg.dataset == "fsd50k":
+        if not cfg.data_root:
+            raise DataError("--dataset fsd50k needs --data-root")
+        return read_fsd50k(cfg.data_root)
+    if cfg.dataset == "csv":
+        if not cfg.manifest:
+            raise DataError("--dataset csv needs --manifest")
+        return read_manifest(cfg.manifest, cfg.audio_root, cfg.allow_outside_root)
+    raise DataError(f"dataset must be fsd50k or csv, got {cfg.dataset!r}")
+
+
+def load_splits(cfg: DataConfig, rt, chunk_samples: int, hop_samples: int, min_final_samples: int,
+                crop_jitter: bool = False, min_peak_db: float | None = None, seed: int = 0,
+                ) -> tuple[dict[str, ChunkDataset], list[str], list[tuple[str, str]]]:
+    """The train/val/test chunk datasets that have clips, the vocabulary, and the clips that failed
+    to decode (path, reason). Augmentation settings apply to the training split only. `rt` is the
+    distributed Runtime: rank 0 fills the cache while the others wait."""
+    dataset = read_dataset(cfg)
+    cache = AudioCache(cfg.cache_dir)
+    wanted = {"train": cfg.train_splits, "val": cfg.val_splits, "test": cfg.test_splits}
+    clips = [c for c in dataset.clips if any(c.split in names for names in wanted.values())]
+    if rt.main:
+        usable, failures = cache.prepare(clips, cfg.num_workers, progress=cfg.progress)
+    rt.barrier()
+    if not rt.main:
+        usable, failures = cache.prepare(clips, 1, progress=False)  # all cached by rank 0 now
+    data = {}
+    for name, names in wanted.items():
+        chosen = [c for c in usable if c.split in names]
+        training = name == "train"
+        if chosen:
+            data[name] = ChunkDataset(chosen, cache, len(dataset.vocabulary), chunk_samples, hop_samples,
+                                      min_final_samples, crop_jitter=training and crop_jitter,
+                                      min_peak_db=min_peak_db if training else None, seed=seed)
+    return data, dataset.vocabulary, failures
+
+
+class SkipFirst(torch.utils.data.Sampler):
+    """A sampler's order with its first `skip` indices left out: resuming mid-epoch neither repeats
+    nor skips data."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self):
+        return max(0, len(self.sampler) - self.skip)
+
+
+def epoch_loader(dataset: ChunkDataset, epoch: int, skip_batches: int, batch_size: int, num_workers: int,
+                 rank: int = 0, world: int = 1, seed: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """This rank's share of one training epoch, shuffled by (seed, epoch), its first `skip_batches`
+    batches left out (a run resumed mid-epoch): (chunks, targets, clip numbers) batches."""
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    dataset.set_epoch(epoch)
+    # Its own generator: creating a loader must not draw from the global RNG, or a run resumed
+    # mid-epoch would see other dropout masks than the uninterrupted run.
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=SkipFirst(sampler, skip_batches * batch_size),
+                                       num_workers=num_workers, pin_memory=pin_memory,
+                                       generator=torch.Generator().manual_seed(0))

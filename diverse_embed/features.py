@@ -7,8 +7,9 @@
 | waveform    | (batch, patches, patch)      | 25 ms, non-overlapping                           |
 | neuralogram | log-mel (batch, frames, mels), fed to the MobileNet in `neuralogram.py` | 25 ms, 50-ms windows |
 
-The classes' own defaults (10-ms hop, 25-ms windows) are YAMNet's and torchaudio's usual ones;
-`model.build_front_end` passes the config's values.
+Each is built from the model's config (no defaults of its own to drift from it). Computed buffers
+(windows, filter banks) are not saved in checkpoints: they follow from the config, and saving them
+would tie checkpoints to torchaudio's internal names.
 
 All of them work on each chunk alone, so a chunk's features never depend on its batch.
 """
@@ -18,6 +19,15 @@ from __future__ import annotations
 import torch
 import torchaudio.transforms as T
 from torch import nn
+
+from .config import DiverseEmbedConfig
+
+
+def not_saved(module: nn.Module) -> nn.Module:
+    """Mark every buffer of `module` and its children non-persistent (left out of state_dict)."""
+    for sub in module.modules():
+        sub._non_persistent_buffers_set.update(sub._buffers)
+    return module
 
 
 class SpectralPeaks(nn.Module):
@@ -33,29 +43,21 @@ class SpectralPeaks(nn.Module):
     (so silence has no peaks), and among the `max_peaks` largest peaks of the frame.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 2048,
-        hop_length: int = 160,
-        fmin_hz: float = 50.0,
-        fmax_hz: float = 4000.0,
-        max_peaks: int = 8,
-        threshold_db: float = -30.0,
-        floor_dbfs: float = -70.0,
-    ):
+    def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
+        pitch = config.pitch
         # Complex output: only the kept bins (and their two neighbours) are turned into power.
-        self.spectrogram = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=None, center=True)
-        all_frequencies = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-        kept = ((all_frequencies >= fmin_hz) & (all_frequencies <= fmax_hz)).nonzero().flatten()
+        self.spectrogram = T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True)
+        all_frequencies = torch.fft.rfftfreq(pitch.n_fft, d=1.0 / config.sample_rate)
+        kept = ((all_frequencies >= pitch.fmin_hz) & (all_frequencies <= pitch.fmax_hz)).nonzero().flatten()
         self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
-        self.register_buffer("frequencies", all_frequencies[self.first_bin : self.last_bin], persistent=False)
-        self.max_peaks = max_peaks
+        self.register_buffer("frequencies", all_frequencies[self.first_bin : self.last_bin])
+        self.max_peaks = pitch.max_peaks
         # Both tests run on power (|X|^2, monotonic in |X|, and no square root), hence the squares.
-        self.power_threshold = 10.0 ** (threshold_db / 10.0)
+        self.power_threshold = 10.0 ** (pitch.threshold_db / 10.0)
         # A full-scale sine under a Hann window peaks at n_fft / 4 in magnitude.
-        self.power_floor = (10.0 ** (floor_dbfs / 20.0) * n_fft / 4.0) ** 2
+        self.power_floor = (10.0 ** (pitch.floor_dbfs / 20.0) * pitch.n_fft / 4.0) ** 2
+        not_saved(self)
 
     @property
     def num_bins(self) -> int:
@@ -85,15 +87,16 @@ class SpectralPeaks(nn.Module):
 class MFCCFrames(nn.Module):
     """MFCCs per frame through torchaudio.transforms.MFCC: (batch, samples) -> (batch, frames, n_mfcc)."""
 
-    def __init__(
-        self, sample_rate: int = 16000, n_mfcc: int = 12, n_fft: int = 400, hop_length: int = 160, n_mels: int = 40
-    ):
+    def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
+        timbre = config.timbre
         self.mfcc = T.MFCC(
-            sample_rate=sample_rate,
-            n_mfcc=n_mfcc,
-            melkwargs={"n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels},
+            sample_rate=config.sample_rate,
+            n_mfcc=timbre.n_mfcc,
+            melkwargs={"n_fft": config.samples(timbre.window_ms), "hop_length": config.frame_hop_samples,
+                       "n_mels": timbre.n_mels},
         )
+        not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         # The (batch, 1, samples) shape matters: torchaudio's top_db clamp takes its maximum over
@@ -105,9 +108,9 @@ class MFCCFrames(nn.Module):
 class WaveformPatches(nn.Module):
     """Raw waveform cut into non-overlapping patches: (batch, samples) -> (batch, patches, patch_samples)."""
 
-    def __init__(self, patch_samples: int = 400):
+    def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
-        self.patch_samples = patch_samples
+        self.patch_samples = config.waveform_patch_samples
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         batch, samples = waveform.shape
@@ -122,27 +125,21 @@ class LogMel(nn.Module):
     Magnitude (not power) mel spectrogram, log(mel + 0.001), as YAMNet computes its input.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        win_length: int = 400,
-        hop_length: int = 160,
-        n_mels: int = 64,
-        fmin_hz: float = 125.0,
-        fmax_hz: float = 7500.0,
-    ):
+    def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
+        settings = config.neuralogram
+        window = config.samples(settings.window_ms)
         self.mel = T.MelSpectrogram(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=win_length,
-            hop_length=hop_length,
-            f_min=fmin_hz,
-            f_max=fmax_hz,
-            n_mels=n_mels,
+            sample_rate=config.sample_rate,
+            n_fft=1 << (window - 1).bit_length(),  # the next power of two above the window
+            win_length=window,
+            hop_length=config.frame_hop_samples,
+            f_min=settings.fmin_hz,
+            f_max=settings.fmax_hz,
+            n_mels=settings.mel_bins,
             power=1.0,
         )
+        not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(self.mel(waveform) + 1e-3).transpose(1, 2)  # (B, frames, n_mels)

@@ -11,12 +11,8 @@ outputs are float32 on the input's device.
 
 Scene embedding (512-d): the mean of the clip's 1-s chunk embeddings (the fused 256-d vector, as
 `DiverseEmbedder.embed` computes it before normalising) and their standard deviation over the
-chunks (zero for a clip of one chunk). Measured with the linear probe of
-benchmarks/results/linear_probe_esc50.md ("fused mean+std over chunks" against "fused"): with the
-first bundled model, fold-5 accuracy 0.605 against 0.578, 5-fold mean 0.747 against 0.743, fold 4
-0.690 against 0.693, retrieval mAP@10 on fold 5 0.316 against 0.306, so the scene embedding keeps
-the spread; with the current one, fold 5 0.630 against 0.605, but fold 4 0.700 against 0.715 and
-the 5-fold mean 0.806 against 0.810, retrieval 0.342 against 0.338. A small, uneven difference.
+chunks (zero for a clip of one chunk): the spread helps a little in the linear probe and retrieval,
+unevenly across folds (benchmarks/results/linear_probe_esc50.md, "fused mean+std over chunks").
 
 Timestamp embedding (256-d): the fused embedding of the 1-s window centred on each timestamp
 (zero-padded past the clip's edges), one every `timestamp_hop_ms` (default 50 ms). Timestamps are
@@ -27,15 +23,13 @@ one hop of the end and never past it.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
-from .model import DEFAULT_MODEL, DiverseEmbedConfig, DiverseEmbedder, EmbeddingOutput, load_weights
+from .checkpoint import resolve_model
+from .embed import EmbeddingOutput
+from .model import DiverseEmbedder
 
 TIMESTAMP_HOP_MS = 50
 WINDOWS_PER_BATCH = 128  # 1-s windows per forward pass: bounds memory on long clips
@@ -61,18 +55,9 @@ class HearModel(nn.Module):
 
 
 def load_model(model_file_path: str = "", timestamp_hop_ms: int = TIMESTAMP_HOP_MS) -> HearModel:
-    """The bundled checkpoint (""), a from_pretrained folder or Hub id, or a .safetensors file
-    (read with the config.json beside it, else the default config)."""
-    source = model_file_path or DEFAULT_MODEL
-    if str(source).endswith(".safetensors") and os.path.isfile(source):
-        config_file = Path(source).with_name("config.json")
-        config = (DiverseEmbedConfig.from_dict(json.loads(config_file.read_text())) if config_file.is_file()
-                  else DiverseEmbedConfig())
-        embedder = DiverseEmbedder(config)
-        load_weights(embedder, source)  # strict
-    else:
-        embedder = DiverseEmbedder.from_pretrained(source)
-    return HearModel(embedder, timestamp_hop_ms)
+    """The bundled checkpoint (""), a bundled name, a from_pretrained folder or Hub id, or a
+    .safetensors file with its config.json beside it (checkpoint.resolve_model)."""
+    return HearModel(resolve_model(model_file_path or None)[0], timestamp_hop_ms)
 
 
 def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:

@@ -31,8 +31,10 @@ from typing import Iterator
 import faiss
 import numpy as np
 
+from . import files
 from .audio import AudioLoadError, prepare_waveform
-from .model import DEFAULT_BATCH_SIZE, DiverseEmbedder, EmbeddingOutput
+from .embed import DEFAULT_BATCH_SIZE, EmbeddingOutput
+from .model import DiverseEmbedder
 
 LOG = logging.getLogger(__name__)
 
@@ -113,24 +115,12 @@ def index_kind(index: faiss.Index) -> str:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder, fsync, rename: readers see old or new, never half."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """files.atomic_write, with a failure said as an index error: the last commit stands."""
     try:
-        with open(temp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except OSError as err:  # a full disk, a quota, a read-only folder: the last commit stands
+        files.atomic_write(path, write)
+    except OSError as err:  # a full disk, a quota, a read-only folder
         raise AudioIndexError(f"cannot write {path} ({err.strerror or err}); the index keeps what it had "
                               "committed before, and running the same command again resumes") from None
-    finally:
-        temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class AudioIndex:

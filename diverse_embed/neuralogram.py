@@ -38,7 +38,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: tuple
 class MobileNetV1(nn.Module):
     """log-mel (batch, frames, n_mels) -> embeddings (batch, frames / time_stride, 1024), rounded up."""
 
-    def __init__(self, time_stride: int = 8, width: float = 1.0):
+    def __init__(self, time_stride: int, width: float = 1.0):
         super().__init__()
         time_downsamplings = int(math.log2(time_stride))
         if 2**time_downsamplings != time_stride or time_downsamplings > 5:
@@ -58,10 +58,8 @@ class MobileNetV1(nn.Module):
             channels = out_channels
         self.layers = nn.Sequential(*layers)
         self.out_features = channels
-        # Channels-last layout: oneDNN's depthwise and 1x1 convolutions ran about 20% faster on the
-        # project's 2-core CPU (32 chunks of 41 frames: 80 -> 66 ms). Every weight here is 1x1 or
-        # has one input channel, so the layout is also plainly contiguous: checkpoints are the same
-        # bytes either way.
+        # Channels-last layout: oneDNN's depthwise and 1x1 convolutions run faster on CPU in it. Every
+        # weight here is 1x1 or has one input channel, so checkpoints are the same bytes either way.
         self.to(memory_format=torch.channels_last)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -80,11 +78,9 @@ def folded_weights(conv: nn.Conv2d, batch_norm: nn.BatchNorm2d) -> tuple[torch.T
     """Weight and bias of one convolution that does conv then batch_norm with its running statistics.
 
     At inference batch norm is a per-channel affine map, so it folds into the convolution before
-    it: one pass over the activations instead of two. On the project's 2-core CPU that took the
-    MobileNet from 48 to 37 ms for 64 chunks of 41 log-mel frames (medians of 15 runs). Folded
-    at every call rather than once: it costs ~3 M multiplications, no copy of the weights can go
-    stale, and gradients still reach the real weights (torch.nn.utils.fusion.fuse_conv_bn_weights
-    returns new leaf Parameters, cut off from them).
+    it: one pass over the activations instead of two. Folded at every call rather than once: it is
+    cheap, no copy of the weights can go stale, and gradients still reach the real weights
+    (torch.nn.utils.fusion.fuse_conv_bn_weights returns new leaf Parameters, cut off from them).
     """
     scale = batch_norm.weight * torch.rsqrt(batch_norm.running_var + batch_norm.eps)  # (out_channels,)
     weight = conv.weight * scale.view(-1, 1, 1, 1)

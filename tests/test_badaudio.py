@@ -123,7 +123,7 @@ def test_front_ends_never_produce_nan(model, batch, gain):
     chunks = torch.from_numpy(batch) * gain
     with torch.no_grad():
         for name, branch in model.branches.items():
-            frames = branch.frames(chunks)
+            frames = branch.front_end(chunks)
             assert torch.isfinite(frames).all(), name
 
 

@@ -14,30 +14,10 @@ from benchmarks import linear_probe, retrieval  # noqa: E402
 from benchmarks.systems import tiny_clap  # noqa: E402
 
 
-def test_retrieval_metrics_by_hand():
-    # 4 clips: 0 and 1 share class A, 2 and 3 share class B; clip 3 also has A.
-    targets = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], np.float32)
-    hits = np.array([[2, 1, 3], [0, 3, 2], [0, 1, 3], [2, 0, 1]])
-    m = retrieval.retrieval_metrics(hits, targets)["overall"]
-    # relevant flags: q0 [0,1,1] (2 relevant), q1 [1,1,0] (2), q2 [0,0,1] (1), q3 [1,1,1] (3)
-    assert m["P@1"] == pytest.approx((0 + 1 + 0 + 1) / 4)
-    ap = [(1 / 2 + 2 / 3) / 2, (1 + 1) / 2, (1 / 3) / 1, (1 + 1 + 1) / 3]
-    assert m["mAP@10"] == pytest.approx(np.mean(ap))
-    assert m["recall@10"] == pytest.approx(1.0)
-    assert m["P@k"][:3] == pytest.approx([0.5, (1 + 2 + 0 + 2) / 8, (2 + 2 + 1 + 3) / 12])
-
-
-def test_search_leaves_the_query_out():
-    vectors = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
-    hits = retrieval.search_all(vectors, 5)
-    assert hits.shape == (30, 5) and not (hits == np.arange(30)[:, None]).any()
-    assert retrieval.search_all(vectors[:3], 5)[0].tolist()[2:] == [-1, -1, -1]  # fewer clips than k
-
-
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
     """A manifest of tones and noise in train/val/test splits, a saved random model, a tiny CLAP."""
-    from diverse_embed.model import untrained_model
+    from diverse_embed.checkpoint import untrained_model
 
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import sine, write_wav
 from diverse_embed.cli import main
@@ -19,8 +20,8 @@ def test_embed_writes_npz_and_skips_bad_files(tmp_path, capsys):
 
 
 def test_embed_reports_missing_inputs_and_models(tmp_path, capsys):
-    assert main(["embed", str(tmp_path / "nothing.wav"), "-o", str(tmp_path / "e.npz"), "-q"]) == 1
-    assert "no such file" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "nothing.wav"), "-o", str(tmp_path / "e.npz"), "-q"]) == 2
+    assert "no such file or folder: " in capsys.readouterr().err and not (tmp_path / "e.npz").exists()
     write_wav(tmp_path / "a.wav", sine(440, 1.0))
     code = main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--model", str(tmp_path / "nope")])
     assert code == 2 and "nope" in capsys.readouterr().err
@@ -40,3 +41,54 @@ def test_shipped_samples_embed(tmp_path):
     samples = files("diverse_embed") / "samples"
     assert main(["embed", str(samples), "-o", str(tmp_path / "s.npz"), "-q", "--num-workers", "0"]) == 0
     assert len(np.load(tmp_path / "s.npz")["paths"]) == 11
+
+
+def test_help_loads_no_torch_and_no_training_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, diverse_embed.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'scipy', 'sklearn', 'diverse_embed.train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_nothing_embedded_writes_nothing_and_fails(tmp_path, capsys):
+    (tmp_path / "broken.wav").write_text("not audio")
+    out = tmp_path / "e.npz"
+    assert main(["embed", str(tmp_path / "broken.wav"), "-o", str(out), "-q", "--num-workers", "0"]) == 1
+    assert not out.exists() and "none of the 1 file(s)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["embed", str(tmp_path / "empty"), "-o", str(out), "-q"]) == 2
+    assert not out.exists() and "no audio files found" in capsys.readouterr().err
+
+
+def test_an_index_of_nothing_fails(tmp_path, capsys):
+    (tmp_path / "broken.wav").write_text("not audio")
+    code = main(["index", "build", str(tmp_path / "broken.wav"), "-o", str(tmp_path / "idx"), "-q", "--num-workers", "0"])
+    captured = capsys.readouterr()
+    assert code == 1 and "holds no files" in captured.err and "broken.wav" in captured.out
+    assert main(["index", "build", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "idx2"), "-q"]) == 2
+    assert not (tmp_path / "idx2").exists()
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_k_must_be_at_least_one(tmp_path, k, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["search", str(tmp_path), str(tmp_path / "q.wav"), "-k", k])
+    assert exit_code.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_mistyped_model_is_one_line(tmp_path, capsys):
+    write_wav(tmp_path / "a.wav", sine(440, 1.0))
+    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--model", "diverse-embed-esc5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: diverse-embed-esc5") and "Retry" not in err
+
+
+def test_skip_notes_go_above_the_progress_bar(tmp_path, capsys):
+    write_wav(tmp_path / "a.wav", sine(440, 1.0))
+    (tmp_path / "b.wav").write_text("not audio")
+    assert main(["embed", str(tmp_path), "-o", str(tmp_path / "e.npz"), "--num-workers", "0"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("skipped ") and "b.wav" in line for line in lines)  # a line of its own

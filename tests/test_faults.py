@@ -106,6 +106,6 @@ def test_two_processes_adding_at_once_both_land_once(tmp_path):
 
 
 def _model():
-    from diverse_embed.model import untrained_model
+    from diverse_embed.checkpoint import untrained_model
 
     return untrained_model()

@@ -4,12 +4,17 @@ import torch
 import torchaudio
 
 from conftest import sine
+from diverse_embed.config import DiverseEmbedConfig, PitchConfig
 from diverse_embed.features import LogMel, MFCCFrames, SpectralPeaks, WaveformPatches
 from diverse_embed.neuralogram import MobileNetV1
 
+# 10-ms frames, 25-ms windows: torchaudio's and YAMNet's usual settings, so the references are plain.
+TEN_MS = DiverseEmbedConfig(frame_hop_ms=10.0)
+TEN_MS.timbre.window_ms = TEN_MS.neuralogram.window_ms = 25.0
+
 
 def test_440hz_sine_peaks_in_the_440hz_bin():
-    peaks_of = SpectralPeaks()
+    peaks_of = SpectralPeaks(TEN_MS)
     peaks = peaks_of(torch.from_numpy(sine(440, 1.0)).unsqueeze(0))  # (1, frames, bins)
     assert peaks.shape == (1, 101, peaks_of.num_bins)
     assert set(peaks.unique().tolist()) <= {0.0, 1.0}
@@ -21,7 +26,7 @@ def test_440hz_sine_peaks_in_the_440hz_bin():
 
 
 def test_two_tones_give_two_peaks_and_silence_none():
-    peaks_of = SpectralPeaks()
+    peaks_of = SpectralPeaks(TEN_MS)
     chord = torch.from_numpy(sine(300, 1.0) + sine(1200, 1.0, amplitude=0.3)).unsqueeze(0)
     frame = peaks_of(chord)[0, 50]
     found = peaks_of.frequencies[frame.bool()]
@@ -31,7 +36,7 @@ def test_two_tones_give_two_peaks_and_silence_none():
 
 def test_peaks_are_capped_per_frame():
     noise = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
-    peaks = SpectralPeaks(max_peaks=5, threshold_db=-80)(noise.unsqueeze(0))
+    peaks = SpectralPeaks(DiverseEmbedConfig(pitch=PitchConfig(max_peaks=5, threshold_db=-80)))(noise.unsqueeze(0))
     assert peaks.sum(dim=-1).max() == 5
 
 
@@ -41,7 +46,7 @@ def test_mfcc_equals_torchaudio_per_clip():
     reference = torchaudio.transforms.MFCC(
         sample_rate=16000, n_mfcc=12, melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 40}
     )
-    batch = MFCCFrames()(torch.stack([loud, quiet]))
+    batch = MFCCFrames(TEN_MS)(torch.stack([loud, quiet]))
     assert batch.shape == (2, 101, 12)
     for row, clip in zip(batch, [loud, quiet]):
         # Each clip alone, as torchaudio computes it: a quiet clip is not clamped by a loud neighbour.
@@ -50,15 +55,15 @@ def test_mfcc_equals_torchaudio_per_clip():
 
 def test_waveform_patches_reassemble():
     chunks = torch.randn(3, 16000)
-    patches = WaveformPatches(400)(chunks)
+    patches = WaveformPatches(DiverseEmbedConfig())(chunks)
     assert patches.shape == (3, 40, 400)
     torch.testing.assert_close(patches.reshape(3, -1), chunks, rtol=0, atol=0)
     with pytest.raises(ValueError, match="whole number"):
-        WaveformPatches(300)(chunks)
+        WaveformPatches(DiverseEmbedConfig())(chunks[:, :15900])
 
 
 def test_log_mel_and_mobilenet_shapes():
-    log_mel = LogMel()(torch.randn(2, 16000))
+    log_mel = LogMel(TEN_MS)(torch.randn(2, 16000))
     assert log_mel.shape == (2, 101, 64) and torch.isfinite(log_mel).all()
     net = MobileNetV1(time_stride=8).eval()
     assert net(log_mel).shape == (2, 13, 1024)
@@ -82,7 +87,7 @@ def trained_looking_mobilenet() -> MobileNetV1:
 
 def test_mobilenet_inference_folds_batch_norm_without_changing_its_output():
     net = trained_looking_mobilenet().eval()
-    log_mel = LogMel(hop_length=400, win_length=800, n_fft=1024)(0.1 * torch.randn(3, 16000))
+    log_mel = LogMel(DiverseEmbedConfig())(0.1 * torch.randn(3, 16000))  # (3, 41, 64)
     with torch.no_grad():
         folded = net(log_mel)  # eval: batch norm folded into the convolutions
         layer_by_layer = net.layers(log_mel.unsqueeze(1)).mean(dim=3).transpose(1, 2)  # conv, batch norm, ReLU
@@ -100,5 +105,12 @@ def test_gradients_reach_the_weights_through_the_folded_batch_norm():
 
 def test_features_are_finite_on_silence_and_clipping():
     extremes = torch.stack([torch.zeros(16000), torch.ones(16000), torch.sign(torch.randn(16000))])
-    for front_end in [SpectralPeaks(), MFCCFrames(), LogMel()]:
+    for front_end in [SpectralPeaks(TEN_MS), MFCCFrames(TEN_MS), LogMel(TEN_MS)]:
         assert torch.isfinite(front_end(extremes)).all()
+
+
+def test_front_ends_follow_the_config():
+    config = DiverseEmbedConfig()  # 25-ms frames, 50-ms windows
+    chunk = torch.randn(1, 16000)
+    assert SpectralPeaks(config)(chunk).shape[1] == MFCCFrames(config)(chunk).shape[1] == LogMel(config)(chunk).shape[1] == 41
+    assert LogMel(config).mel.spectrogram.n_fft == 1024 and MFCCFrames(config).mfcc.MelSpectrogram.spectrogram.n_fft == 800

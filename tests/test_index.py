@@ -209,7 +209,7 @@ def test_killed_build_resumes_to_the_same_index(tmp_path):
 
 def test_two_ranks_under_torchrun_build_one_index(collection, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "diverse_embed.cli",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli",
          "index", "build", str(collection), "--output", str(tmp_path / "ranks"), "--num-workers", "0", "-q"],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )

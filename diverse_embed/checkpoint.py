@@ -1,0 +1,195 @@
+"""Loading and saving models: strict safetensors weights, bundled checkpoints, one model resolver.
+
+`resolve_model(name)` is how the command line, the HEAR API and the benchmarks turn a name into a
+model: a bundled name, a `save_pretrained` folder, a `.safetensors` file with its config.json
+beside it, a Hugging Face Hub id, or `untrained-seed0`. Loading is always strict: huggingface_hub's
+mixin would otherwise load with strict=False and leave random weights on a key mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import huggingface_hub
+import safetensors.torch
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+from torch import nn
+
+from .config import DEFAULT_MODEL, UNTRAINED, DiverseEmbedConfig
+
+if TYPE_CHECKING:
+    from .model import DiverseEmbedder
+
+SAFETENSORS_FILE = "model.safetensors"
+# Checkpoints that ship inside the package (diverse_embed/pretrained/<name>/), loadable by name
+# with no network; config.DEFAULT_MODEL is one of them.
+BUNDLED_DIR = Path(__file__).parent / "pretrained"
+
+
+class CheckpointError(ValueError):
+    """A model that cannot be loaded as named: missing, not found, or weights that do not fit its config."""
+
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> folder of every checkpoint shipped with the package."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / "config.json").is_file()}
+
+
+def resolve_model(name: str | os.PathLike | None = None, **kwargs) -> tuple[DiverseEmbedder, str]:
+    """The model a user named, and the name to record next to its vectors (a path made absolute).
+
+    None means DEFAULT_MODEL. Keyword arguments go to `from_pretrained` (revision, cache_dir, ...).
+    """
+    from .model import DiverseEmbedder  # model.py binds this module's loaders, so it imports us first
+
+    name = str(name or DEFAULT_MODEL)
+    if name == UNTRAINED:
+        return untrained_model(seed=0), UNTRAINED
+    if name.endswith(".safetensors") and os.path.isfile(name):
+        model = DiverseEmbedder(read_config(Path(name).with_name("config.json")))
+        load_weights(model, name)
+        return model.eval(), str(Path(name).resolve())
+    recorded = str(Path(name).resolve()) if os.path.isdir(name) else name
+    return DiverseEmbedder.from_pretrained(name, **kwargs), recorded
+
+
+def untrained_model(seed: int = 0) -> DiverseEmbedder:
+    """The default-size model with random weights drawn from `seed`, in eval mode: the same weights
+    every time (so indexes built with it stay searchable), without touching the global RNG."""
+    from .model import DiverseEmbedder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DiverseEmbedder(DiverseEmbedConfig()).eval()
+
+
+def read_config(path: str | os.PathLike) -> DiverseEmbedConfig:
+    """A config.json, or CheckpointError naming the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no {path.name} in this folder, so the model's shape is unknown")
+    try:
+        return DiverseEmbedConfig.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> DiverseEmbedder:
+    """Load a bundled checkpoint by name (see `bundled_models()`), a `save_pretrained` folder, or
+    a Hugging Face Hub id.
+
+    Keyword arguments as in huggingface_hub: revision, cache_dir, local_files_only, token,
+    force_download, map_location. Loading is strict (see `load_weights`).
+    """
+    name = str(pretrained_model_name_or_path)
+    bundled = bundled_models()
+    if name in bundled and not os.path.exists(name):  # a local folder of that name wins
+        name = str(bundled[name])
+    if os.path.isfile(name):
+        raise CheckpointError(f"{name}: give the folder that holds config.json and {SAFETENSORS_FILE}, not a file")
+    if os.path.isdir(name):
+        return load_pretrained(cls, model_id=name, config=read_config(Path(name) / "config.json"),
+                               map_location=kwargs.get("map_location", "cpu"))
+    try:
+        try:  # the local Hub cache first: no network, and no retries when there is none
+            return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **{**kwargs, "local_files_only": True})
+        except LocalEntryNotFoundError:
+            if kwargs.get("local_files_only") or huggingface_hub.constants.HF_HUB_OFFLINE:
+                raise
+        _check_on_hub(name, kwargs.get("revision"), kwargs.get("token"))
+        return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **kwargs)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{name}: config.json is not valid JSON ({err})") from None
+    except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+        known = ", ".join(bundled) or "none"
+        raise CheckpointError(f"{name}: no such model folder, not a bundled model ({known}), and not loadable "
+                              f"from the Hugging Face Hub ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def load_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
+                    force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
+                    map_location: str = "cpu", strict: bool = True,
+                    config: DiverseEmbedConfig | dict | None = None, **unused) -> DiverseEmbedder:
+    """The mixin's `_from_pretrained` hook, replaced: it would load non-strictly, print, and fall
+    back to pickle. `strict` is accepted for compatibility and ignored: loading is always strict."""
+    if config is None:
+        raise CheckpointError(f"{model_id}: no config.json found, so the model's shape is unknown")
+    try:
+        model = cls(config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{model_id}: config.json: {err}") from None
+    if os.path.isdir(model_id):
+        model_file = Path(model_id) / SAFETENSORS_FILE
+        if not model_file.is_file():
+            raise CheckpointError(f"{model_id}: no {SAFETENSORS_FILE} in this folder (only safetensors weights are loaded)")
+    else:
+        model_file = hf_hub_download(
+            repo_id=model_id, filename=SAFETENSORS_FILE, revision=revision, cache_dir=cache_dir,
+            force_download=force_download, local_files_only=local_files_only, token=token,
+        )
+    load_weights(model, model_file)
+    return model.to(map_location).eval()
+
+
+def save_pretrained(model: nn.Module, save_directory: Path) -> None:
+    """The mixin's `_save_pretrained` hook: config.json and model.safetensors (float32 as trained)."""
+    save_directory = Path(save_directory)
+    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    safetensors.torch.save_file(tensors, str(save_directory / SAFETENSORS_FILE), metadata={"format": "pt"})
+    (save_directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
+
+
+def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
+    """Load safetensors weights strictly: every key present, none extra, every shape equal.
+
+    Tensors stored in another float precision (e.g. float16) are cast to the model's.
+    """
+    try:
+        state = safetensors.torch.load_file(str(model_file))
+    except (OSError, safetensors.SafetensorError) as err:
+        raise CheckpointError(f"{model_file}: cannot read safetensors weights ({err})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+                  for key in sorted(set(state) & set(expected)) if state[key].shape != expected[key].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch {_short(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{model_file} does not match the model its config.json describes: " + "; ".join(problems))
+    state = {key: value.to(expected[key].dtype) for key, value in state.items()}
+    model.load_state_dict(state, strict=True)
+
+
+def _check_on_hub(name: str, revision: str | None, token: str | bool | None) -> None:
+    """One quick look before downloading: huggingface_hub retries an unreachable host for ~30 s."""
+    try:
+        huggingface_hub.HfApi().model_info(name, revision=revision, token=token, timeout=10)
+    except HfHubHTTPError:
+        raise
+    except Exception as err:  # whatever the HTTP client raises for no network, no host, a timeout
+        raise CheckpointError(f"{name}: no such model folder, not a bundled model ({', '.join(bundled_models()) or 'none'}), "
+                              f"and the Hugging Face Hub is not reachable ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def _short(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{f', ... {len(items) - limit} more' if len(items) > limit else ''}]"
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [""])[0]

@@ -1,0 +1,178 @@
+"""DiverseEmbedConfig: every number of the model, saved as config.json next to the weights; and the
+package's defaults.
+
+The front-end settings are grouped per branch (`config.pitch.n_fft`, `config.timbre.n_mfcc`, ...);
+the transformer's shape is shared by all four branches. This module imports nothing heavy, so
+the command line can show these defaults without loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+SAMPLE_RATE = 16000  # everything downstream of decoding is mono at this rate
+BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
+# The checkpoint that ships inside the package (checkpoint.bundled_models), used unless told.
+DEFAULT_MODEL = "diverse-embed-esc50"
+UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
+# 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
+# (README, "Size and speed"); memory stays at tens of MB.
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class PitchConfig:
+    """Binary spectral peaks on a linear STFT axis (features.SpectralPeaks)."""
+
+    n_fft: int = 2048  # 128 ms window: 7.8 Hz bins
+    fmin_hz: float = 50.0  # lowest kept bin
+    fmax_hz: float = 4000.0  # highest kept bin
+    max_peaks: int = 8  # at most this many peaks per frame
+    threshold_db: float = -30.0  # a peak is within this of the frame's loudest bin
+    floor_dbfs: float = -70.0  # and above this absolute level
+
+
+@dataclass
+class TimbreConfig:
+    """MFCCs per frame (features.MFCCFrames)."""
+
+    n_mfcc: int = 12  # coefficients per frame
+    window_ms: float = 50.0  # STFT window: two frame steps, so consecutive windows overlap by half
+    n_mels: int = 40  # mel bands before the DCT
+
+
+@dataclass
+class WaveformConfig:
+    """Raw waveform patches (features.WaveformPatches)."""
+
+    patch_ms: float = 25.0  # 400 samples at 16 kHz
+
+
+@dataclass
+class NeuralogramConfig:
+    """YAMNet-style log-mel (features.LogMel) into a MobileNet v1 (neuralogram.py)."""
+
+    mel_bins: int = 64
+    window_ms: float = 50.0  # two frame steps, as for the MFCCs
+    fmin_hz: float = 125.0
+    fmax_hz: float = 7500.0
+    mobilenet_width: float = 1.0  # channel multiplier; 1.0 gives 1024-d activations
+    mobilenet_time_stride: int = 16  # one 1024-d vector every 16 log-mel frames (400 ms at 25-ms frames)
+
+
+SUBCONFIGS = {"pitch": PitchConfig, "timbre": TimbreConfig, "waveform": WaveformConfig, "neuralogram": NeuralogramConfig}
+
+# config.json of diverse-embed 0.1.0 kept the front-end settings flat; they still load.
+FLAT_NAMES = {
+    **{f"pitch_{name}": ("pitch", name) for name in ("n_fft", "fmin_hz", "fmax_hz", "max_peaks", "threshold_db", "floor_dbfs")},
+    "n_mfcc": ("timbre", "n_mfcc"), "mfcc_window_ms": ("timbre", "window_ms"), "mfcc_n_mels": ("timbre", "n_mels"),
+    "waveform_patch_ms": ("waveform", "patch_ms"), "mel_bins": ("neuralogram", "mel_bins"),
+    "mel_window_ms": ("neuralogram", "window_ms"), "mel_fmin_hz": ("neuralogram", "fmin_hz"),
+    "mel_fmax_hz": ("neuralogram", "fmax_hz"), "mobilenet_width": ("neuralogram", "mobilenet_width"),
+    "mobilenet_time_stride": ("neuralogram", "mobilenet_time_stride"),
+}
+
+
+@dataclass
+class DiverseEmbedConfig:
+    """The model's shape. `from_dict(to_dict())` gives the same config back."""
+
+    branches: list[str] = field(default_factory=lambda: list(BRANCHES))  # which branches to build, in order
+    num_labels: int = 200  # classes of the linear head (FSD-50K has 200)
+    id2label: dict[int, str] | None = None  # class index -> name; None means "LABEL_<i>"
+
+    # Audio and chunking
+    sample_rate: int = SAMPLE_RATE  # input is resampled to this
+    chunk_seconds: float = 1.0  # each branch sees one chunk of this length
+    hop_seconds: float = 1.0  # step between chunks when embedding a clip
+    min_final_chunk_seconds: float = 0.1  # a shorter leftover at the end of a clip is dropped, not padded
+    # Frame step of the spectral front ends (pitch, timbre, log-mel): the waveform patch length, so
+    # every transformer sees about 40 frames a chunk (README, "Design choices").
+    frame_hop_ms: float = 25.0
+
+    # Transformer, the same shape in every branch
+    d_model: int = 64  # width; each branch embedding has this size
+    n_layers: int = 6  # encoder blocks per branch
+    n_heads: int = 12  # attention heads
+    head_dim: int = 8  # width of one head (Keras-style key_dim: 64 is not divisible by 12)
+    ff_dim: int = 128  # hidden width of the feed-forward layer
+    dropout: float = 0.1  # in attention and feed-forward, training only
+
+    # Front ends, one group per branch
+    pitch: PitchConfig = field(default_factory=PitchConfig)
+    timbre: TimbreConfig = field(default_factory=TimbreConfig)
+    waveform: WaveformConfig = field(default_factory=WaveformConfig)
+    neuralogram: NeuralogramConfig = field(default_factory=NeuralogramConfig)
+
+    def __post_init__(self):
+        unknown = [name for name in self.branches if name not in BRANCHES]
+        if unknown or not self.branches or len(set(self.branches)) != len(self.branches):
+            raise ValueError(f"branches must be distinct names among {BRANCHES}, got {self.branches}")
+        for name, kind in SUBCONFIGS.items():  # as read from JSON: a dict per branch
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, _strict(kind, getattr(self, name), f"{name}."))
+        if self.id2label is not None:
+            # JSON turns integer keys into strings; bring them back.
+            self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(f"id2label must name classes 0..{self.num_labels - 1}, got {len(self.id2label)} entries")
+        if self.chunk_samples % self.waveform_patch_samples:
+            raise ValueError("chunk_seconds must hold a whole number of waveform patches")
+
+    def samples(self, milliseconds: float) -> int:
+        return round(milliseconds * self.sample_rate / 1000)
+
+    @property
+    def chunk_samples(self) -> int:
+        return round(self.chunk_seconds * self.sample_rate)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_seconds * self.sample_rate)
+
+    @property
+    def min_final_chunk_samples(self) -> int:
+        return max(1, round(self.min_final_chunk_seconds * self.sample_rate))
+
+    @property
+    def frame_hop_samples(self) -> int:
+        return self.samples(self.frame_hop_ms)
+
+    @property
+    def waveform_patch_samples(self) -> int:
+        return self.samples(self.waveform.patch_ms)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.d_model * len(self.branches)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: index for index, label in (self.id2label or {}).items()}
+
+    def branch_slice(self, name: str) -> slice:
+        """Where branch `name`'s d_model columns sit in the fused embedding."""
+        start = self.branches.index(name) * self.d_model
+        return slice(start, start + self.d_model)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DiverseEmbedConfig":
+        """Build from a config.json dict; an unknown key is a ValueError, not silently dropped."""
+        values = dict(values)
+        for flat in [key for key in values if key in FLAT_NAMES]:
+            group, name = FLAT_NAMES[flat]
+            values[group] = {**values.get(group, {}), name: values.pop(flat)}
+        return _strict(cls, values)
+
+
+def _strict(kind, values: dict, prefix: str = ""):
+    if not isinstance(values, dict):
+        raise ValueError(f"{prefix or 'config'} must be a JSON object, got {type(values).__name__}")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(kind)})
+    if unknown:
+        raise ValueError(f"config has fields this version of diverse-embed does not know: {[prefix + u for u in unknown]}")
+    return kind(**values)

@@ -1,0 +1,228 @@
+"""Embedding clips and files with a DiverseEmbedder: chunking, batching, streaming, decoding workers.
+
+Each function takes the model first and is bound to `DiverseEmbedder` as a method
+(`model.embed(...)`, `model.embed_files(...)`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .audio import AudioLoadError, audio_info, chunk, load_audio, num_chunks, prepare_waveform, stream_audio
+from .config import DEFAULT_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from .model import DiverseEmbedder
+
+
+@dataclass
+class EmbeddingOutput:
+    """The embedding of one clip, as numpy float32 arrays."""
+
+    embedding: np.ndarray  # (embedding_dim,) mean of the chunk embeddings, L2-normalised
+    branch_embeddings: dict[str, np.ndarray]  # name -> (d_model,) mean over chunks, L2-normalised
+    chunk_embeddings: np.ndarray  # (n_chunks, embedding_dim) per chunk, not normalised
+    chunk_times: np.ndarray  # (n_chunks,) start of each chunk in seconds
+    logits: np.ndarray  # (num_labels,) mean of the chunk logits
+    duration: float  # seconds of audio embedded
+
+
+def embed(model: DiverseEmbedder, audio: np.ndarray | torch.Tensor, sample_rate: int | None = None) -> EmbeddingOutput:
+    """Embed one clip of any length: audio (samples,) mono, float in [-1, 1] or int16."""
+    return embed_batch(model, [audio], sample_rate)[0]
+
+
+def embed_batch(
+    model: DiverseEmbedder,
+    clips: list[np.ndarray | torch.Tensor],
+    sample_rate: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[EmbeddingOutput]:
+    """Embed clips of any lengths together; each result equals what `embed` gives for that clip.
+
+    `batch_size` is the number of 1-s chunks per forward pass.
+    """
+    waveforms = [prepare_waveform(clip, sample_rate, model.config.sample_rate, source=f"clip {i}")
+                 for i, clip in enumerate(clips)]
+    return embed_waveforms(model, waveforms, batch_size)
+
+
+def embed_waveforms(model: DiverseEmbedder, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
+    """Validated waveforms (samples,) at the model's rate -> one output each, chunks batched across clips."""
+    cfg = model.config
+    chunked = [chunk(w, cfg.hop_samples, cfg.chunk_samples, cfg.min_final_chunk_samples, cfg.sample_rate)
+               for w in waveforms]
+    all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
+    embeddings, logits = forward_chunks(model, all_chunks, batch_size)
+    counts = [len(chunks) for chunks, _ in chunked]
+    return [clip_output(model, e, l, starts, len(w))
+            for e, l, (_, starts), w in zip(embeddings.split(counts), logits.split(counts), chunked, waveforms)]
+
+
+@torch.inference_mode()
+def forward_chunks(model: DiverseEmbedder, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU."""
+    was_training = model.training
+    model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
+    try:
+        outputs = [model(batch.to(model.device)) for batch in chunks.split(batch_size)]
+    finally:
+        model.train(was_training)
+    embeddings = torch.cat([o.embeddings for o in outputs]).float().cpu()
+    logits = torch.cat([o.logits for o in outputs]).float().cpu()
+    return embeddings, logits
+
+
+def clip_output(model: DiverseEmbedder, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
+                starts: np.ndarray, num_samples: int) -> EmbeddingOutput:
+    mean = chunk_embeddings.mean(dim=0)  # (D,)
+    branches = {name: F.normalize(mean[model.config.branch_slice(name)], dim=0).numpy()
+                for name in model.config.branches}
+    return EmbeddingOutput(
+        embedding=F.normalize(mean, dim=0).numpy(),
+        branch_embeddings=branches,
+        chunk_embeddings=chunk_embeddings.numpy(),
+        chunk_times=starts,
+        logits=chunk_logits.mean(dim=0).numpy(),
+        duration=num_samples / model.config.sample_rate,
+    )
+
+
+def embed_file(model: DiverseEmbedder, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> EmbeddingOutput:
+    """Embed one audio file of any length, decoding it block by block: an hour-long recording
+    never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
+    cfg = model.config
+    size, hop = cfg.chunk_samples, cfg.hop_samples
+    buffer, buffer_start, next_start, total = np.zeros(0, np.float32), 0, 0, 0
+    pending: list[np.ndarray] = []  # full chunks waiting for a batch
+    results: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def run(final: bool = False):
+        if pending and (final or len(pending) >= batch_size):
+            results.append(forward_chunks(model, torch.from_numpy(np.stack(pending)), batch_size))
+            pending.clear()
+
+    for block in stream_audio(path, cfg.sample_rate):
+        buffer = np.concatenate([buffer, block])
+        total += len(block)
+        while next_start + size <= total:
+            offset = next_start - buffer_start
+            pending.append(buffer[offset : offset + size])
+            next_start += hop
+            run()
+        consumed = min(next_start - buffer_start, len(buffer))
+        buffer, buffer_start = buffer[consumed:], buffer_start + consumed
+    # The chunks that run past the end: zero-padded, by the same rule as `chunk`.
+    n_chunks = num_chunks(total, hop, size, cfg.min_final_chunk_samples)
+    for start in range(next_start, n_chunks * hop, hop):
+        piece = buffer[start - buffer_start : start - buffer_start + size]
+        pending.append(np.pad(piece, (0, size - len(piece))))
+    run(final=True)
+    embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
+    logits = torch.cat([l for _, l in results])[:n_chunks]
+    starts = np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate
+    return clip_output(model, embeddings, logits, starts, total)
+
+
+def iter_embed_files(
+    model: DiverseEmbedder,
+    paths: list[str | os.PathLike],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = 2,
+    progress: bool = True,
+    max_seconds_in_memory: float = 600.0,
+) -> Iterator[tuple[Path, EmbeddingOutput | AudioLoadError]]:
+    """Yield (path, output) in the order given; a file that cannot be loaded yields its AudioLoadError
+    instead, so one bad file never stops a collection.
+
+    Files are decoded by `num_workers` processes and embedded together in batches of
+    `batch_size` chunks; files longer than `max_seconds_in_memory` are streamed (`embed_file`).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = model.config
+    files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
+    loader = torch.utils.data.DataLoader(files, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    pending: list[tuple[Path, np.ndarray]] = []
+    pending_chunks = 0
+    with tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
+        for path, waveform in loader:
+            if isinstance(waveform, np.ndarray):
+                pending.append((path, waveform))
+                pending_chunks += num_chunks(len(waveform), cfg.hop_samples, cfg.chunk_samples)
+                if pending_chunks < batch_size:
+                    continue
+            yield from _flush(model, pending, batch_size, bar)  # keeps the order of the paths
+            pending, pending_chunks = [], 0
+            if isinstance(waveform, str):  # STREAM_IT
+                try:
+                    waveform = embed_file(model, path, batch_size)
+                except AudioLoadError as err:
+                    waveform = err
+            if not isinstance(waveform, np.ndarray):
+                bar.update(1)
+                yield path, waveform
+        yield from _flush(model, pending, batch_size, bar)
+
+
+def _flush(model: DiverseEmbedder, pending: list[tuple[Path, np.ndarray]], batch_size: int, bar) -> Iterator:
+    if not pending:
+        return
+    outputs = embed_waveforms(model, [waveform for _, waveform in pending], batch_size)
+    bar.update(len(pending))
+    yield from ((path, output) for (path, _), output in zip(pending, outputs))
+
+
+def embed_files(
+    model: DiverseEmbedder,
+    paths: list[str | os.PathLike],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given.
+
+    Raises AudioLoadError (naming the file) for a file that cannot be loaded; use
+    `iter_embed_files` to skip such files and keep going.
+    """
+    rows = []
+    for _, output in iter_embed_files(model, paths, batch_size, num_workers, progress):
+        if isinstance(output, AudioLoadError):
+            raise output
+        rows.append(output.embedding)
+    return np.stack(rows) if rows else np.zeros((0, model.embedding_dim), dtype=np.float32)
+
+
+def _as_is(item):
+    return item
+
+
+STREAM_IT = "stream"
+
+
+class AudioFiles(torch.utils.data.Dataset):
+    """Decodes files in DataLoader workers. A failure comes back as a value, not an exception, so
+    the caller can name the file and go on; a file too long to hand over whole comes back as
+    STREAM_IT, for the caller to stream with `embed_file`."""
+
+    def __init__(self, paths: list, sample_rate: int, max_seconds_in_memory: float):
+        self.paths, self.sample_rate, self.max_seconds = paths, sample_rate, max_seconds_in_memory
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        path = Path(self.paths[index])
+        try:
+            if audio_info(path).duration > self.max_seconds:
+                return path, STREAM_IT
+            return path, load_audio(path, self.sample_rate)
+        except AudioLoadError as err:
+            return path, err

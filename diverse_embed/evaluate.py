@@ -1,0 +1,146 @@
+"""Scores of a trained model on labelled chunks: clip-level tagging metrics of the fused head and of
+every ablation head (each branch alone, each leave-one-branch-out fusion), and their report.
+
+Clip scores are the mean of the clip's chunk logits, as the method defines them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+from .config import DiverseEmbedConfig
+from .data import ChunkDataset, DataConfig, load_splits
+from .distributed import Runtime
+from .metrics import tagging_metrics
+from .model import DiverseEmbedder
+
+ABLATION_HEADS = "ablation_heads.safetensors"
+
+
+def subsets(branches: list[str]) -> dict[str, list[str]]:
+    """fused, each branch alone, and each leave-one-out combination (names like "-pitch")."""
+    found = {"fused": list(branches)}
+    if len(branches) > 1:
+        found.update({name: [name] for name in branches})
+    if len(branches) > 2:
+        found.update({f"-{name}": [b for b in branches if b != name] for name in branches})
+    return found
+
+
+def columns(config: DiverseEmbedConfig, names: list[str]) -> np.ndarray:
+    """The fused embedding's columns that hold the named branches, in the model's order."""
+    return np.r_[tuple(config.branch_slice(name) for name in config.branches if name in names)]
+
+
+def label(name: str) -> str:
+    """How reports name a subset."""
+    if name == "fused":
+        return "fused (all branches)"
+    return f"without {name[1:]}" if name.startswith("-") else f"{name} alone"
+
+
+@torch.no_grad()
+def chunk_outputs(function, dataset: ChunkDataset, batch_size: int, num_workers: int, rt: Runtime) -> np.ndarray:
+    """function(chunks) -> (B, width) over every chunk of the dataset, gathered from all ranks in
+    chunk order: (n_chunks, width)."""
+    mine = np.arange(rt.rank, len(dataset), rt.world)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=batch_size,
+                                         num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    rows = [function(chunks.to(rt.device)).float().cpu().numpy() for chunks, _, _ in loader]
+    gathered = rt.gather((mine, np.concatenate(rows) if rows else None))
+    order = np.concatenate([m for m, _ in gathered])
+    values = np.concatenate([v for _, v in gathered if v is not None])
+    return values[np.argsort(order)]
+
+
+def embed_chunks(model: DiverseEmbedder, dataset: ChunkDataset, cfg: DataConfig, rt: Runtime) -> np.ndarray:
+    """The fused embedding of every chunk: (n_chunks, D)."""
+    model.eval()
+    return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, cfg.batch_size, cfg.num_workers, rt)
+
+
+def clip_means(chunk_values: np.ndarray, dataset: ChunkDataset) -> np.ndarray:
+    """Chunk values (n_chunks, width) averaged per clip: (n_clips, width)."""
+    clip_of_chunk = dataset.index[:, 0]
+    n_clips = len(dataset.clips)
+    sums = np.zeros((n_clips, chunk_values.shape[1]))
+    np.add.at(sums, clip_of_chunk, chunk_values)
+    return sums / np.bincount(clip_of_chunk, minlength=n_clips)[:, None]
+
+
+def clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset) -> dict:
+    return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))
+
+
+def head_logits(head: nn.Module, embeddings: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return head(torch.from_numpy(embeddings).float().to(head.weight.device)).float().cpu().numpy()
+
+
+def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str, ChunkDataset], cfg: DataConfig,
+             rt: Runtime, embeddings: dict[str, np.ndarray] | None = None) -> dict:
+    """Metrics of the fused head and every ablation head on the val and test splits. `embeddings`
+    holds chunk embeddings already computed, by split name."""
+    results = {}
+    for split in ("val", "test"):
+        if split not in data:
+            continue
+        dataset = data[split]
+        x = (embeddings or {}).get(split)
+        if x is None:
+            x = embed_chunks(model, dataset, cfg, rt)  # (n_chunks, D)
+        systems = {"fused": clip_metrics(head_logits(model.head, x), dataset)}
+        for name, head in heads.items():
+            systems[name] = clip_metrics(head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])]), dataset)
+        results[split] = {"clips": len(dataset.clips), "systems": systems}
+    return results
+
+
+def metrics_markdown(metrics: dict) -> str:
+    lines = []
+    for split, result in metrics["results"].items():
+        lines += [f"### {split} ({result['clips']} clips)", "",
+                  "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |", "|---|---|---|---|---|---|"]
+        for name, m in result["systems"].items():
+            acc = "" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+            lines.append(f"| {label(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
+                         f"{m['lwlrap']:.3f} | {acc} |")
+        lines.append("")
+    if metrics.get("throughput"):
+        lines += ["Training throughput (1-s chunks per second):", ""]
+        lines += [f"- {phase}: {rate}" for phase, rate in metrics["throughput"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_ablation_heads(heads: dict[str, nn.Linear], path: Path) -> None:
+    safetensors.torch.save_file({f"{n}.{k}": v.detach().cpu().contiguous() for n, h in heads.items()
+                                 for k, v in h.state_dict().items()}, str(path))
+
+
+def load_ablation_heads(path: Path, config: DiverseEmbedConfig) -> dict[str, nn.Linear]:
+    if not Path(path).is_file():
+        return {}
+    tensors = safetensors.torch.load_file(str(path))
+    heads = {}
+    for name, names in subsets(config.branches).items():
+        if f"{name}.weight" in tensors:
+            head = nn.Linear(len(names) * config.d_model, config.num_labels)
+            head.load_state_dict({"weight": tensors[f"{name}.weight"], "bias": tensors[f"{name}.bias"]})
+            heads[name] = head
+    return heads
+
+
+def evaluate_run(run_dir: str | Path, cfg: DataConfig, device: str | None = None) -> dict:
+    """`diverse-embed evaluate RUN`: metrics of a training output folder on cfg's val and test splits."""
+    with Runtime(device) as rt:
+        model = DiverseEmbedder.from_pretrained(run_dir).to(rt.device)
+        config = model.config
+        data, _, failures = load_splits(cfg, rt, config.chunk_samples, config.hop_samples, config.min_final_chunk_samples)
+        heads = {n: h.to(rt.device) for n, h in load_ablation_heads(Path(run_dir) / ABLATION_HEADS, config).items()}
+        results = evaluate(model, heads, data, cfg, rt)
+    return {"results": results, "failures": [{"path": p, "reason": r} for p, r in failures]}

@@ -1,0 +1,27 @@
+"""Writing files so that a crash, a kill or a full disk never leaves half of one behind."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """write(f) into a temp file in the same folder, fsync, rename over `path`: readers see the old
+    file or the new one, never half. Raises OSError (and removes the temp file) when it fails."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

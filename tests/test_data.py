@@ -1,0 +1,74 @@
+"""Labelled data: FSD-50K's layout, manifests, multi-hot targets, the chunk dataset's augmentation."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from diverse_embed.data import ChunkDataset, Clip, DataConfig, DataError, multi_hot, read_dataset, read_fsd50k, read_manifest
+
+
+def test_reads_the_official_layout(fsd50k):
+    dataset = read_fsd50k(fsd50k)
+    assert dataset.vocabulary == ["Bark", "Keyboard_(musical)", "Rain"]
+    assert '"Bark,Rain","/m/05tny_,/m/06mb1"' in (fsd50k / "FSD50K.ground_truth" / "dev.csv").read_text()
+    assert [len([c for c in dataset.clips if c.split == s]) for s in ("train", "val", "eval")] == [15, 5, 10]
+    assert dataset.clips[3].labels == [0, 2] and dataset.clips[1].labels == [1]
+
+
+def test_manifest_rules(tmp_path):
+    (tmp_path / "clips").mkdir()
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text('path,labels,split\na.wav,"dog;bark",train\nsub/b.wav,rain,test\n')
+    dataset = read_manifest(manifest, tmp_path / "clips")
+    assert dataset.vocabulary == ["bark", "dog", "rain"] and dataset.clips[0].labels == [1, 0]
+    manifest.write_text("path,labels\n../outside.wav,dog\n")
+    with pytest.raises(ValueError, match="outside the audio root"):
+        read_manifest(manifest, tmp_path / "clips")
+    assert read_manifest(manifest, tmp_path / "clips", allow_outside_root=True).clips[0].split == "train"
+
+
+def test_multi_hot_and_targets():
+    np.testing.assert_array_equal(multi_hot([[0, 2], [], [1]], 3), [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    cache = SimpleNamespace(load=lambda path: np.zeros(2500, np.int16))
+    dataset = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1, 2], "train")], cache, 3, chunk_samples=1000,
+                           hop_samples=1000, min_final_samples=100)
+    assert dataset.chunk_targets().tolist() == [[1, 0, 0]] * 3 + [[0, 1, 1]] * 3
+    assert dataset.clip_targets().tolist() == [[1, 0, 0], [0, 1, 1]]
+    assert dataset[4][1].tolist() == [0, 1, 1]
+
+
+def test_missing_settings_are_data_errors():
+    with pytest.raises(DataError, match="needs --data-root"):
+        read_dataset(DataConfig(dataset="fsd50k"))
+    with pytest.raises(DataError, match="needs --manifest"):
+        read_dataset(DataConfig(dataset="csv"))
+
+
+def test_crop_jitter_and_silent_chunk_filter():
+    rate = 1000
+    loud = np.arange(1, 3 * rate + 1, dtype=np.int16)  # a ramp: each sample says where it came from
+    quiet = np.concatenate([np.full(rate, 3000, np.int16), np.zeros(2 * rate, np.int16)])  # 1 s of sound, 2 s silence
+    audio = {"loud": loud, "quiet": quiet}
+    cache = SimpleNamespace(load=lambda path: audio[path])
+    clips = [Clip("loud", [0], "train"), Clip("quiet", [1], "train")]
+
+    kept = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100, min_peak_db=-40)
+    assert kept.index.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0]]  # quiet's silent seconds are left out
+    every = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100)
+    assert len(every) == 6
+
+    jittered = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100,
+                            crop_jitter=True, seed=1)
+    starts = {}
+    for epoch in range(4):
+        jittered.set_epoch(epoch)
+        chunk = jittered[1][0].numpy() * 32767  # loud's second chunk
+        start = int(round(chunk[0])) - 1
+        assert abs(start - rate) <= rate // 2 and 0 <= start <= 2 * rate  # moved at most half a hop, inside the clip
+        np.testing.assert_allclose(chunk, np.arange(start + 1, start + rate + 1), atol=0.01)
+        starts[epoch] = start
+        assert int(round(jittered[1][0][0].item() * 32767)) - 1 == start  # same (epoch, item), same crop
+    assert len(set(starts.values())) > 1
+    fixed = jittered.without_augmentation()
+    assert int(round(fixed[1][0][0].item() * 32767)) == rate + 1 and jittered.crop_jitter
