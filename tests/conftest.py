@@ -22,6 +22,10 @@ def pytest_configure(config):
     os.environ["HOME"] = config.private_home
     os.environ["XDG_CACHE_HOME"] = os.path.join(config.private_home, ".cache")
     os.environ["HF_HOME"] = os.path.join(config.private_home, ".cache", "huggingface")
+    # Subprocesses (torchrun's log folders, torch.distributed's generated modules) write their
+    # temporary files there too. This process keeps the usual one, where pytest keeps failing tests' folders.
+    os.environ["TMPDIR"] = os.path.join(config.private_home, "tmp")
+    os.makedirs(os.environ["TMPDIR"])
     settings.register_profile("private", database=None)
     settings.load_profile("private")
 

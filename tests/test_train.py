@@ -71,7 +71,7 @@ def test_two_process_gloo_job_writes_a_loadable_model(fsd50k, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli", "train",
          "--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(tmp_path / "ddp"),
          "--cache-dir", str(tmp_path / "cache"), "--branches", "timbre,pitch", "--max-steps-per-phase", "2", *TINY],
-        capture_output=True, text=True, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     model = DiverseEmbedder.from_pretrained(tmp_path / "ddp")
