@@ -100,11 +100,12 @@ def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) ->
         return load_pretrained(cls, model_id=name, config=read_config(Path(name) / "config.json"),
                                map_location=kwargs.get("map_location", "cpu"))
     try:
-        try:  # the local Hub cache first: no network, and no retries when there is none
-            return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **{**kwargs, "local_files_only": True})
-        except LocalEntryNotFoundError:
-            if kwargs.get("local_files_only") or huggingface_hub.constants.HF_HUB_OFFLINE:
-                raise
+        if not kwargs.get("force_download"):
+            try:  # the local Hub cache first: no network, and no retries when there is none
+                return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **{**kwargs, "local_files_only": True})
+            except LocalEntryNotFoundError:
+                if kwargs.get("local_files_only") or huggingface_hub.constants.HF_HUB_OFFLINE:
+                    raise
         _check_on_hub(name, kwargs.get("revision"), kwargs.get("token"))
         return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **kwargs)
     except json.JSONDecodeError as err:
@@ -182,8 +183,8 @@ def _check_on_hub(name: str, revision: str | None, token: str | bool | None) -> 
     except HfHubHTTPError:
         raise
     except Exception as err:  # whatever the HTTP client raises for no network, no host, a timeout
-        raise CheckpointError(f"{name}: no such model folder, not a bundled model ({', '.join(bundled_models()) or 'none'}), "
-                              f"and the Hugging Face Hub is not reachable ({type(err).__name__}: {_first_line(err)})") from None
+        raise LocalEntryNotFoundError(f"not in the local cache, and the Hub is not reachable "
+                                      f"({type(err).__name__}: {_first_line(err)})") from None
 
 
 def _short(items: list[str], limit: int = 5) -> str:

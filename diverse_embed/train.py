@@ -238,9 +238,10 @@ class Trainer:
             yield chunks, targets
 
     def fit(self, phase: str, module: nn.Module, batches, steps_per_epoch: int, epochs: int, lr: float,
-            score=None, resume: dict | None = None, distributed: bool = True, checkpoints: bool = True) -> None:
+            score=None, resume: dict | None = None, distributed: bool = True, checkpoints: bool = True) -> float:
         """Train `module` on batches(epoch, skip_batches) -> (x, targets); keep the epoch that
-        `score(module)` rates best. Without `distributed`, every rank trains the same copy."""
+        `score(module)` rates best. Without `distributed`, every rank trains the same copy.
+        Returns the training throughput in examples per second."""
         cfg, rt = self.cfg, self.rt
         params = [p for p in module.parameters() if p.requires_grad]
         total = epochs * steps_per_epoch
@@ -298,11 +299,12 @@ class Trainer:
                 if step >= total:
                     break
         elapsed = time.perf_counter() - started
-        self.throughput[phase] = round(seen / elapsed, 1) if elapsed > 0 else 0.0
+        throughput = round(seen / elapsed, 1) if elapsed > 0 else 0.0
         if best["state"] is not None:
             module.load_state_dict(best["state"])
             self.log(phase=phase, selected_epoch=best["epoch"], val_macro_map=round(best["score"], 5))
-        self.log(phase=phase, done=True, chunks_per_second=self.throughput[phase])
+        self.log(phase=phase, done=True, chunks_per_second=throughput)
+        return throughput
 
     def train_phase(self, name: str, epochs: int, lr: float, resume: dict | None) -> None:
         cfg, rt = self.cfg, self.rt
@@ -313,7 +315,7 @@ class Trainer:
             val = self.data["val"]
             score = lambda m: clip_metrics(  # noqa: E731
                 chunk_outputs(m, val, cfg.batch_size, cfg.num_workers, rt), val)["macro_map"]
-        self.fit(name, module, self.chunk_batches, steps_per_epoch, epochs, lr, score, resume)
+        self.throughput[name] = self.fit(name, module, self.chunk_batches, steps_per_epoch, epochs, lr, score, resume)
 
     def fusion(self) -> dict[str, nn.Linear]:
         """Train the fused head (into the model) and the ablation heads on frozen chunk embeddings."""
