@@ -1,19 +1,30 @@
-"""Speed and memory: DiverseEmbedder against the CLAP audio tower, per-branch cost, and FAISS.
+"""Speed and memory: DiverseEmbedder against the CLAP audio tower, from files and from arrays,
+idle and next to a busy process; per-branch cost; FAISS.
 
     python -m benchmarks.speed                         # writes benchmarks/results/speed.{json,md}
-    python -m benchmarks.speed --skip-faiss --batches 1,4 --repeats 2 --output /tmp/speed   # quick look
+    python -m benchmarks.speed --skip-faiss --skip-memory --repeats 3 --output /tmp/speed   # quick look
 
-Embedding throughput is seconds of audio embedded per second of wall time, end to end from the
-waveform: for DiverseEmbedder (the bundled checkpoint) `embed_batch` (chunking, the four front
-ends, the four transformers, 16 kHz input), for CLAP its own preprocessing
-(`ClapFeatureExtractor`, 48 kHz input, mel and 10-s windows) and `ClapModel.get_audio_features`'
-compute (the HTSAT audio model and its projection: `ClapAudioModelWithProjection`). "Batch" is
-how many 10-s clips go in one call (DiverseEmbedder runs their 1-s chunks `DEFAULT_BATCH_SIZE` at
-a time, its default). Both systems are timed in this one process, each after a warm-up, taking
-turns run by run, the median of --repeats runs. CLAP has random weights: they do not change the
-compute; its config is `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused. Peak memory is
-measured in a fresh process per system and batch (peak resident memory, and its rise over the
-same process once it has embedded one clip).
+Throughput is seconds of audio embedded per second of wall time. Three measurements, each with
+both systems in turn run by run (A, B, A, B, ...: a slow spell of a shared machine hits both), the
+median of --repeats runs after a warm-up, once on an idle machine and once next to a busy
+neighbour (a `while True: pass` process this benchmark starts and stops; it takes one core):
+
+- From files: --files ten-second WAV files at 44.1 kHz (written once to a temporary folder), all
+  of them in one call. DiverseEmbedder: `model.embed_files(paths)` with the library's plan
+  (decoding, resampling to 16 kHz, chunking, the model). CLAP: the same files decoded by
+  soundfile, resampled to 48 kHz by torchaudio, its own preprocessing (`ClapFeatureExtractor`:
+  mel, 10-s windows) and the tower, all files in one call.
+- The command, as a whole process: `diverse-embed embed FOLDER -o x.npz` against a process that
+  does CLAP's part above for the same folder and saves the vectors (`clap_command` here), start-up
+  included (importing torch, building the model).
+- From arrays: `embed_batch` on waveforms already in memory (16 kHz for DiverseEmbedder, 48 kHz
+  for CLAP), --batches clips per call.
+
+DiverseEmbedder is the bundled default checkpoint. CLAP is `ClapAudioModelWithProjection` with
+`ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused, random weights (they do not
+change the compute), run with torch's default threads, as a user of transformers runs it. Peak
+memory is measured in a fresh process per system and batch (peak resident memory, and its rise
+over the same process once it has embedded one clip).
 
 FAISS: for each size in --faiss-sizes, vectors of dimension 256 drawn around 1,000 random
 centres (embeddings cluster; uniform random vectors are the hardest case and unlike real ones),
@@ -25,21 +36,26 @@ with the settings the library uses); build time, single-query latency p50 and p9
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
+import soundfile as sf
 import torch
+import torchaudio.functional as AF
 
 from diverse_embed import DiverseEmbedder, resolve_model
 from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.index import build_faiss_index, index_kind
+from diverse_embed.parallel import torch_threads
 
 from .systems import machine
 
@@ -73,6 +89,9 @@ class DiverseSystem:
     def embed(self, clips: list[np.ndarray]) -> None:
         self.model.embed_batch(clips, self.sample_rate)  # the library's default chunks per forward pass
 
+    def embed_files(self, paths: list[Path]) -> np.ndarray:
+        return self.model.embed_files(paths, progress=False)  # the library's plan of threads
+
 
 class ClapTower:
     name = "CLAP audio tower (HTSAT, ClapAudioConfig defaults)"
@@ -90,9 +109,26 @@ class ClapTower:
         return sum(p.numel() for p in self.model.parameters())
 
     @torch.inference_mode()
-    def embed(self, clips: list[np.ndarray]) -> None:
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         inputs = self.preprocess(clips, sampling_rate=self.sample_rate, return_tensors="pt")
-        self.model(input_features=inputs["input_features"].to(self.device), is_longer=inputs["is_longer"].to(self.device))
+        output = self.model(input_features=inputs["input_features"].to(self.device),
+                            is_longer=inputs["is_longer"].to(self.device))
+        return output.audio_embeds.float().cpu().numpy()  # (clips, 512)
+
+    def embed_files(self, paths: list[Path]) -> np.ndarray:
+        clips = []
+        for path in paths:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
+            clips.append(AF.resample(torch.from_numpy(audio.mean(axis=1)), rate, self.sample_rate).numpy())
+        return self.embed(clips)
+
+
+def clap_command(folder: str, output: str) -> None:
+    """What `diverse-embed embed FOLDER -o OUTPUT` does, with the CLAP tower: the process the
+    benchmark times against the command."""
+    tower = ClapTower("cpu")
+    paths = sorted(Path(folder).glob("*.wav"))
+    np.savez(output, embeddings=tower.embed_files(paths), paths=np.array([str(p) for p in paths]))
 
 
 SYSTEMS = {"diverse": DiverseSystem, "clap": ClapTower}
@@ -103,23 +139,89 @@ def clips_for(system, count: int) -> list[np.ndarray]:
     return [(rng.standard_normal(CLIP_SECONDS * system.sample_rate) * 0.1).astype(np.float32) for _ in range(count)]
 
 
-def throughputs(device: str, batches: list[int], repeats: int) -> dict:
-    """Seconds of audio per second, per system and batch, measured in this process. The systems
-    take turns run by run (A, B, A, B, ...), so a slow spell of a shared machine hits both."""
-    systems = {key: cls(device) for key, cls in SYSTEMS.items()}
-    result = {s.name: {"parameters": s.parameters()} for s in systems.values()}
-    for batch in batches:
-        clips = {key: clips_for(system, batch) for key, system in systems.items()}
-        times = {key: [] for key in systems}
-        for key, system in systems.items():
-            system.embed(clips[key])  # warm-up
-        for _ in range(repeats):
-            for key, system in systems.items():
-                start = time.perf_counter()
-                system.embed(clips[key])
-                times[key].append(time.perf_counter() - start)
-        for key, system in systems.items():
-            result[system.name][f"batch {batch}"] = batch * CLIP_SECONDS / statistics.median(times[key])
+def write_wav_files(folder: Path, count: int, rate: int = 44100) -> list[Path]:
+    """`count` ten-second 16-bit WAV files at `rate`: tones over noise, different in each file."""
+    rng = np.random.default_rng(0)
+    t = np.arange(CLIP_SECONDS * rate) / rate
+    paths = []
+    for i in range(count):
+        tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.2, 3) * t))
+        audio = tone + 0.05 * rng.standard_normal(len(t))
+        paths.append(folder / f"clip{i:03d}.wav")
+        sf.write(paths[-1], np.clip(audio, -1, 1).astype(np.float32), rate, subtype="PCM_16")
+    return paths
+
+
+@contextlib.contextmanager
+def condition(name: str):
+    """`idle`: nothing else runs. `busy`: a neighbour process keeps one core busy meanwhile."""
+    if name == "idle":
+        yield
+        return
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+
+
+def taking_turns(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each run (name -> function), after a warm-up, the runs taking turns."""
+    for run in runs.values():
+        run()  # warm-up
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def from_files(systems: dict, paths: list[Path], conditions: list[str], repeats: int) -> dict:
+    """Seconds of audio per second, per condition and system: every file in one call."""
+    audio_seconds = len(paths) * CLIP_SECONDS
+    result = {}
+    for name in conditions:
+        with condition(name):
+            times = taking_turns({key: (lambda s=system: s.embed_files(paths)) for key, system in systems.items()}, repeats)
+        result[name] = {key: audio_seconds / t for key, t in times.items()}
+        print(f"from files, {name}: " + json.dumps(result[name]), flush=True)
+    return result
+
+
+def commands(folder: Path, count: int, conditions: list[str], repeats: int) -> dict:
+    """Seconds of audio per second of the whole process: `diverse-embed embed` and `clap_command`."""
+    cli = Path(sys.executable).with_name("diverse-embed")
+    out = folder / "out.npz"
+    argv = {"diverse": [str(cli) if cli.exists() else "diverse-embed", "embed", str(folder), "-o", str(out), "-q"],
+            "clap": [sys.executable, "-c", f"from benchmarks.speed import clap_command; clap_command({str(folder)!r}, {str(out)!r})"]}
+    root = Path(__file__).resolve().parent.parent
+    result = {}
+    for name in conditions:
+        with condition(name):
+            times = taking_turns({key: (lambda a=a: subprocess.run(a, check=True, cwd=root, stdout=subprocess.DEVNULL))
+                                  for key, a in argv.items()}, repeats)
+        result[name] = {key: count * CLIP_SECONDS / t for key, t in times.items()}
+        result[name].update({f"{key} seconds": t for key, t in times.items()})
+        print(f"command, {name}: " + json.dumps(result[name]), flush=True)
+    return result
+
+
+def throughputs(systems: dict, batches: list[int], conditions: list[str], repeats: int) -> dict:
+    """From arrays: seconds of audio per second, per condition, batch and system."""
+    result = {}
+    for name in conditions:
+        result[name] = {}
+        with condition(name):
+            for batch in batches:
+                clips = {key: clips_for(system, batch) for key, system in systems.items()}
+                times = taking_turns({key: (lambda s=system, c=clips[key]: s.embed(c)) for key, system in systems.items()},
+                                     repeats)
+                result[name][f"batch {batch}"] = {key: batch * CLIP_SECONDS / t for key, t in times.items()}
+        print(f"from arrays, {name}: " + json.dumps(result[name]), flush=True)
     return result
 
 
@@ -150,13 +252,15 @@ def _high_water_mb(reset: bool = False) -> float:
 
 @torch.inference_mode()
 def branch_times(batch_size: int, repeats: int, device: str) -> dict[str, dict[str, float]]:
-    """Per branch, milliseconds per batch of `batch_size` chunks: front end alone, and the whole branch."""
+    """Per branch, milliseconds per batch of `batch_size` chunks on one thread (as each of the
+    plan's compute threads runs it): front end alone, and the whole branch."""
     model = DiverseSystem(device).model
     chunks = torch.randn(batch_size, model.config.chunk_samples, device=device) * 0.1
     result = {}
     for name, branch in model.branches.items():
-        front = median_seconds(lambda: branch.front_end(chunks), repeats)
-        whole = median_seconds(lambda: branch(chunks), repeats)
+        with torch_threads(1):
+            front = median_seconds(lambda: branch.front_end(chunks), repeats)
+            whole = median_seconds(lambda: branch(chunks), repeats)
         result[name] = {"features_ms": 1000 * front, "network_ms": 1000 * (whole - front), "total_ms": 1000 * whole,
                         "parameters": sum(p.numel() for p in branch.parameters())}
     return result
@@ -210,19 +314,45 @@ def faiss_benchmark(sizes: list[int], queries: int, kinds: list[str]) -> list[di
 
 def markdown(report: dict) -> str:
     lines = [f"# Speed and memory ({report['machine']})", "", f"Command: `{report['command']}`", ""]
-    if "throughput" in report:
+    names = {key: s["name"] for key, s in report.get("systems", {}).items()}
+    labels = {"idle": "idle", "busy": "one core busy"}
+
+    def ratio(row: dict) -> str:
+        return f"**{row['diverse'] / row['clap']:.1f}x**"
+
+    if "from_files" in report:
+        lines += [f"From files: {report['files']} ten-second WAV files at 44.1 kHz in one call, seconds of audio per "
+                  "second (DiverseEmbedder: `embed_files`; CLAP: soundfile, resampling, its preprocessing, the tower):", "",
+                  f"| machine | {names['diverse']} | {names['clap']} | ratio |", "|---|---|---|---|"]
+        for cond, row in report["from_files"].items():
+            lines.append(f"| {labels[cond]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+        lines.append("")
+    if "command_process" in report:
+        lines += [f"The command as a whole process, start-up included, on the same {report['files']} files: "
+                  "`diverse-embed embed FOLDER -o x.npz` against a process doing CLAP's part (`clap_command`):", "",
+                  "| machine | diverse-embed embed (s) | CLAP process (s) | diverse-embed (s/s) | CLAP (s/s) | ratio |",
+                  "|---|---|---|---|---|---|"]
+        for cond, row in report["command_process"].items():
+            lines.append(f"| {labels[cond]} | {row['diverse seconds']:.1f} | {row['clap seconds']:.1f} | "
+                         f"{row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+        lines.append("")
+    if "arrays" in report:
+        lines += ["From arrays: `embed_batch` on 10-s waveforms in memory (batch = clips per call), seconds of audio per second:",
+                  "", "| machine | batch | DiverseEmbedder | CLAP tower | ratio |", "|---|---|---|---|---|"]
+        for cond, rows in report["arrays"].items():
+            for batch, row in rows.items():
+                lines.append(f"| {labels[cond]} | {batch.split()[-1]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+        lines.append("")
+    if "memory" in report:
         batches = report["batches"]
-        lines += ["Embedding throughput, seconds of audio per second (10-s clips; batch = clips per call):", "",
-                  "| system | parameters | " + " | ".join(f"batch {b}" for b in batches)
-                  + " | " + " | ".join(f"peak MB (rise), batch {b}" for b in batches) + " |",
-                  "|---|---|" + "---|" * (2 * len(batches))]
-        for name, r in report["throughput"].items():
-            memory = report.get("memory", {}).get(name, {})
-            lines.append(f"| {name} | {r['parameters']:,} | " + " | ".join(f"{r[f'batch {b}']:.1f}" for b in batches)
-                         + " | " + " | ".join(f"{memory[f'batch {b}']['peak_mb']:.0f} ({memory[f'batch {b}']['rise_mb']:.0f})"
-                                               if f"batch {b}" in memory else "-" for b in batches) + " |")
-        lines += ["", "Ratio DiverseEmbedder / CLAP tower: " + ", ".join(
-            f"batch {b}: **{report['ratio'][f'batch {b}']:.1f}x**" for b in batches), ""]
+        lines += ["Size and peak memory (fresh process per system and batch; rise over the process with one clip embedded):", "",
+                  "| system | parameters | " + " | ".join(f"peak MB (rise), batch {b}" for b in batches) + " |",
+                  "|---|---|" + "---|" * len(batches)]
+        for key, system in report["systems"].items():
+            memory = report["memory"][key]
+            lines.append(f"| {system['name']} | {system['parameters']:,} | " + " | ".join(
+                f"{memory[f'batch {b}']['peak_mb']:.0f} ({memory[f'batch {b}']['rise_mb']:.0f})" for b in batches) + " |")
+        lines.append("")
     if "branch_ms" in report:
         lines += [f"Per branch, one batch of {report['branch_batch']} chunks (ms); the neuralogram's features are "
                   "its log-mel and MobileNet, its network the transformer:", "",
@@ -243,10 +373,14 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", default="1,32", help="clips per call (default 1,32)")
-    parser.add_argument("--repeats", type=int, default=9, help="timed runs after a warm-up; the median counts")
+    parser.add_argument("--files", type=int, default=32, help="WAV files per call, from files and the command (default 32)")
+    parser.add_argument("--batches", default="1,32", help="clips per call from arrays (default 1,32)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up; the median counts")
+    parser.add_argument("--command-repeats", type=int, default=3, help="timed runs of the whole processes")
+    parser.add_argument("--conditions", default="idle,busy", help="idle, busy (one core busy) or both")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-embedding", action="store_true", help="FAISS only")
+    parser.add_argument("--skip-command", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-faiss", action="store_true")
     parser.add_argument("--faiss-sizes", default="10000,100000,1000000")
@@ -256,16 +390,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     batches = [int(b) for b in args.batches.split(",")]
+    conditions = args.conditions.split(",")
     report = {"machine": machine() + f", device {args.device}",
               "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]),
-              "batches": batches}
+              "files": args.files, "batches": batches}
     if not args.skip_embedding:
-        report["throughput"] = throughputs(args.device, batches, args.repeats)
-        diverse, clap = (report["throughput"][cls.name] for cls in SYSTEMS.values())
-        report["ratio"] = {f"batch {b}": diverse[f"batch {b}"] / clap[f"batch {b}"] for b in batches}
+        systems = {key: cls(args.device) for key, cls in SYSTEMS.items()}
+        report["systems"] = {key: {"name": s.name, "parameters": s.parameters()} for key, s in systems.items()}
+        with tempfile.TemporaryDirectory() as folder:
+            paths = write_wav_files(Path(folder), args.files)
+            report["from_files"] = from_files(systems, paths, conditions, args.repeats)
+            if not args.skip_command and args.device == "cpu":
+                report["command_process"] = commands(Path(folder), args.files, conditions, args.command_repeats)
+        report["arrays"] = throughputs(systems, batches, conditions, args.repeats)
+        del systems
         if not args.skip_memory:
-            report["memory"] = {cls.name: {f"batch {b}": peak_memory(key, b, args.device) for b in batches}
-                                for key, cls in SYSTEMS.items()}
+            report["memory"] = {key: {f"batch {b}": peak_memory(key, b, args.device) for b in batches} for key in SYSTEMS}
         report["branch_batch"] = 32
         report["branch_ms"] = branch_times(32, args.repeats, args.device)
     if not args.skip_faiss:

@@ -1,12 +1,15 @@
-"""Embedding clips and files with a DiverseEmbedder: chunking, batching, streaming, decoding workers.
+"""Embedding clips and files with a DiverseEmbedder: chunking, batching, streaming, decoding ahead.
 
 Each function takes the model first and is bound to `DiverseEmbedder` as a method
-(`model.embed(...)`, `model.embed_files(...)`).
+(`model.embed(...)`, `model.embed_files(...)`). How they use the cores is `parallel.plan`'s call.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 
 from .audio import AudioLoadError, audio_info, chunk, load_audio, num_chunks, prepare_waveform, stream_audio
 from .config import DEFAULT_BATCH_SIZE
+from .parallel import plan, torch_threads
 
 if TYPE_CHECKING:
     from .model import DiverseEmbedder
@@ -68,16 +72,32 @@ def embed_waveforms(model: DiverseEmbedder, waveforms: list[np.ndarray], batch_s
 
 @torch.inference_mode()
 def forward_chunks(model: DiverseEmbedder, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU."""
+    """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
+
+    On CPU the chunks are cut into one slice per compute thread (at most `batch_size` each) and
+    each thread embeds its slices with single-threaded operations.
+    """
+    threads = plan(model.device.type).compute_threads
+    size = max(1, min(batch_size, math.ceil(len(chunks) / threads)))
+    slices = chunks.split(size)
     was_training = model.training
-    model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
+    if was_training:
+        model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
     try:
-        outputs = [model(batch.to(model.device)) for batch in chunks.split(batch_size)]
+        with torch_threads(1), ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool:
+            outputs = list(pool.map(lambda piece: _forward(model, piece), slices))
     finally:
-        model.train(was_training)
-    embeddings = torch.cat([o.embeddings for o in outputs]).float().cpu()
-    logits = torch.cat([o.logits for o in outputs]).float().cpu()
+        if was_training:
+            model.train()
+    embeddings = torch.cat([e for e, _ in outputs])
+    logits = torch.cat([l for _, l in outputs])
     return embeddings, logits
+
+
+@torch.inference_mode()  # a mode of each thread: the pool's threads need it set again
+def _forward(model: DiverseEmbedder, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    output = model(chunks.to(model.device))
+    return output.embeddings.float().cpu(), output.logits.float().cpu()
 
 
 def clip_output(model: DiverseEmbedder, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
@@ -135,25 +155,28 @@ def iter_embed_files(
     model: DiverseEmbedder,
     paths: list[str | os.PathLike],
     batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     progress: bool = True,
     max_seconds_in_memory: float = 600.0,
 ) -> Iterator[tuple[Path, EmbeddingOutput | AudioLoadError]]:
     """Yield (path, output) in the order given; a file that cannot be loaded yields its AudioLoadError
     instead, so one bad file never stops a collection.
 
-    Files are decoded by `num_workers` processes and embedded together in batches of
-    `batch_size` chunks; files longer than `max_seconds_in_memory` are streamed (`embed_file`).
+    `num_workers` threads decode files ahead of the model (default: the plan's; 0 decodes in this
+    thread), and files are embedded together in batches of `batch_size` chunks; files longer than
+    `max_seconds_in_memory` are streamed (`embed_file`).
     """
     from tqdm.auto import tqdm
 
     cfg = model.config
+    if num_workers is None:
+        num_workers = plan(model.device.type).decode_threads
     files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
-    loader = torch.utils.data.DataLoader(files, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    ahead_seconds = 2 * batch_size * cfg.hop_samples / cfg.sample_rate  # two batches ready while one runs
     pending: list[tuple[Path, np.ndarray]] = []
     pending_chunks = 0
-    with tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
-        for path, waveform in loader:
+    with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
+        for path, waveform in decode_ahead(files, num_workers, ahead_seconds):
             if isinstance(waveform, np.ndarray):
                 pending.append((path, waveform))
                 pending_chunks += num_chunks(len(waveform), cfg.hop_samples, cfg.chunk_samples)
@@ -172,6 +195,30 @@ def iter_embed_files(
         yield from _flush(model, pending, batch_size, bar)
 
 
+def decode_ahead(files: AudioFiles, threads: int, ahead_seconds: float) -> Iterator[tuple]:
+    """files[0], files[1], ... in order, decoded by `threads` threads that keep about `ahead_seconds`
+    of audio decoded ahead of the caller (threads=0: each decoded when it is asked for)."""
+    if threads <= 0:
+        yield from (files[i] for i in range(len(files)))
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
+    in_flight: deque[Future] = deque()
+    submitted, seconds, decoded = 0, 0.0, 0
+    try:
+        while in_flight or submitted < len(files):
+            mean_seconds = seconds / decoded if decoded else 10.0
+            wanted = max(threads + 1, min(1024, int(ahead_seconds / max(mean_seconds, 0.1))))
+            while len(in_flight) < wanted and submitted < len(files):
+                in_flight.append(pool.submit(files.__getitem__, submitted))
+                submitted += 1
+            path, waveform = in_flight.popleft().result()
+            if isinstance(waveform, np.ndarray):
+                seconds, decoded = seconds + len(waveform) / files.sample_rate, decoded + 1
+            yield path, waveform
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _flush(model: DiverseEmbedder, pending: list[tuple[Path, np.ndarray]], batch_size: int, bar) -> Iterator:
     if not pending:
         return
@@ -184,7 +231,7 @@ def embed_files(
     model: DiverseEmbedder,
     paths: list[str | os.PathLike],
     batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given.
@@ -200,17 +247,13 @@ def embed_files(
     return np.stack(rows) if rows else np.zeros((0, model.embedding_dim), dtype=np.float32)
 
 
-def _as_is(item):
-    return item
-
-
 STREAM_IT = "stream"
 
 
-class AudioFiles(torch.utils.data.Dataset):
-    """Decodes files in DataLoader workers. A failure comes back as a value, not an exception, so
-    the caller can name the file and go on; a file too long to hand over whole comes back as
-    STREAM_IT, for the caller to stream with `embed_file`."""
+class AudioFiles:
+    """Decodes files by index, for `decode_ahead`'s threads. A failure comes back as a value, not an
+    exception, so the caller can name the file and go on; a file too long to hand over whole comes
+    back as STREAM_IT, for the caller to stream with `embed_file`."""
 
     def __init__(self, paths: list, sample_rate: int, max_seconds_in_memory: float):
         self.paths, self.sample_rate, self.max_seconds = paths, sample_rate, max_seconds_in_memory

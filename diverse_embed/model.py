@@ -30,15 +30,15 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropou
     """softmax(q k^T / sqrt(head_dim)) v, written out; q, k, v and the result (B, heads, T, head_dim).
 
     The same function as F.scaled_dot_product_attention, faster on CPU at this model's ~40 frames
-    and 8-wide heads, where PyTorch's fused kernel (built for long sequences) lags. The last
-    product is computed transposed, v^T weights^T, because MKL's batched matmul is faster with a
-    T-wide output than with an 8-wide one (README, "Size and speed").
+    and 8-wide heads, where PyTorch's fused kernel (built for long sequences) lags. Everything is
+    computed transposed, keys by queries: CPU softmax is faster over a middle dimension than over
+    a short last one, and MKL's batched matmul is faster with a T-wide output than an 8-wide one.
     """
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (B, heads, T, T)
-    weights = scores.softmax(dim=-1)
+    scores = torch.matmul(k, q.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (B, heads, T keys, T queries)
+    weights = scores.softmax(dim=-2)
     if dropout:
         weights = F.dropout(weights, dropout)
-    return torch.matmul(v.transpose(-1, -2), weights.transpose(-1, -2)).transpose(-1, -2)  # (B, heads, T, head_dim)
+    return torch.matmul(v.transpose(-1, -2), weights).transpose(-1, -2)  # (B, heads, T, head_dim)
 
 
 class SelfAttention(nn.Module):
