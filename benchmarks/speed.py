@@ -69,6 +69,8 @@ def median_seconds(run, repeats: int) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous: count it whole
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -153,18 +153,41 @@ def run_index_info(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """Every query embedded in one process and one pass; exit 1 when some query could not be read."""
     import dataclasses
 
+    from .audio import AudioLoadError
     from .index import AudioIndex
 
+    named = args.queries + read_query_list(args.queries_file)
+    if not named:
+        raise CommandError("no query given: name audio files or folders, or --queries LIST")
+    queries = find_inputs(named)
     index = AudioIndex(args.index)
     model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
-    hits = index.search_file(args.query, model, k=args.k)
-    if args.json:
-        print(json.dumps({"query": str(args.query), "results": [dataclasses.asdict(h) for h in hits]}, indent=2))
-    else:
-        print(format_hits(str(args.query), hits))
-    return 0
+    failed = 0
+    for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k)):
+        if isinstance(hits, AudioLoadError):
+            failed += 1
+            say(f"skipped query {hits}")
+            if args.json:
+                print(json.dumps({"query": str(query), "error": hits.reason, "results": []}))
+        elif args.json:  # JSON Lines: one object per query
+            print(json.dumps({"query": str(query), "results": [dataclasses.asdict(h) for h in hits]}))
+        else:
+            print(("\n" if position else "") + format_hits(str(query), hits))
+    return 1 if failed else 0
+
+
+def read_query_list(path: str | None) -> list[str]:
+    """Query paths from a text file, one per line; blank lines and lines starting with # are ignored."""
+    if path is None:
+        return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise CommandError(f"cannot read the query list {path}: {err.strerror or err}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def format_hits(query: str, hits) -> str:
@@ -241,7 +264,8 @@ def add_model_arguments(command: argparse.ArgumentParser, default: str = f"defau
 def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = False) -> None:
     command.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                          help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
-    command.add_argument("--num-workers", type=int, default=2, help="processes decoding audio (default 2)")
+    command.add_argument("--num-workers", type=int, default=None,
+                         help="threads decoding audio ahead of the model (default: planned for the machine; 0: none)")
     if commits:
         command.add_argument("--commit-every", type=positive_int, default=32,
                              help="files per commit: an interrupted build loses at most this many (default 32)")
@@ -288,11 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=run_index_info)
 
-    search = commands.add_parser("search", help="find the indexed sounds most like a query sound")
+    search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
     search.add_argument("index", help="the index folder")
-    search.add_argument("query", help="an audio file of any length")
-    search.add_argument("-k", type=positive_int, default=10, help="hits to return (default 10)")
-    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
+    search.add_argument("--queries", dest="queries_file", metavar="LIST",
+                        help="a text file of query paths, one per line (with or instead of QUERIES)")
+    search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
+    search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
     add_model_arguments(search, default="default: the model the index was built with")
     search.set_defaults(run=run_search)
 
@@ -319,7 +345,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-splits", type=names, default=d.val_splits, help="split names to select on")
     data.add_argument("--test-splits", type=names, default=d.test_splits, help="split names to report on")
     data.add_argument("--cache-dir", default=d.cache_dir, help=f"where decoded 16 kHz audio is kept (default {d.cache_dir})")
-    data.add_argument("--num-workers", type=int, default=d.num_workers, help=f"data loading processes (default {d.num_workers})")
+    data.add_argument("--num-workers", type=int, default=d.num_workers,
+                      help="DataLoader processes (default: planned for the device and cores, parallel.plan)")
     data.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                       help=f"1-s chunks per step, per process (default {d.batch_size})")
     data.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")

@@ -19,6 +19,7 @@ import torch
 
 from .audio import SAMPLE_RATE, AudioLoadError, load_audio, num_chunks
 from .files import atomic_write
+from .parallel import available_cores, plan
 
 LOG = logging.getLogger(__name__)
 
@@ -43,9 +44,13 @@ class DataConfig:
     val_splits: list[str] = field(default_factory=lambda: ["val"])
     test_splits: list[str] = field(default_factory=lambda: ["eval", "test"])
     cache_dir: str = DEFAULT_CACHE_DIR  # decoded 16 kHz audio is kept here
-    num_workers: int = 2  # data loading processes
+    num_workers: int | None = None  # DataLoader processes (None: the plan's, parallel.plan)
     batch_size: int = 64  # 1-s chunks per step, per process
     progress: bool = True  # progress bars
+
+    def loader_workers(self, device) -> int:
+        """DataLoader processes on `device`: num_workers when set, else the plan's."""
+        return self.num_workers if self.num_workers is not None else plan(str(device)).loader_workers
 
 
 def multi_hot(label_lists: list[list[int]], n_classes: int) -> np.ndarray:
@@ -265,7 +270,7 @@ def load_splits(cfg: DataConfig, rt, chunk_samples: int, hop_samples: int, min_f
     wanted = {"train": cfg.train_splits, "val": cfg.val_splits, "test": cfg.test_splits}
     clips = [c for c in dataset.clips if any(c.split in names for names in wanted.values())]
     if rt.main:
-        usable, failures = cache.prepare(clips, cfg.num_workers, progress=cfg.progress)
+        usable, failures = cache.prepare(clips, available_cores(), progress=cfg.progress)  # nothing else runs yet
     rt.barrier()
     if not rt.main:
         usable, failures = cache.prepare(clips, 1, progress=False)  # all cached by rank 0 now

@@ -61,7 +61,7 @@ def chunk_outputs(function, dataset: ChunkDataset, batch_size: int, num_workers:
 def embed_chunks(model: DiverseEmbedder, dataset: ChunkDataset, cfg: DataConfig, rt: Runtime) -> np.ndarray:
     """The fused embedding of every chunk: (n_chunks, D)."""
     model.eval()
-    return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, cfg.batch_size, cfg.num_workers, rt)
+    return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, cfg.batch_size, cfg.loader_workers(rt.device), rt)
 
 
 def clip_means(chunk_values: np.ndarray, dataset: ChunkDataset) -> np.ndarray:

@@ -282,7 +282,7 @@ class AudioIndex:
         model: DiverseEmbedder,
         commit_every: int = 32,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         progress: bool = True,
     ) -> AddReport:
         """Embed and add files, committing every `commit_every` files. Files already indexed with
@@ -422,6 +422,14 @@ class AudioIndex:
         """Query by a file of any length (streamed, so an hour-long query is fine)."""
         self.check_model(model)
         return self.search_vector(model.embed_file(path).embedding, k)
+
+    def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder, k: int = 10,
+                     progress: bool = False) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
+        """Query by several files, embedded together: (query, hits) in the order given, or
+        (query, AudioLoadError) for a query that cannot be loaded."""
+        self.check_model(model)
+        for path, output in model.iter_embed_files(paths, progress=progress):
+            yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
 
     def info(self) -> dict:
         table = self.table

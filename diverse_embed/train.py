@@ -37,6 +37,7 @@ from .evaluate import (ABLATION_HEADS, chunk_outputs, clip_metrics, columns, emb
                        load_ablation_heads, metrics_markdown, save_ablation_heads, subsets)
 from .files import atomic_write
 from .model import DiverseEmbedder
+from .parallel import plan
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT = Path("checkpoint") / "last.pt"
@@ -228,7 +229,7 @@ class Trainer:
     def chunk_batches(self, epoch: int, skip_batches: int):
         """The training chunks of one epoch, (chunks, targets) on the device, shuffled by (seed, epoch)."""
         cfg, rt, dataset = self.cfg, self.rt, self.data["train"]
-        loader = epoch_loader(dataset, epoch, skip_batches, cfg.batch_size, cfg.num_workers, rt.rank, rt.world, cfg.seed,
+        loader = epoch_loader(dataset, epoch, skip_batches, cfg.batch_size, cfg.loader_workers(rt.device), rt.rank, rt.world, cfg.seed,
                               pin_memory=rt.device.type == "cuda")
         for chunks, targets, _ in loader:
             chunks, targets = chunks.to(rt.device, non_blocking=True), targets.to(rt.device, non_blocking=True)
@@ -314,7 +315,7 @@ class Trainer:
         if "val" in self.data:
             val = self.data["val"]
             score = lambda m: clip_metrics(  # noqa: E731
-                chunk_outputs(m, val, cfg.batch_size, cfg.num_workers, rt), val)["macro_map"]
+                chunk_outputs(m, val, cfg.batch_size, cfg.loader_workers(rt.device), rt), val)["macro_map"]
         self.throughput[name] = self.fit(name, module, self.chunk_batches, steps_per_epoch, epochs, lr, score, resume)
 
     def fusion(self) -> dict[str, nn.Linear]:
@@ -378,6 +379,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.stage not in STAGES:
         raise DataError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
     with Runtime(cfg.device) as rt:
+        torch.set_num_threads(plan(rt.device.type).train_threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)

@@ -87,14 +87,18 @@ def test_esc50_cross_validation_uses_the_fold_before_for_validation():
 def test_speed_smoke(tmp_path):
     from benchmarks import speed
 
-    speed.main(["--batches", "1", "--repeats", "1", "--faiss-sizes", "3000", "--faiss-queries", "20",
-                "--faiss-index", "flat,hnsw", "--output", str(tmp_path / "speed")])
+    speed.main(["--files", "1", "--batches", "1", "--repeats", "1", "--command-repeats", "1", "--conditions", "busy",
+                "--faiss-sizes", "3000", "--faiss-queries", "20", "--faiss-index", "flat,hnsw",
+                "--output", str(tmp_path / "speed")])
     report = json.loads((tmp_path / "speed.json").read_text())
-    assert set(report["throughput"]) == {cls.name for cls in speed.SYSTEMS.values()}
-    assert report["ratio"]["batch 1"] > 0 and all(m["batch 1"]["peak_mb"] > 100 for m in report["memory"].values())
+    assert set(report["systems"]) == set(speed.SYSTEMS)
+    for part in (report["from_files"]["busy"], report["command_process"]["busy"], report["arrays"]["busy"]["batch 1"]):
+        assert part["diverse"] > 0 and part["clap"] > 0
+    assert all(m["batch 1"]["peak_mb"] > 100 for m in report["memory"].values())
     assert [(r["index"], r["recall@10"]) for r in report["faiss"]][0] == ("flat", 1.0)
     assert set(report["branch_ms"]) == {"pitch", "timbre", "waveform", "neuralogram"}
-    assert "Ratio DiverseEmbedder / CLAP tower" in (tmp_path / "speed.md").read_text()
+    text = (tmp_path / "speed.md").read_text()
+    assert "From files" in text and "one core busy" in text and "whole process" in text
 
 
 def test_hear_speed_smoke(tmp_path):

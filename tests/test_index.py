@@ -109,6 +109,27 @@ def test_bad_files_are_skipped_listed_and_retried(model, tmp_path):
     assert list(index.skipped()) == [str(empty)] and len(index) == 2
 
 
+def test_several_queries_in_one_search(model, built, collection, tmp_path, capsys):
+    (tmp_path / "broken.wav").write_text("not audio")
+    listed = tmp_path / "queries.txt"
+    listed.write_text(f"# two more\n{collection / 'noise_1.wav'}\n\n{tmp_path / 'broken.wav'}\n")
+    code = main(["search", str(built.folder), str(collection / "sine_900.wav"), str(collection / "sine_300.wav"),
+                 "--queries", str(listed), "-k", "3", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.wav" in captured.err  # one query could not be read: said, and the exit code
+    results = [json.loads(line) for line in captured.out.splitlines()]  # JSON Lines, one per query, in order
+    assert [r["query"].rsplit("/", 1)[-1] for r in results] == ["sine_900.wav", "sine_300.wav", "noise_1.wav", "broken.wav"]
+    for result in results[:3]:
+        alone = built.search_file(result["query"], model, k=3)
+        assert [h["path"] for h in result["results"]] == [h.path for h in alone]
+        assert result["results"][0]["path"] == result["query"]
+        assert np.allclose([h["score"] for h in result["results"]], [h.score for h in alone], atol=1e-5)
+    assert results[3]["results"] == [] and "not readable" in results[3]["error"]
+    assert main(["search", str(built.folder), str(collection), "-k", "1"]) == 0  # a folder: each file a query
+    assert capsys.readouterr().out.count("query: ") == 8
+    assert main(["search", str(built.folder)]) == 2 and "no query given" in capsys.readouterr().err
+
+
 def test_another_model_is_refused(model, built, tmp_path, capsys):
     torch.manual_seed(123)
     other = DiverseEmbedder().eval()
