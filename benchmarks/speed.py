@@ -356,7 +356,7 @@ def markdown(report: dict) -> str:
                 f"{memory[f'batch {b}']['peak_mb']:.0f} ({memory[f'batch {b}']['rise_mb']:.0f})" for b in batches) + " |")
         lines.append("")
     if "branch_ms" in report:
-        lines += [f"Per branch, one batch of {report['branch_batch']} chunks (ms); the neuralogram's features are "
+        lines += [f"Per branch, one batch of {report['branch_batch']} chunks on one thread (ms); the neuralogram's features are "
                   "its log-mel and MobileNet, its network the transformer:", "",
                   "| branch | parameters | features | network | total |", "|---|---|---|---|---|"]
         for name, t in report["branch_ms"].items():

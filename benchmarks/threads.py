@@ -85,18 +85,18 @@ def measure(conditions: list[str], files: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         write_wav_files(Path(folder), files)
         for name in conditions:
+            embedding = {choice: [] for choice in EMBEDDING}  # seconds of audio per second, per run
+            training = {choice: [] for choice in TRAINING}  # chunks per second, per run
             with condition(name):
-                times = {choice: [] for choice in [*EMBEDDING, *TRAINING]}
                 for _ in range(repeats):
                     for choice, (env, mode) in EMBEDDING.items():
-                        times[choice].append(files * 10 / child_seconds(EMBED_CHILD, env, [mode, folder]))
+                        embedding[choice].append(files * 10 / child_seconds(EMBED_CHILD, env, [mode, folder]))
                     for choice, env in TRAINING.items():
-                        times[choice].append(64 / child_seconds(TRAIN_CHILD, env, []))
-            for choice in EMBEDDING:
-                report["embedding"].setdefault(choice, {})[name] = statistics.median(times[choice])
-            for choice in TRAINING:
-                report["training"].setdefault(choice, {})[name] = statistics.median(times[choice])
-            print(name, json.dumps({c: statistics.median(t) for c, t in times.items()}), flush=True)
+                        training[choice].append(64 / child_seconds(TRAIN_CHILD, env, []))
+            for section, runs in (("embedding", embedding), ("training", training)):
+                for choice, values in runs.items():
+                    report[section].setdefault(choice, {})[name] = statistics.median(values)
+            print(name, json.dumps({"embedding": embedding, "training": training}), flush=True)
     return report
 
 

@@ -36,7 +36,7 @@ class AudioLoadError(ValueError):
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
 
-    def __reduce__(self):  # crosses process boundaries (DataLoader workers) intact
+    def __reduce__(self):  # crosses process boundaries (the training cache's decoding processes) intact
         return type(self), (self.source, self.reason)
 
 

@@ -6,7 +6,8 @@
 #
 #     bash scripts/gpu_check.sh                 # from the repository root, on the CUDA machine
 #     ESC50=/path/to/esc50 bash scripts/gpu_check.sh
-#     GPU_CHECK_DEVICE=cpu bash scripts/gpu_check.sh   # the same steps, tiny, on CPU: checks the plumbing
+#     GPU_CHECK_DEVICE=cpu bash scripts/gpu_check.sh   # the same steps, tiny, on CPU, report in /tmp:
+#                                                      # checks the plumbing
 #
 # Packages the machine lacks (soundfile, faiss-cpu on this project's GPU image) can travel as
 # wheels in .whl/ (see the device notes); they are installed into /tmp/site when present.
@@ -15,7 +16,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 ESC50=${ESC50:-../shared/data/esc50}
-OUT=benchmarks/results/gpu
+# The CPU run only checks the plumbing: its report goes to /tmp, never over the GPU's.
+RESULTS=${GPU_CHECK_RESULTS:-$([ "$DEVICE" = cuda ] && echo benchmarks/results || echo /tmp/gpu_check_cpu)}
+OUT=$RESULTS/gpu
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -81,5 +84,5 @@ fi
         echo
         sed 's/^#/##/' "$OUT/train_metrics.md"
     fi
-} > benchmarks/results/gpu.md
-echo "wrote benchmarks/results/gpu.md"
+} > "$RESULTS/gpu.md"
+echo "wrote $RESULTS/gpu.md"

@@ -107,3 +107,16 @@ def test_hear_speed_smoke(tmp_path):
     hear_speed.main(["--repeats", "1", "--seconds", "1.5", "--output", str(tmp_path / "hear")])
     report = json.loads((tmp_path / "hear.json").read_text())
     assert report["timestamp_hop_ms"] == 50 and report["timestamp_audio_seconds_per_second"] > 0
+
+
+def test_threads_report_keeps_embedding_and_training_apart(tmp_path, monkeypatch):
+    from benchmarks import threads
+
+    # Every embedding run takes 1 s, every training step 2 s: each table must hold only its own figures.
+    monkeypatch.setattr(threads, "child_seconds", lambda code, env, args: 1.0 if code == threads.EMBED_CHILD else 2.0)
+    threads.main(["--files", "3", "--repeats", "2", "--conditions", "idle", "--output", str(tmp_path / "threads")])
+    report = json.loads((tmp_path / "threads.json").read_text())
+    assert set(report["embedding"]) == set(threads.EMBEDDING) and set(report["training"]) == set(threads.TRAINING)
+    assert all(row == {"idle": 30.0} for row in report["embedding"].values())  # 3 ten-second files in 1 s
+    assert all(row == {"idle": 32.0} for row in report["training"].values())  # 64 chunks in 2 s
+    assert "| one thread | 30 |" in (tmp_path / "threads.md").read_text()
