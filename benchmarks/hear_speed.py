@@ -10,16 +10,14 @@ window per timestamp: 20 windows per second of audio).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
 
 from diverse_embed import hear
 
 from .speed import median_seconds
-from .systems import machine
+from .systems import machine, write_results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,10 +43,7 @@ def main(argv: list[str] | None = None) -> None:
              f"| get_scene_embeddings | {report['scene_audio_seconds_per_second']:.1f} |",
              f"| get_timestamp_embeddings (hop {report['timestamp_hop_ms']:.0f} ms) | "
              f"{report['timestamp_audio_seconds_per_second']:.2f} |", ""]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines))
+    write_results(args.output, report, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -22,7 +22,7 @@ from diverse_embed import resolve_model
 from diverse_embed.audio import audio_info, find_audio_files
 from diverse_embed.config import DEFAULT_MODEL
 
-from .systems import machine
+from .systems import machine, write_results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> None:
              f"{len(paths)} files, {seconds:,.0f} s of audio; medians of {args.repeats} runs taking turns:", "",
              "| what | seconds | audio seconds per second | share of embed_files |", "|---|---|---|---|"]
     lines += [f"| {name} | {medians[name]:.1f} | {rate[name]:.0f} | {rate[name] / rate['embed_files']:.0%} |" for name in medians]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(args.output, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -18,7 +18,6 @@ Every system: standardised features, scikit-learn LogisticRegression (lbfgs), C 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -30,10 +29,10 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from diverse_embed import DiverseEmbedder, resolve_model
+from diverse_embed import resolve_model
 from diverse_embed.metrics import macro_map
 
-from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, write_results
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -125,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "systems": results,
     }
     name = args.name or f"linear_probe_{labelled.name}"
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output_dir / f"{name}.md").write_text(markdown(report))
+    write_results(args.output_dir / name, report, markdown(report))
     print(markdown(report))
     return 0
 

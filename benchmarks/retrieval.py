@@ -18,18 +18,16 @@ Writes NAME.json, NAME.md and NAME.png to --output-dir (default benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from diverse_embed import DiverseEmbedder, resolve_model
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
-from .systems import LabelledSet, add_arguments, all_systems, load_set, machine
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, write_results
 
 K_MAX = 20
 
@@ -110,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                   machine=machine(), model=f"{args.model} (fingerprint {model.fingerprint()[:16]})", clap=args.clap)
     name = args.name or f"retrieval_{labelled.name}"
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output_dir / f"{name}.md").write_text(markdown(report))
+    write_results(args.output_dir / name, report, markdown(report))
     plot(report, args.output_dir / f"{name}.png")
     print(markdown(report).split("## Per class")[0])
     return 0

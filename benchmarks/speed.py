@@ -52,12 +52,12 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from diverse_embed import DiverseEmbedder, resolve_model
+from diverse_embed import resolve_model
 from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.index import build_faiss_index, index_kind
 from diverse_embed.parallel import torch_threads
 
-from .systems import machine
+from .systems import machine, write_results
 
 
 CLIP_SECONDS = 10
@@ -414,10 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         report["faiss"] = faiss_benchmark([int(n) for n in args.faiss_sizes.split(",")], args.faiss_queries,
                                           args.faiss_index.split(","))
     report["peak_rss_mb_of_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_results(args.output, report, markdown(report))
     print(markdown(report))
 
 

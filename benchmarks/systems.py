@@ -14,6 +14,7 @@ Systems:
 from __future__ import annotations
 
 import csv
+import json
 import hashlib
 import platform
 from dataclasses import dataclass
@@ -193,6 +194,14 @@ def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
     # The preprocessing laion/clap-htsat-unfused uses: 10-s windows, random crop of longer input.
     ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(folder)
     return Path(folder)
+
+
+def write_results(stem: str | Path, report: dict, text: str) -> None:
+    """The pair every benchmark writes: STEM.json (the whole report) and STEM.md (its tables)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    (stem.parent / f"{stem.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (stem.parent / f"{stem.name}.md").write_text(text)
 
 
 def machine() -> str:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .speed import condition, write_wav_files
-from .systems import machine
+from .systems import machine, write_results
 
 # name -> (environment, what the child process does before timing)
 EMBEDDING = {
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     conditions = args.conditions.split(",")
     report = {"machine": machine(), "command": " ".join(["python -m benchmarks.threads", *(argv or sys.argv[1:])]),
               "files": args.files, "conditions": conditions, **measure(conditions, args.files, args.repeats)}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_results(args.output, report, markdown(report))
     print(markdown(report))
 
 
