@@ -50,9 +50,9 @@ import faiss
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from diverse_embed import resolve_model
+from diverse_embed.audio import load_audio
 from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.index import build_faiss_index, index_kind
 from diverse_embed.parallel import torch_threads
@@ -63,16 +63,23 @@ from .systems import machine, write_results
 CLIP_SECONDS = 10
 
 
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
+def taking_turns(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each run (name -> function), after a warm-up, the runs taking turns."""
+    for run in runs.values():
+        run()  # warm-up
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()  # GPU work is asynchronous: count it whole
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # GPU work is asynchronous: count it whole
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def median_seconds(run, repeats: int) -> float:
+    return taking_turns({"run": run}, repeats)["run"]
 
 
 # ----- the two systems ---------------------------------------------------------------------------
@@ -118,11 +125,7 @@ class ClapTower:
         return output.audio_embeds.float().cpu().numpy()  # (clips, 512)
 
     def embed_files(self, paths: list[Path]) -> np.ndarray:
-        clips = []
-        for path in paths:
-            audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
-            clips.append(AF.resample(torch.from_numpy(audio.mean(axis=1)), rate, self.sample_rate).numpy())
-        return self.embed(clips)
+        return self.embed([load_audio(path, self.sample_rate) for path in paths])  # soundfile, torchaudio resampling
 
 
 def clap_command(folder: str, output: str) -> None:
@@ -167,19 +170,6 @@ def condition(name: str):
     finally:
         neighbour.kill()
         neighbour.wait()
-
-
-def taking_turns(runs: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each run (name -> function), after a warm-up, the runs taking turns."""
-    for run in runs.values():
-        run()  # warm-up
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def from_files(systems: dict, paths: list[Path], conditions: list[str], repeats: int) -> dict:
