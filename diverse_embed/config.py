@@ -19,6 +19,8 @@ UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
 # 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
 # (README, "Size and speed"); memory stays at tens of MB.
 DEFAULT_BATCH_SIZE = 64
+# Search index types (index.py); auto picks by size.
+INDEX_TYPES = ("auto", "flat", "hnsw", "compressed", "ivfpq")
 
 
 @dataclass

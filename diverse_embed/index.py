@@ -4,6 +4,7 @@
       index.json        the manifest and the commit point: model, fingerprint, dimension, shards
       shards/*.npz      one per commit: vectors (n, D) float32 and their side table
       vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
+      vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
       skipped.tsv       files that could not be embedded: path <TAB> reason
       .lock             taken while writing, so concurrent writers wait for each other
 
@@ -11,7 +12,8 @@ Writes are append-only and atomic (temp file, fsync, rename): a shard becomes pa
 only when index.json, rewritten last, names it. A build killed at any point loses at most the
 files embedded since its last commit, and re-running it skips what is already in (same path,
 size and modification time). A file that changed is embedded again; its newer rows supersede
-the old ones, so a path never appears twice.
+the old ones, so a path never appears twice. Removing a file commits a shard of tombstone rows
+(`removed` true) that supersede its vectors the same way.
 """
 
 from __future__ import annotations
@@ -33,21 +35,32 @@ import numpy as np
 
 from . import files
 from .audio import AudioLoadError, prepare_waveform
+from .config import INDEX_TYPES
 from .embed import DEFAULT_BATCH_SIZE, EmbeddingOutput
 from .model import DiverseEmbedder
 
 LOG = logging.getLogger(__name__)
 
 FORMAT = "diverse-embed-index"
-VERSION = 1
+VERSION = 2  # 2: shards may hold tombstone rows (a `removed` column); version 1 indexes read as before
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "index.json"
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 HNSW_NEIGHBOURS = 32  # M: links per vector
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 IVFPQ_CODE_BYTES = 32  # PQ sub-quantizers of 8 bits: 32 bytes per 256-d vector
 IVFPQ_NPROBE = 32
+# compressed: IVF lists found through an HNSW graph of their centres, 64-byte PQ codes in RAM;
+# each query's candidates are re-ranked with the exact vectors read from disk. (An OPQ rotation
+# added 0.009 recall@10 at 10^6 and minutes of training: left out.)
+# Chosen by benchmarks/index_scale.py (README, "Collections larger than RAM").
+COMPRESSED_CODE_BYTES = 64
+COMPRESSED_NPROBE = 32
+COMPRESSED_CANDIDATES = 20  # candidates re-ranked per hit asked for
+COMPRESSED_MAX_LISTS = 8192  # more lists train too slowly on a small CPU
+TRAINING_POINTS_PER_LIST = 40  # FAISS warns below 39
 TABLE_COLUMNS = ("path", "start", "end", "duration", "size", "mtime_ns")
+EXACT_VECTORS = "vectors.f32"
 
 
 class AudioIndexError(RuntimeError):
@@ -68,19 +81,23 @@ class AddReport:
     added: list[str] = field(default_factory=list)
     unchanged: int = 0  # already indexed with the same size and modification time
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    removed: list[str] = field(default_factory=list)  # by remove or sync: no longer in the index
 
 
 def choose_index_type(n_vectors: int) -> str:
-    """auto: exact search while it is fast (< 100k vectors), then HNSW, then IVF-PQ past 2M."""
+    """auto: exact search while it is fast (< 100k vectors), then HNSW (1.3 kB a vector in RAM),
+    then past 2M the compressed type (about 80 bytes a vector in RAM, exact vectors on disk)."""
     if n_vectors < 100_000:
         return "flat"
-    return "hnsw" if n_vectors < 2_000_000 else "ivfpq"
+    return "hnsw" if n_vectors < 2_000_000 else "compressed"
 
 
 def build_faiss_index(vectors: np.ndarray, index_type: str = "auto") -> faiss.Index:
     """vectors (n, d) float32, L2-normalised -> a FAISS index where inner product = cosine."""
     n, d = vectors.shape
     kind = choose_index_type(n) if index_type == "auto" else index_type
+    if kind == "compressed":  # in memory (a stale index searched before `build`): exact is as good
+        kind = "flat"
     if kind == "ivfpq" and n < 64 * 256:
         LOG.warning("IVF-PQ needs at least %d vectors to train, have %d: using exact search", 64 * 256, n)
         kind = "flat"
@@ -101,14 +118,71 @@ def build_faiss_index(vectors: np.ndarray, index_type: str = "auto") -> faiss.In
     return index
 
 
+def compressed_lists(n_vectors: int) -> int:
+    """IVF lists for the compressed type: a power of two near 4 sqrt(n), at most COMPRESSED_MAX_LISTS."""
+    return int(min(COMPRESSED_MAX_LISTS, 2 ** round(math.log2(max(16, 4 * math.sqrt(n_vectors))))))
+
+
+def compressed_training_size(n_vectors: int) -> int:
+    return min(n_vectors, TRAINING_POINTS_PER_LIST * compressed_lists(n_vectors))
+
+
+def build_compressed_index(n_vectors: int, blocks, training: np.ndarray, exact_file) -> faiss.Index:
+    """The compressed type, built a block at a time: `training` (m, d) float32 vectors sampled from
+    the collection train the rotation, lists and codes; then each block of `blocks()` (an iterable
+    of (b, d) float32, in FAISS id order) is encoded and its exact rows written to `exact_file`.
+    Only one block and the sample are in RAM at once."""
+    d = training.shape[1]
+    # np: no polysemous training, which took minutes and serves Hamming filtering, unused here
+    spec = f"IVF{compressed_lists(n_vectors)}_HNSW32,PQ{COMPRESSED_CODE_BYTES}np"
+    index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(training, dtype=np.float32))
+    for block in blocks:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        index.add(block)
+        exact_file.write(block.tobytes())
+    set_search_parameters(index)
+    return index
+
+
+class RefinedIndex:
+    """A compressed FAISS index whose candidates are re-ranked with the exact vectors on disk.
+    Searches like a faiss.Index: search(queries (q, d), k) -> scores (q, k), ids (q, k)."""
+
+    def __init__(self, index: faiss.Index, exact: np.ndarray, candidates_per_hit: int = COMPRESSED_CANDIDATES):
+        self.index, self.exact, self.candidates_per_hit = index, exact, candidates_per_hit
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        _, candidates = self.index.search(queries, min(self.ntotal, k * self.candidates_per_hit))
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        for row, (query, found) in enumerate(zip(queries, candidates)):
+            found = np.sort(found[found >= 0])  # in file order: fewer pages read
+            exact = self.exact[found] @ query  # (candidates,)
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)], ids[row, : len(best)] = exact[best], found[best]
+        return scores, ids
+
+
 def set_search_parameters(index: faiss.Index) -> None:
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif isinstance(index, faiss.IndexIVF):
-        index.nprobe = IVFPQ_NPROBE
+        quantizer = faiss.downcast_index(index.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):  # the compressed type
+            index.nprobe = COMPRESSED_NPROBE
+            quantizer.hnsw.efSearch = 2 * COMPRESSED_NPROBE
+        else:
+            index.nprobe = IVFPQ_NPROBE
 
 
-def index_kind(index: faiss.Index) -> str:
+def index_kind(index: faiss.Index | RefinedIndex) -> str:
+    if isinstance(index, RefinedIndex):
+        return "compressed"
     if isinstance(index, faiss.IndexHNSW):
         return "hnsw"
     return "ivfpq" if isinstance(index, faiss.IndexIVF) else "flat"
@@ -183,7 +257,7 @@ class AudioIndex:
             raise AudioIndexError(f"{path}: damaged manifest ({err})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise AudioIndexError(f"{self.folder}: {MANIFEST} is not a diverse-embed index manifest")
-        if manifest.get("version") != VERSION:
+        if manifest.get("version") not in READABLE_VERSIONS:
             raise AudioIndexError(f"{self.folder}: index format version {manifest.get('version')}, this code reads {VERSION}")
         missing = [name for name in manifest["shards"] if not (self.folder / "shards" / name).is_file()]
         if missing:
@@ -192,6 +266,7 @@ class AudioIndex:
 
     @staticmethod
     def _write_manifest(folder: Path, manifest: dict) -> None:
+        manifest["version"] = VERSION  # a version 1 index is version 2 from its first new commit
         atomic_write(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
 
     @staticmethod
@@ -247,23 +322,31 @@ class AudioIndex:
         rows = [line.split("\t", 1) for line in path.read_text().splitlines()[1:] if "\t" in line]
         return {p: reason for p, reason in rows}
 
-    def _live_rows(self, with_vectors: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Concatenate the shards, keeping each path's rows from the newest shard that has it."""
+    def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
+        """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
+        it, none where that shard removes it. A shard's arrays are read only when asked for."""
         shards = [np.load(self.folder / "shards" / name) for name in self.manifest["shards"]]
         newest_shard = {}
         for number, shard in enumerate(shards):
             for path in np.unique(shard["path"]):
                 newest_shard[path] = number
-        columns = {name: [] for name in TABLE_COLUMNS}
-        vectors = []
         for number, shard in enumerate(shards):
             keep = np.array([newest_shard[p] == number for p in shard["path"]], dtype=bool)
+            if "removed" in shard.files:
+                keep &= ~shard["removed"]
+            yield shard, keep
+
+    def _live_rows(self, with_vectors: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The side table of live rows and, if asked, their vectors (n, dim) float32."""
+        columns = {name: [] for name in TABLE_COLUMNS}
+        vectors = []
+        for shard, keep in self._live_shards():
             for name in TABLE_COLUMNS:
                 columns[name].append(shard[name][keep])
             if with_vectors:
                 vectors.append(shard["vectors"][keep])
         table = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
-        if not shards:
+        if not self.manifest["shards"]:
             table["path"] = np.zeros(0, dtype=str)
         matrix = None
         if with_vectors:
@@ -273,6 +356,13 @@ class AudioIndex:
     def vectors(self) -> np.ndarray:
         """All live vectors (n, dim) float32, row i = FAISS id i."""
         return self._live_rows(with_vectors=True)[1]
+
+    def vector_blocks(self) -> Iterator[np.ndarray]:
+        """The live vectors a shard at a time, (b, dim) float32 in FAISS id order: for what must
+        not hold them all in RAM."""
+        for shard, keep in self._live_shards():
+            if keep.any():
+                yield shard["vectors"][keep]
 
     # ----- adding ------------------------------------------------------------------------------
 
@@ -310,47 +400,86 @@ class AudioIndex:
         self._commit(rows, failed, report)
         return report
 
-    def _commit(self, rows: list[tuple[str, EmbeddingOutput]], failed: list[tuple[str, str]], report: AddReport):
-        if not rows and not failed:
+    def _commit(self, rows: list[tuple[str, EmbeddingOutput]], failed: list[tuple[str, str]], report: AddReport,
+                removed: list[str] = ()):
+        """One atomic commit: a shard of the embedded rows and of tombstones for `removed`, the
+        files that failed into skipped.tsv (and the removed ones out of it), then the manifest."""
+        if not rows and not failed and not removed:
             return
-        shard = self._shard_arrays(rows)
+        shard = self._shard_arrays(rows, removed)
         with self._locked(self.folder):
             manifest = self._read_manifest()  # another writer may have committed meanwhile
-            if rows:
+            if rows or removed:
                 name = f"{manifest['generation']:06d}-{uuid.uuid4().hex[:8]}.npz"
                 atomic_write(self.folder / "shards" / name, lambda f: np.savez(f, **shard))
                 manifest["shards"].append(name)
             manifest["generation"] += 1
             skipped = {**self.skipped(), **dict(failed)}
-            for path, _ in rows:
+            for path in [path for path, _ in rows] + list(removed):
                 skipped.pop(path, None)
             self._write_skipped(skipped)
             self._write_manifest(self.folder, manifest)
         self._refresh()
         report.added += [path for path, _ in rows]
         report.skipped += failed
+        report.removed += list(removed)
 
-    def _shard_arrays(self, rows: list[tuple[str, EmbeddingOutput]]) -> dict[str, np.ndarray]:
-        """One row per file (the clip vector), plus one per 1-s chunk when the index has segments."""
+    def _shard_arrays(self, rows: list[tuple[str, EmbeddingOutput]], removed: list[str] = ()) -> dict[str, np.ndarray]:
+        """One row per file (the clip vector), plus one per 1-s chunk when the index has segments;
+        and one tombstone row (zero vector, `removed` true) per removed path."""
         columns = {name: [] for name in TABLE_COLUMNS}
         vectors = []
         chunk_seconds = self.manifest["config"]["chunk_seconds"]
         for path, output in rows:
             size, mtime_ns = _stat(path)
-            duration = output.duration
-            entries = [(output.embedding, math.nan, math.nan)]
-            if self.manifest["segments"]:
-                norms = np.linalg.norm(output.chunk_embeddings, axis=1, keepdims=True)
-                chunk_vectors = output.chunk_embeddings / np.maximum(norms, 1e-12)
-                entries += [(v, float(t), float(min(t + chunk_seconds, duration)))
-                            for v, t in zip(chunk_vectors, output.chunk_times)]
-            for vector, start, end in entries:
+            for start, end, vector in zip(*output.rows(chunk_seconds, self.manifest["segments"])):
                 vectors.append(vector)
-                for name, value in zip(TABLE_COLUMNS, (path, start, end, duration, size, mtime_ns)):
+                for name, value in zip(TABLE_COLUMNS, (path, start, end, output.duration, size, mtime_ns)):
                     columns[name].append(value)
+        live = len(vectors)
+        for path in removed:
+            vectors.append(np.zeros(self.manifest["dim"], np.float32))
+            for name, value in zip(TABLE_COLUMNS, (path, math.nan, math.nan, math.nan, -1, -1)):
+                columns[name].append(value)
         arrays = {name: np.array(values) for name, values in columns.items()}
         arrays["vectors"] = np.array(vectors, dtype=np.float32).reshape(-1, self.manifest["dim"])
+        arrays["removed"] = np.arange(len(vectors)) >= live
         return arrays
+
+    # ----- removing and syncing ----------------------------------------------------------------
+
+    def remove(self, paths: list[str | os.PathLike]) -> AddReport:
+        """Drop files, and every file under a folder, from the index in one commit. The paths need
+        not exist any more; ones not in the index are ignored (so running it again is harmless)."""
+        targets = [str(Path(p).absolute().resolve()) for p in paths]
+        folders = tuple(t.rstrip(os.sep) + os.sep for t in targets)
+        exact = set(targets)
+        known = list(self.files()) + list(self.skipped())
+        gone = sorted({p for p in known if p in exact or p.startswith(folders)})
+        report = AddReport()
+        self._commit([], [], report, removed=gone)
+        return report
+
+    def sync(self, folder: str | os.PathLike, model: DiverseEmbedder, **add_options) -> AddReport:
+        """Make the index match `folder`: files under it that vanished are removed (one commit),
+        new and changed ones are embedded, unchanged ones kept (`add`). A killed sync resumes when
+        run again."""
+        from .audio import find_audio_files
+
+        self.check_model(model)
+        folder = Path(folder).absolute().resolve()
+        if not folder.is_dir():
+            raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
+        present = [str(p.resolve()) for p in find_audio_files([folder])]
+        inside = str(folder).rstrip(os.sep) + os.sep
+        present_set = set(present)
+        known = list(self.files()) + list(self.skipped())
+        vanished = sorted({p for p in known if p.startswith(inside) and p not in present_set})
+        removed = AddReport()
+        self._commit([], [], removed, removed=vanished)
+        report = self.add(present, model, **add_options)
+        report.removed = removed.removed
+        return report
 
     def _write_skipped(self, skipped: dict[str, str]) -> None:
         text = "path\treason\n" + "".join(f"{p}\t{r.replace(chr(10), ' ')}\n" for p, r in sorted(skipped.items()))
@@ -358,25 +487,59 @@ class AudioIndex:
 
     # ----- the FAISS index ---------------------------------------------------------------------
 
-    def build(self) -> faiss.Index:
+    def build(self) -> faiss.Index | RefinedIndex:
         """(Re)build vectors.faiss from the live vectors and record it in the manifest."""
         with self._locked(self.folder):
             self._refresh()
-            index = build_faiss_index(self.vectors(), self.manifest["index_type"])
-            atomic_write(self.folder / "vectors.faiss", lambda f: f.write(faiss.serialize_index(index).tobytes()))
+            n = len(self)
+            kind = choose_index_type(n) if self.manifest["index_type"] == "auto" else self.manifest["index_type"]
+            if kind == "compressed" and n < 256 * TRAINING_POINTS_PER_LIST:
+                LOG.warning("the compressed type needs at least %d vectors to train, have %d: using exact search",
+                            256 * TRAINING_POINTS_PER_LIST, n)
+                kind = "flat"
+            if kind == "compressed":
+                index = self._build_compressed(n)
+                faiss_index = index.index
+            else:
+                index = faiss_index = build_faiss_index(self.vectors(), kind)
+                (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
+            atomic_write(self.folder / "vectors.faiss", lambda f: f.write(faiss.serialize_index(faiss_index).tobytes()))
             self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index)}
             self._write_manifest(self.folder, self.manifest)
         self._faiss = index
         return index
 
+    def _build_compressed(self, n: int) -> RefinedIndex:
+        """Train on a random sample, then encode and write the exact vectors a shard at a time."""
+        wanted = np.sort(np.random.default_rng(0).choice(n, size=compressed_training_size(n), replace=False))
+        sample, offset = [], 0
+        for block in self.vector_blocks():
+            inside = wanted[(wanted >= offset) & (wanted < offset + len(block))]
+            sample.append(block[inside - offset])
+            offset += len(block)
+        built = []
+        atomic_write(self.folder / EXACT_VECTORS,
+                     lambda f: built.append(build_compressed_index(n, self.vector_blocks(), np.concatenate(sample), f)))
+        return RefinedIndex(built[0], self._exact_vectors(n))
+
+    def _exact_vectors(self, n: int) -> np.ndarray:
+        """vectors.f32 mapped from disk, (n, dim) float32: only the rows a search re-ranks are read."""
+        return np.memmap(self.folder / EXACT_VECTORS, dtype=np.float32, mode="r", shape=(n, self.manifest["dim"]))
+
     @property
     def faiss_index(self) -> faiss.Index:
         if self._faiss is None:
             built = self.manifest.get("faiss")
+            exact = self.folder / EXACT_VECTORS
+            if built and built["type"] == "compressed" and (
+                    not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
+                built = None  # its exact vectors are missing or of another build
             if built and built["generation"] == self.manifest["generation"] and (self.folder / "vectors.faiss").is_file():
                 data = np.fromfile(self.folder / "vectors.faiss", dtype=np.uint8)
                 self._faiss = faiss.deserialize_index(data)
                 set_search_parameters(self._faiss)
+                if built["type"] == "compressed":
+                    self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
             else:  # stale (an add after the last build): search the current vectors all the same
                 LOG.info("%s: vectors.faiss is stale, building in memory", self.folder)
                 self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
@@ -430,6 +593,15 @@ class AudioIndex:
         self.check_model(model)
         for path, output in model.iter_embed_files(paths, progress=progress):
             yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
+
+    def export_parquet(self, path: str | os.PathLike) -> int:
+        """Every live row (clips, and segments if indexed) into a Parquet table, a shard at a time;
+        returns the rows written."""
+        from .parquet import write_parquet
+
+        batches = ((shard["path"][keep], shard["start"][keep], shard["end"][keep], shard["vectors"][keep])
+                   for shard, keep in self._live_shards() if keep.any())
+        return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
 
     def info(self) -> dict:
         table = self.table
