@@ -37,6 +37,18 @@ class EmbeddingOutput:
     logits: np.ndarray  # (num_labels,) mean of the chunk logits
     duration: float  # seconds of audio embedded
 
+    def rows(self, chunk_seconds: float, segments: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What an index or a table stores for this clip: starts (r,), ends (r,) in seconds and
+        vectors (r, D) float32; the clip vector first (NaN start and end), then with `segments`
+        each chunk's vector, L2-normalised."""
+        vectors, starts, ends = [self.embedding[None]], [np.nan], [np.nan]
+        if segments:
+            norms = np.linalg.norm(self.chunk_embeddings, axis=1, keepdims=True)
+            vectors.append(self.chunk_embeddings / np.maximum(norms, 1e-12))
+            starts += self.chunk_times.tolist()
+            ends += np.minimum(self.chunk_times + chunk_seconds, self.duration).tolist()
+        return np.array(starts), np.array(ends), np.concatenate(vectors).astype(np.float32)
+
 
 def embed(model: DiverseEmbedder, audio: np.ndarray | torch.Tensor, sample_rate: int | None = None) -> EmbeddingOutput:
     """Embed one clip of any length: audio (samples,) mono, float in [-1, 1] or int16."""
