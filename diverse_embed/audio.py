@@ -102,6 +102,19 @@ def stream_audio(
         raise AudioLoadError(path, f"truncated: header says {info.frames} frames, only {decoded} decoded")
 
 
+def load_excerpt(path: str | os.PathLike, start: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`seconds` of a file from `start` (fewer at its end), mono float32 at `sample_rate`, without
+    decoding the rest: for listening to one part of a long file."""
+    info = audio_info(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(min(info.frames, max(0, round(start * info.samplerate))))
+            data = f.read(round(seconds * info.samplerate), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioLoadError(path, f"corrupt or truncated audio data ({err})") from None
+    return prepare_waveform(data.mean(axis=1), info.samplerate, sample_rate, source=path)  # (samples,)
+
+
 def _declares_more_data_than_present(info: sf._SoundFileInfo) -> bool:
     # libsndfile quietly shortens a WAV/AIFF whose data chunk runs past the end of the file and
     # notes it in its log ("data : 32000 (should be 19956)"); that log is the only place it shows.

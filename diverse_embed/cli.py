@@ -7,6 +7,7 @@ every command.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, UNTRAINED
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, INDEX_TYPES, UNTRAINED
 
 LOG = logging.getLogger("diverse_embed")
 
@@ -57,28 +58,49 @@ class CommandError(Exception):
 # ----- commands ----------------------------------------------------------------------------------
 
 def run_embed(args: argparse.Namespace) -> int:
+    """An .npz of clip vectors, or with a .parquet output a table of clip (and --segments) rows."""
     import numpy as np
 
     from .audio import AudioLoadError
 
+    output_path = Path(args.output)
+    parquet = output_path.suffix.lower() == ".parquet"
+    if args.segments and not parquet:
+        raise CommandError("--segments writes one row per 1-s segment: give a .parquet --output")
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
-    embedded, rows, skipped = [], [], 0
-    for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
-        if isinstance(output, AudioLoadError):
-            skipped += 1
-            say(f"skipped {output}")
-        else:
+    embedded, skipped = [], 0
+
+    def rows():  # (paths, starts, ends, vectors) per embedded file
+        nonlocal skipped
+        for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
+            if isinstance(output, AudioLoadError):
+                skipped += 1
+                say(f"skipped {output}")
+                continue
             embedded.append(str(path))
-            rows.append(output.embedding)
+            starts, ends, vectors = output.rows(model.config.chunk_seconds, args.segments)
+            yield [str(path)] * len(vectors), starts, ends, vectors
+
+    if parquet:
+        from .parquet import write_parquet
+
+        batches = rows()
+        first = next(batches, None)  # nothing embeddable: write nothing
+        if first is not None:
+            written = write_parquet(output_path, itertools.chain([first], batches),
+                                    model.embedding_dim, model_name, model.fingerprint())
+    else:
+        vectors = [vectors[0] for _, _, _, vectors in rows()]
+        if embedded:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(output_path, embeddings=np.stack(vectors),  # (N, embedding_dim) float32, L2-normalised
+                     paths=np.array(embedded), model=np.array(model_name), fingerprint=np.array(model.fingerprint()))
+            written = len(embedded)
     if not embedded:
         say(f"error: none of the {len(paths)} file(s) could be embedded; nothing written")
         return 1
-    output_path = Path(args.output)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(output_path, embeddings=np.stack(rows),  # (N, embedding_dim) float32, L2-normalised
-             paths=np.array(embedded), model=np.array(model_name), fingerprint=np.array(model.fingerprint()))
-    print(f"embedded {len(embedded)} file(s) into {output_path} ({len(embedded)}, {model.embedding_dim})"
+    print(f"embedded {len(embedded)} file(s) into {output_path} ({written}, {model.embedding_dim})"
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
     return 0
 
@@ -140,6 +162,52 @@ def run_index_add(args: argparse.Namespace) -> int:
         return add_and_build(index, paths, model, args, rt)
 
 
+def run_index_remove(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    report = index.remove(args.paths)
+    index.build()
+    info = index.info()
+    print(f"{index.folder}: removed {len(report.removed)} file(s); {info['files']} file(s), "
+          f"{info['vectors']} vector(s) left ({info['faiss']} index)")
+    if not args.quiet:
+        for path in report.removed:
+            print(f"  {path}")
+    return 0
+
+
+def run_index_sync(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"no such folder: {args.folder} (nothing was removed)")
+    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
+    started = time.perf_counter()
+    report = index.sync(args.folder, model, commit_every=args.commit_every, batch_size=args.batch_size,
+                        num_workers=args.num_workers, progress=not args.quiet)
+    index.build()
+    info = index.info()
+    print(f"{index.folder}: synced with {args.folder} in {time.perf_counter() - started:.1f} s: "
+          f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
+          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    for path, reason in report.skipped:
+        print(f"  skipped {path}: {reason}")
+    return 0
+
+
+def run_index_export(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    if Path(args.output).suffix.lower() != ".parquet":
+        raise CommandError(f"{args.output}: export writes Parquet; name the file .parquet")
+    rows = index.export_parquet(args.output)
+    print(f"exported {rows} row(s) of {index.folder} into {args.output}")
+    return 0
+
+
 def run_index_info(args: argparse.Namespace) -> int:
     from .index import AudioIndex
 
@@ -165,8 +233,9 @@ def run_search(args: argparse.Namespace) -> int:
     queries = find_inputs(named)
     index = AudioIndex(args.index)
     model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
-    failed = 0
+    failed, answered = 0, []
     for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k)):
+        answered.append((str(query), hits.reason if isinstance(hits, AudioLoadError) else hits))
         if isinstance(hits, AudioLoadError):
             failed += 1
             say(f"skipped query {hits}")
@@ -176,6 +245,11 @@ def run_search(args: argparse.Namespace) -> int:
             print(json.dumps({"query": str(query), "results": [dataclasses.asdict(h) for h in hits]}))
         else:
             print(("\n" if position else "") + format_hits(str(query), hits))
+    if args.html:
+        from .page import write_search_page
+
+        write_search_page(args.html, answered, index.model_name)
+        say(f"wrote {args.html}: {len(answered)} quer{'y' if len(answered) == 1 else 'ies'} with players")
     return 1 if failed else 0
 
 
@@ -283,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=positive_int, default=5, help="hits to show (default 5)")
     demo.set_defaults(run=run_demo)
 
-    embed = commands.add_parser("embed", help="embed audio files into an .npz of L2-normalised vectors")
+    embed = commands.add_parser("embed", help="embed audio files into an .npz or a Parquet table of L2-normalised vectors")
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
-    embed.add_argument("--output", "-o", required=True, help="where to write the .npz (embeddings, paths)")
+    embed.add_argument("--output", "-o", required=True,
+                       help="an .npz (embeddings, paths) or a .parquet table (path, start, end, model, fingerprint, vector)")
+    embed.add_argument("--segments", action="store_true", help="with a .parquet output: also a row per 1-s segment")
     add_model_arguments(embed)
     add_embedding_arguments(embed)
     embed.set_defaults(run=run_embed)
@@ -296,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     build.add_argument("--output", "-o", required=True, help="the index folder")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
-    build.add_argument("--index-type", default="auto",
-                       help="flat (exact), hnsw or ivfpq (approximate); auto picks by size (default)")
+    build.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
+                       help="flat (exact); hnsw (approximate, in RAM); compressed (codes in RAM, exact re-ranking "
+                            "from disk, for collections larger than RAM); auto picks by size (default)")
     add_model_arguments(build)
     add_embedding_arguments(build, commits=True)
     build.set_defaults(run=run_index_build)
@@ -307,6 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(add, default="default: the model the index was built with")
     add_embedding_arguments(add, commits=True)
     add.set_defaults(run=run_index_add)
+    remove = index.add_parser("remove", help="drop files (or everything under folders) from an index")
+    remove.add_argument("index", help="the index folder")
+    remove.add_argument("paths", nargs="+", help="indexed files or folders; they need not exist any more")
+    remove.add_argument("--quiet", "-q", action="store_true", help="do not list the removed files")
+    remove.set_defaults(run=run_index_remove)
+    sync = index.add_parser("sync", help="make an index match a folder: add new files, re-embed changed ones, "
+                                         "drop vanished ones")
+    sync.add_argument("index", help="the index folder")
+    sync.add_argument("folder", help="the folder the index should mirror (files outside it are left alone)")
+    add_model_arguments(sync, default="default: the model the index was built with")
+    add_embedding_arguments(sync, commits=True)
+    sync.set_defaults(run=run_index_sync)
+    export = index.add_parser("export", help="write an index's rows and vectors to a Parquet table")
+    export.add_argument("index", help="the index folder")
+    export.add_argument("output", help="the .parquet file (path, start, end, model, fingerprint, vector)")
+    export.set_defaults(run=run_index_export)
     info = index.add_parser("info", help="describe an index folder")
     info.add_argument("index", help="the index folder")
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -319,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a text file of query paths, one per line (with or instead of QUERIES)")
     search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
     search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
+    search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
+                                                        "starting at the matched second, waveform pictures, scores")
     add_model_arguments(search, default="default: the model the index was built with")
     search.set_defaults(run=run_search)
 

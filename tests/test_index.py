@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, sine, write_wav
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main
-from diverse_embed.index import AudioIndex, AudioIndexError, build_faiss_index
+from diverse_embed.index import AddReport, AudioIndex, AudioIndexError, build_faiss_index
 
 RNG = np.random.default_rng(5)
 
@@ -298,3 +298,180 @@ def test_an_hour_long_query_is_streamed(collection, tmp_path):
     # Decoded whole, the hour alone would take 230 MiB (float32 at 16 kHz), before any copy of it.
     # Streamed, what it adds is allocator slack, measured at about 80 MiB.
     assert added < 150, f"an hour-long query added {added} MiB of peak memory"
+
+
+# ----- remove and sync -----------------------------------------------------------------------------
+
+def _folder_of_clips(folder, count, seconds=2.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        write_wav(folder / f"clip_{i:02d}.wav", sine(200 + 60 * i, seconds) + noise(seconds, 0.01))
+    return folder
+
+
+def test_removed_files_leave_the_results_and_can_come_back(model, tmp_path):
+    files = _folder_of_clips(tmp_path / "files", 6)
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", segments=True)
+    index.add(sorted(files.iterdir()), model, num_workers=0, progress=False)
+    index.build()
+    gone = files / "clip_02.wav"
+    report = index.remove([gone, tmp_path / "never_indexed.wav"])
+    assert report.removed == [str(gone)]
+    index.build()
+    reopened = AudioIndex(tmp_path / "idx")
+    assert str(gone) not in reopened.files() and len(reopened.files()) == 5
+    assert len(reopened) == reopened.faiss_index.ntotal == 5 * 3  # a clip row and two 1-s segments each
+    assert all(h.path != str(gone) for h in reopened.search_file(gone, model, k=10))
+    assert reopened.remove([gone]).removed == []  # again: nothing to do
+    reopened.add([gone], model, num_workers=0, progress=False)  # and it can be indexed again
+    assert reopened.search_file(gone, model, k=1)[0].path == str(gone)
+    assert reopened.remove([files]).removed == sorted(str(p) for p in files.iterdir())  # a folder: all in it
+    assert len(reopened) == 0
+
+
+def test_sync_adds_new_reembeds_changed_and_drops_vanished(model, tmp_path):
+    files = _folder_of_clips(tmp_path / "files", 5)
+    outside = write_wav(tmp_path / "outside.wav", sine(440, 1.0))
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0")
+    index.add([*sorted(files.iterdir()), outside], model, num_workers=0, progress=False)
+    (files / "clip_00.wav").unlink()
+    write_wav(files / "clip_01.wav", noise(3.0, 0.2))  # changed: other content, size and time
+    write_wav(files / "new.wav", sine(1200, 1.5))
+    report = index.sync(files, model, num_workers=0, progress=False)
+    assert report.removed == [str(files / "clip_00.wav")]
+    assert sorted(report.added) == [str(files / "clip_01.wav"), str(files / "new.wav")]
+    assert report.unchanged == 3
+    assert sorted(index.files()) == sorted([str(p) for p in files.iterdir()] + [str(outside)])  # outside kept
+    changed = index.table["path"].tolist().index(str(files / "clip_01.wav"))
+    np.testing.assert_allclose(index.vectors()[changed], model.embed_file(files / "clip_01.wav").embedding, atol=1e-5)
+    again = index.sync(files, model, num_workers=0, progress=False)
+    assert (again.added, again.removed, again.unchanged) == ([], [], 5)
+
+
+def test_killed_sync_leaves_a_consistent_index_and_resumes(tmp_path):
+    files = _folder_of_clips(tmp_path / "files", 4, seconds=4.0)
+    assert run_cli("index", "build", files, "--output", tmp_path / "idx", "-q").returncode == 0
+    (files / "clip_03.wav").unlink()
+    for i in range(4, 28):
+        write_wav(files / f"clip_{i:02d}.wav", sine(200 + 50 * i, 4.0) + noise(4.0, 0.01))
+    sync = ["index", "sync", tmp_path / "idx", files, "--commit-every", "2", "--num-workers", "0",
+            "--batch-size", "4", "-q"]
+    process = subprocess.Popen([sys.executable, "-m", "diverse_embed.cli", *map(str, sync)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "idx" / "index.json"
+    start_generation = json.loads(manifest.read_text())["generation"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if json.loads(manifest.read_text())["generation"] >= start_generation + 4:  # the removal + 3 commits
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = AudioIndex(tmp_path / "idx")
+    assert str(files / "clip_03.wav") not in partial.files()  # the removal was committed first
+    assert 3 + 6 <= len(partial) < 27, "the kill must land mid-sync"
+    assert partial.faiss_index.ntotal == len(partial)  # FAISS is stale: built in memory from the committed rows
+    assert run_cli(*sync).returncode == 0  # the same command again resumes
+    resumed = AudioIndex(tmp_path / "idx")
+    assert sorted(resumed.files()) == sorted(str(p) for p in files.iterdir())
+    assert resumed.info()["faiss"] == "flat" and resumed.faiss_index.ntotal == 27
+    assert run_cli("index", "build", files, "--output", tmp_path / "whole", "-q").returncode == 0
+    whole = AudioIndex(tmp_path / "whole")
+    order = np.argsort(resumed.table["path"])
+    np.testing.assert_allclose(resumed.vectors()[order], whole.vectors()[np.argsort(whole.table["path"])], atol=1e-5)
+
+
+def test_remove_and_sync_commands(collection, tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    for path in sorted(collection.iterdir())[:4]:
+        (files / path.name).write_bytes(path.read_bytes())
+    assert run_cli("index", "build", files, "--output", tmp_path / "idx", "-q").returncode == 0
+    removed = run_cli("index", "remove", tmp_path / "idx", files / "noise_0.wav")
+    assert removed.returncode == 0 and "removed 1 file(s); 3 file(s)" in removed.stdout
+    synced = run_cli("index", "sync", tmp_path / "idx", files, "-q")  # noise_0 is still there: back it comes
+    assert synced.returncode == 0 and "1 added or re-embedded, 0 removed, 3 unchanged" in synced.stdout
+    missing = run_cli("index", "sync", tmp_path / "idx", tmp_path / "unplugged_drive", "-q")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    assert len(AudioIndex(tmp_path / "idx").files()) == 4
+
+
+# ----- the compressed type ---------------------------------------------------------------------------
+
+def _clustered(n, seed, d=256):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, d)).astype(np.float32)
+    data = centres[rng.integers(0, 50, n)] + rng.standard_normal((n, d)).astype(np.float32)
+    return data / np.linalg.norm(data, axis=1, keepdims=True)
+
+
+def _fill(index, vectors, first=0, shard_rows=4000):
+    """Commit synthetic clip vectors as files named row_<i> (no audio: the index takes the rows as given)."""
+    from diverse_embed.embed import EmbeddingOutput
+
+    for start in range(0, len(vectors), shard_rows):
+        rows = [(f"/nowhere/row_{first + start + i:06d}.wav",
+                 EmbeddingOutput(v, {}, v[None], np.zeros(1), np.zeros(1), 1.0))
+                for i, v in enumerate(vectors[start:start + shard_rows])]
+        index._commit(rows, [], AddReport())
+
+
+def test_compressed_index_reranks_with_exact_vectors_from_disk(model, tmp_path):
+    vectors, queries = _clustered(12_000, seed=1), _clustered(12_000 + 50, seed=1)[12_000:]
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", index_type="compressed")
+    _fill(index, vectors)
+    index.build()
+    assert index.info()["faiss"] == "compressed"
+    assert (tmp_path / "idx" / "vectors.f32").stat().st_size == 12_000 * 256 * 4
+    reopened = AudioIndex(tmp_path / "idx")  # loads the codes and maps the exact vectors
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = [[int(h.path[-10:-4]) for h in reopened.search_vector(q, k=10)] for q in queries]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+    assert recall >= 0.9
+    hit = reopened.search_vector(vectors[123], k=1)[0]
+    assert hit.path.endswith("row_000123.wav") and hit.score == pytest.approx(1.0, abs=1e-5)  # an exact score
+    reopened.remove([f"/nowhere/row_{i:06d}.wav" for i in range(100, 200)])
+    reopened.build()
+    assert reopened.faiss_index.ntotal == 11_900
+    assert all(not h.path.endswith("row_000123.wav") for h in reopened.search_vector(vectors[123], k=10))
+
+
+def test_too_few_vectors_for_the_compressed_type_fall_back_to_exact(model, collection, tmp_path):
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", index_type="compressed")
+    index.add(sorted(collection.iterdir()), model, num_workers=0, progress=False)
+    index.build()
+    assert index.info()["faiss"] == "flat" and not (tmp_path / "idx" / "vectors.f32").exists()
+
+
+# ----- Parquet -----------------------------------------------------------------------------------------
+
+def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, collection, tmp_path):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    table_path = tmp_path / "clips.parquet"
+    out = run_cli("embed", collection, "--output", table_path, "--segments", "--model", "untrained-seed0", "-q")
+    assert out.returncode == 0, out.stderr
+    table = pq.read_table(table_path)
+    assert table.schema.field("vector").type.list_size == 256 and str(table.schema.field("vector").type.value_type) == "float"
+    assert table.num_rows == 8 * 3  # a clip row and two 1-s segments per 2-s file
+    first = sorted(collection.iterdir())[0]
+    rows = [r for r in table.to_pylist() if r["path"] == str(first)]
+    assert [(r["start"], r["end"]) for r in rows] == [(None, None), (0.0, 1.0), (1.0, 2.0)]
+    expected = model.embed_file(first)
+    np.testing.assert_allclose(rows[0]["vector"], expected.embedding, atol=1e-5)
+    assert {r["model"] for r in rows} == {"untrained-seed0"} and rows[0]["fingerprint"] == model.fingerprint()
+    # The same rows through an index export, and read by DuckDB
+    assert run_cli("index", "build", collection, "--output", tmp_path / "idx", "--segments", "--model", "untrained-seed0",
+                   "-q").returncode == 0
+    assert run_cli("index", "export", tmp_path / "idx", tmp_path / "index.parquet").returncode == 0
+    con = duckdb.connect()
+    count, dims, clips = con.execute(
+        "SELECT count(*), min(len(vector)), count(*) FILTER (WHERE start IS NULL) FROM read_parquet(?)",
+        [str(tmp_path / "index.parquet")]).fetchone()
+    assert (count, dims, clips) == (24, 256, 8)
+    path, vector = con.execute("SELECT path, vector FROM read_parquet(?) WHERE start IS NULL ORDER BY path LIMIT 1",
+                               [str(tmp_path / "index.parquet")]).fetchone()
+    assert path == str(first)
+    np.testing.assert_allclose(vector, expected.embedding, atol=1e-5)
+    assert run_cli("embed", collection, "--output", tmp_path / "x.npz", "--segments").returncode == 2
