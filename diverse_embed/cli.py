@@ -253,6 +253,79 @@ def run_search(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_tag(args: argparse.Namespace) -> int:
+    """The head's top labels per file (and per 1-s segment): JSON Lines with --json."""
+    import numpy as np
+
+    from .audio import AudioLoadError
+
+    paths = find_inputs(args.inputs)
+    model, model_name = load_model(args.model, args.device, args.quiet)
+    config = model.config
+    if not config.id2label:
+        raise CommandError(f"model {model_name} has no label names (id2label): its head was not trained on named "
+                           "classes, so there is nothing to tag with")
+    k = min(args.k, config.num_labels)
+
+    def chunk_scores(logits: np.ndarray) -> np.ndarray:  # (chunks, labels) -> (chunks, labels)
+        if config.problem_type == "multi_label_classification":
+            return 1 / (1 + np.exp(-logits))  # each label on its own
+        scores = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, as a Hugging Face pipeline
+        return scores / scores.sum(axis=1, keepdims=True)           # reads a single-label or unstated head
+
+    def top(scores: np.ndarray) -> list[tuple[str, float]]:
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(config.id2label[int(i)], float(scores[i])) for i in best]
+
+    failed = 0
+    for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
+        if isinstance(output, AudioLoadError):
+            failed += 1
+            say(f"skipped {output}")
+            if args.json:
+                print(json.dumps({"path": str(path), "error": output.reason}))
+            continue
+        scores = chunk_scores(output.chunk_logits)
+        labels = top(scores.mean(axis=0))  # a clip's prediction: the mean of its chunks' (the method's rule)
+        segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top(row))
+                    for t, row in zip(output.chunk_times, scores)] if args.segments else []
+        if args.json:
+            record = {"path": str(path), "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]}
+            if args.segments:
+                record["segments"] = [{"start": a, "end": b, "labels": [{"label": n, "score": round(s, 4)} for n, s in t]}
+                                      for a, b, t in segments]
+            print(json.dumps(record))
+        else:
+            print(f"{path}: " + ", ".join(f"{n} {s:.2f}" for n, s in labels))
+            for a, b, t in segments:
+                print(f"  {a:6.1f}-{b:.1f} s: " + ", ".join(f"{n} {s:.2f}" for n, s in t))
+    return 1 if failed else 0
+
+
+def run_duplicates(args: argparse.Namespace) -> int:
+    import csv
+
+    from .index import AudioIndex
+
+    groups = AudioIndex(args.index).duplicates(args.threshold, args.neighbours)
+    if args.json:
+        print(json.dumps([{"group": number, "files": [{"path": p, "similarity": round(s, 4)} for p, s in group]}
+                          for number, group in enumerate(groups, 1)], indent=1))
+    elif args.csv:
+        out = csv.writer(sys.stdout)
+        out.writerow(["group", "path", "similarity"])
+        for number, group in enumerate(groups, 1):
+            out.writerows([number, p, f"{s:.4f}"] for p, s in group)
+    else:
+        for number, group in enumerate(groups, 1):
+            print(f"group {number} ({len(group)} files)")
+            print("\n".join(f"  {s:.3f}  {p}" for p, s in group))
+        files = sum(len(g) for g in groups)
+        print(f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
+              f"between mutual {args.neighbours} nearest neighbours (nothing was deleted)")
+    return 0
+
+
 def read_query_list(path: str | None) -> list[str]:
     """Query paths from a text file, one per line; blank lines and lines starting with # are ignored."""
     if path is None:
@@ -416,6 +489,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "starting at the matched second, waveform pictures, scores")
     add_model_arguments(search, default="default: the model the index was built with")
     search.set_defaults(run=run_search)
+
+    tag = commands.add_parser("tag", help="the model's top labels for each file (models with label names)")
+    tag.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+    tag.add_argument("-k", type=positive_int, default=5, help="labels per file or segment (default 5)")
+    tag.add_argument("--segments", action="store_true", help="also the labels of every 1-s segment")
+    tag.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    add_model_arguments(tag)
+    add_embedding_arguments(tag)
+    tag.set_defaults(run=run_tag)
+
+    duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
+    duplicates.add_argument("index", help="the index folder")
+    duplicates.add_argument("--threshold", type=float, default=0.95,
+                            help="cosine similarity of clip vectors at or above which two files are near-duplicates "
+                                 "(default 0.95)")
+    duplicates.add_argument("--neighbours", type=positive_int, default=2,
+                            help="two files are linked only when each is among the other's this many most similar "
+                                 "files (default 2)")
+    formats = duplicates.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="one JSON list of groups")
+    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity")
+    duplicates.set_defaults(run=run_duplicates)
 
     # Training's options are parsed when the command runs (train_parser), so --help loads no torch.
     for name, text, run in [("train", "train on FSD-50K or a labelled manifest (train --help for options)", run_train),

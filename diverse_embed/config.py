@@ -63,6 +63,11 @@ class NeuralogramConfig:
     mobilenet_time_stride: int = 16  # one 1024-d vector every 16 log-mel frames (400 ms at 25-ms frames)
 
 
+PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
+# Config fields that do not change a single vector: the fingerprint leaves them out, so recording
+# them in a checkpoint's config does not orphan the indexes built with it.
+NOT_FINGERPRINTED = ("problem_type",)
+
 SUBCONFIGS = {"pitch": PitchConfig, "timbre": TimbreConfig, "waveform": WaveformConfig, "neuralogram": NeuralogramConfig}
 
 # config.json of diverse-embed 0.1.0 kept the front-end settings flat; they still load.
@@ -83,6 +88,9 @@ class DiverseEmbedConfig:
     branches: list[str] = field(default_factory=lambda: list(BRANCHES))  # which branches to build, in order
     num_labels: int = 200  # classes of the linear head (FSD-50K has 200)
     id2label: dict[int, str] | None = None  # class index -> name; None means "LABEL_<i>"
+    # How the head's logits become scores, in Hugging Face's words: "single_label_classification"
+    # (softmax: trained with one label per clip) or "multi_label_classification" (sigmoid); None: unknown.
+    problem_type: str | None = None
 
     # Audio and chunking
     sample_rate: int = SAMPLE_RATE  # input is resampled to this
@@ -119,6 +127,8 @@ class DiverseEmbedConfig:
             self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
             if sorted(self.id2label) != list(range(self.num_labels)):
                 raise ValueError(f"id2label must name classes 0..{self.num_labels - 1}, got {len(self.id2label)} entries")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.chunk_samples % self.waveform_patch_samples:
             raise ValueError("chunk_seconds must hold a whole number of waveform patches")
 

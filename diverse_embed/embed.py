@@ -36,6 +36,7 @@ class EmbeddingOutput:
     chunk_times: np.ndarray  # (n_chunks,) start of each chunk in seconds
     logits: np.ndarray  # (num_labels,) mean of the chunk logits
     duration: float  # seconds of audio embedded
+    chunk_logits: np.ndarray | None = None  # (n_chunks, num_labels) per chunk
 
     def rows(self, chunk_seconds: float, segments: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What an index or a table stores for this clip: starts (r,), ends (r,) in seconds and
@@ -124,6 +125,7 @@ def clip_output(model: DiverseEmbedder, chunk_embeddings: torch.Tensor, chunk_lo
         chunk_times=starts,
         logits=chunk_logits.mean(dim=0).numpy(),
         duration=num_samples / model.config.sample_rate,
+        chunk_logits=chunk_logits.numpy(),
     )
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import checkpoint
 from . import embed as embedding
-from .config import BRANCHES, DiverseEmbedConfig
+from .config import BRANCHES, NOT_FINGERPRINTED, DiverseEmbedConfig
 from .features import LogMel, MFCCFrames, SpectralPeaks, WaveformPatches
 from .neuralogram import MobileNetV1
 
@@ -173,7 +173,8 @@ class DiverseEmbedder(
     def fingerprint(self) -> str:
         """A hash of the config and every weight: equal fingerprints, equal embeddings. Indexes and
         embedding files record it, so that vectors of two different models are never mixed."""
-        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        shape = {k: v for k, v in self.config.to_dict().items() if k not in NOT_FINGERPRINTED}
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

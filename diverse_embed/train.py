@@ -360,9 +360,11 @@ class Trainer:
         self.rt.barrier()
 
 
-def build_model(cfg: TrainConfig, vocabulary: list[str], output: Path, resume: dict | None) -> DiverseEmbedder:
+def build_model(cfg: TrainConfig, vocabulary: list[str], output: Path, resume: dict | None,
+                loss: str) -> DiverseEmbedder:
     config = DiverseEmbedConfig(branches=list(cfg.branches), num_labels=len(vocabulary),
-                                id2label=dict(enumerate(vocabulary)))
+                                id2label=dict(enumerate(vocabulary)),
+                                problem_type="single_label_classification" if loss == "softmax" else "multi_label_classification")
     model = DiverseEmbedder(config)
     if cfg.mobilenet_weights:
         model.branches["neuralogram"].front_end[1].load_state_dict(safetensors.torch.load_file(cfg.mobilenet_weights))
@@ -396,7 +398,7 @@ def train(cfg: TrainConfig) -> dict:
             raise DataError(f"no training clips in splits {cfg.train_splits}")
         resume = torch.load(output / CHECKPOINT, map_location="cpu", weights_only=True) \
             if cfg.resume and (output / CHECKPOINT).is_file() else None  # weights_only: runs no code on load
-        model = build_model(cfg, vocabulary, output, resume).to(rt.device)
+        model = build_model(cfg, vocabulary, output, resume, resolve_loss(cfg.loss, data["train"])).to(rt.device)
         trainer = Trainer(cfg, rt, model, data, output)
         if resume:
             trainer.completed, trainer.throughput = list(resume["completed"]), dict(resume["throughput"])

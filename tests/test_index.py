@@ -475,3 +475,41 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
     assert path == str(first)
     np.testing.assert_allclose(vector, expected.embedding, atol=1e-5)
     assert run_cli("embed", collection, "--output", tmp_path / "x.npz", "--segments").returncode == 2
+
+
+# ----- duplicates and tags ---------------------------------------------------------------------------
+
+def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    for path in sorted(collection.iterdir()):
+        (files / path.name).write_bytes(path.read_bytes())
+    (files / "copy_of_sine_500.wav").write_bytes((collection / "sine_500.wav").read_bytes())
+    write_wav(files / "sine_500_quieter.wav", 0.8 * sine(500, 2.0, amplitude=0.4) + noise(2.0, 1e-4))
+    assert run_cli("index", "build", files, "--output", tmp_path / "idx", "--model", "untrained-seed0",
+                   "-q").returncode == 0
+    groups = AudioIndex(tmp_path / "idx").duplicates(threshold=0.999)
+    assert [[os.path.basename(p) for p, _ in g] for g in groups] == [
+        ["copy_of_sine_500.wav", "sine_500.wav", "sine_500_quieter.wav"]]
+    assert all(score >= 0.999 for _, score in groups[0])
+    listed = json.loads(run_cli("duplicates", tmp_path / "idx", "--threshold", "0.999", "--json").stdout)
+    assert [len(g["files"]) for g in listed] == [3]
+    rows = run_cli("duplicates", tmp_path / "idx", "--threshold", "0.999", "--csv").stdout.splitlines()
+    assert rows[0] == "group,path,similarity" and len(rows) == 4
+    assert len(list(files.iterdir())) == 10  # nothing deleted
+    assert AudioIndex(tmp_path / "idx").duplicates(threshold=1.01) == []
+
+
+def test_tag_prints_the_heads_top_labels(tmp_path):
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
+    out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["path"] == str(clip) and len(record["labels"]) == 3
+    scores = [label["score"] for label in record["labels"]]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # softmax: an ESC-50 head
+    assert [(s["start"], s["end"]) for s in record["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+    text = run_cli("tag", clip, "-q").stdout
+    assert text.startswith(f"{clip}: ") and text.count(",") == 4  # five labels by default
+    untrained = run_cli("tag", clip, "--model", "untrained-seed0", "-q")
+    assert untrained.returncode == 2 and "no label names" in untrained.stderr
