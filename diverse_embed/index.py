@@ -613,7 +613,7 @@ class AudioIndex:
         exact = faiss.IndexFlatIP(vectors.shape[1])
         exact.add(vectors)
         scores, found = exact.search(vectors, min(len(paths), neighbours + 2))  # (files, k): itself, and a tie
-        nearest = [[int(j) for j in row if j != i][:neighbours] for i, row in enumerate(found)]
+        nearest = [set([int(j) for j in row if j != i][:neighbours]) for i, row in enumerate(found)]
         parent = list(range(len(paths)))
 
         def root(i: int) -> int:

@@ -40,8 +40,23 @@ def test_the_flat_format_of_0_1_0_still_loads():
 def test_the_bundled_config_is_the_default_shape():
     bundled = json.loads((REPO / "diverse_embed" / "pretrained" / "diverse-embed-esc50" / "config.json").read_text())
     config = DiverseEmbedConfig.from_dict(bundled)
-    assert {k: v for k, v in config.to_dict().items() if k not in ("num_labels", "id2label")} == \
-        {k: v for k, v in DiverseEmbedConfig().to_dict().items() if k not in ("num_labels", "id2label")}
+    labels = ("num_labels", "id2label", "problem_type")  # the head's classes, not the network's shape
+    assert {k: v for k, v in config.to_dict().items() if k not in labels} == \
+        {k: v for k, v in DiverseEmbedConfig().to_dict().items() if k not in labels}
+    assert config.problem_type == "single_label_classification"  # trained with one label per ESC-50 clip
+
+
+def test_problem_type_is_checked_and_left_out_of_the_fingerprint():
+    import pytest
+
+    from diverse_embed import DiverseEmbedder
+
+    with pytest.raises(ValueError, match="problem_type"):
+        DiverseEmbedConfig(problem_type="regression")
+    plain = DiverseEmbedder(DiverseEmbedConfig(num_labels=4))
+    labelled = DiverseEmbedder(DiverseEmbedConfig(num_labels=4, problem_type="multi_label_classification"))
+    labelled.load_state_dict(plain.state_dict())
+    assert labelled.fingerprint() == plain.fingerprint()
 
 
 def test_branch_slices_tile_the_embedding():
