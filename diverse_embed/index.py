@@ -129,8 +129,8 @@ def compressed_training_size(n_vectors: int) -> int:
 
 def build_compressed_index(n_vectors: int, blocks, training: np.ndarray, exact_file) -> faiss.Index:
     """The compressed type, built a block at a time: `training` (m, d) float32 vectors sampled from
-    the collection train the rotation, lists and codes; then each block of `blocks()` (an iterable
-    of (b, d) float32, in FAISS id order) is encoded and its exact rows written to `exact_file`.
+    the collection train the lists and the codes; then each block of `blocks` (an iterable of
+    (b, d) float32, in FAISS id order) is encoded and its exact rows written to `exact_file`.
     Only one block and the sample are in RAM at once."""
     d = training.shape[1]
     # np: no polysemous training, which took minutes and serves Hamming filtering, unused here
