@@ -513,3 +513,18 @@ def test_tag_prints_the_heads_top_labels(tmp_path):
     assert text.startswith(f"{clip}: ") and text.count(",") == 4  # five labels by default
     untrained = run_cli("tag", clip, "--model", "untrained-seed0", "-q")
     assert untrained.returncode == 2 and "no label names" in untrained.stderr
+
+
+def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
+    from diverse_embed import DiverseEmbedConfig
+
+    torch.manual_seed(0)
+    labels = {0: "bark", 1: "rain", 2: "speech"}
+    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=3, id2label=labels, problem_type="multi_label_classification"))
+    model.save_pretrained(tmp_path / "multi")
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
+    out = run_cli("tag", clip, "--model", tmp_path / "multi", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    scores = [label["score"] for label in json.loads(out.stdout)["labels"]]
+    assert len(scores) == 3 and all(0 < s < 1 for s in scores)
+    assert sum(scores) > 1.0  # each label on its own (sigmoid), not shares of one (softmax)

@@ -139,3 +139,18 @@ def test_page_in_a_real_browser(page, tmp_path):
     assert waveform_blue.sum() > 8 * 300, "the waveform pictures are drawn"
     if os.environ.get("DIVERSE_EMBED_SCREENSHOT"):  # where to keep the picture, to look at it
         shutil.copy(shot, os.environ["DIVERSE_EMBED_SCREENSHOT"])
+
+
+def test_page_names_what_cannot_be_played(tmp_path):
+    from diverse_embed.index import Hit
+    from diverse_embed.page import search_page
+
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 3.0))
+    text = search_page([
+        (str(clip), [Hit(1, str(clip), 1.0, None, None), Hit(2, str(tmp_path / "moved_away.wav"), 0.5, 1.0, 2.0)]),
+        (str(tmp_path / "broken_query.wav"), "not an audio file"),
+    ], "a-model")
+    assert text.count("<audio") == 2  # the query and its first hit
+    assert "cannot play" in text and "moved_away.wav" in text  # a vanished hit is named, not fatal
+    assert "not an audio file" in text and "broken_query.wav" in text
+    assert 'data-start="2.000"' not in text and 'data-start="0.000"' in text
