@@ -256,6 +256,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_tag(args: argparse.Namespace) -> int:
     """The head's top labels per file (and per 1-s segment): JSON Lines with --json."""
     import numpy as np
+    from scipy.special import expit, softmax
 
     from .audio import AudioLoadError
 
@@ -269,9 +270,8 @@ def run_tag(args: argparse.Namespace) -> int:
 
     def chunk_scores(logits: np.ndarray) -> np.ndarray:  # (chunks, labels) -> (chunks, labels)
         if config.problem_type == "multi_label_classification":
-            return 1 / (1 + np.exp(-logits))  # each label on its own
-        scores = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, as a Hugging Face pipeline
-        return scores / scores.sum(axis=1, keepdims=True)           # reads a single-label or unstated head
+            return expit(logits)  # each label on its own
+        return softmax(logits, axis=1)  # as a Hugging Face pipeline reads a single-label or unstated head
 
     def top(scores: np.ndarray) -> list[tuple[str, float]]:
         best = np.argsort(-scores, kind="stable")[:k]

@@ -18,6 +18,7 @@ the old ones, so a path never appears twice. Removing a file commits a shard of 
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import json
 import logging
@@ -326,12 +327,13 @@ class AudioIndex:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
         it, none where that shard removes it. A shard's arrays are read only when asked for."""
         shards = [np.load(self.folder / "shards" / name) for name in self.manifest["shards"]]
+        paths = [shard["path"] for shard in shards]  # an NpzFile reads an array again at each access
         newest_shard = {}
-        for number, shard in enumerate(shards):
-            for path in np.unique(shard["path"]):
+        for number, names in enumerate(paths):
+            for path in np.unique(names):
                 newest_shard[path] = number
-        for number, shard in enumerate(shards):
-            keep = np.array([newest_shard[p] == number for p in shard["path"]], dtype=bool)
+        for number, (shard, names) in enumerate(zip(shards, paths)):
+            keep = np.array([newest_shard[p] == number for p in names], dtype=bool)
             if "removed" in shard.files:
                 keep &= ~shard["removed"]
             yield shard, keep
@@ -356,13 +358,6 @@ class AudioIndex:
     def vectors(self) -> np.ndarray:
         """All live vectors (n, dim) float32, row i = FAISS id i."""
         return self._live_rows(with_vectors=True)[1]
-
-    def vector_blocks(self) -> Iterator[np.ndarray]:
-        """The live vectors a shard at a time, (b, dim) float32 in FAISS id order: for what must
-        not hold them all in RAM."""
-        for shard, keep in self._live_shards():
-            if keep.any():
-                yield shard["vectors"][keep]
 
     # ----- adding ------------------------------------------------------------------------------
 
@@ -451,14 +446,25 @@ class AudioIndex:
     def remove(self, paths: list[str | os.PathLike]) -> AddReport:
         """Drop files, and every file under a folder, from the index in one commit. The paths need
         not exist any more; ones not in the index are ignored (so running it again is harmless)."""
-        targets = [str(Path(p).absolute().resolve()) for p in paths]
-        folders = tuple(t.rstrip(os.sep) + os.sep for t in targets)
-        exact = set(targets)
-        known = list(self.files()) + list(self.skipped())
-        gone = sorted({p for p in known if p in exact or p.startswith(folders)})
         report = AddReport()
-        self._commit([], [], report, removed=gone)
+        self._commit([], [], report, removed=self._known_under([Path(p).absolute().resolve() for p in paths]))
         return report
+
+    def _known_under(self, targets: list[Path]) -> list[str]:
+        """Indexed or skipped paths equal to a target or under it (a folder), sorted: found by
+        bisection in the sorted paths, so many targets cost no more than one pass each."""
+        known = sorted(set(self.files()) | set(self.skipped()))
+        found = set()
+        for target in map(str, targets):
+            inside = target.rstrip(os.sep) + os.sep
+            i = bisect.bisect_left(known, target)
+            if i < len(known) and known[i] == target:
+                found.add(target)
+            i = bisect.bisect_left(known, inside)
+            while i < len(known) and known[i].startswith(inside):
+                found.add(known[i])
+                i += 1
+        return sorted(found)
 
     def sync(self, folder: str | os.PathLike, model: DiverseEmbedder, **add_options) -> AddReport:
         """Make the index match `folder`: files under it that vanished are removed (one commit),
@@ -471,10 +477,8 @@ class AudioIndex:
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
         present = [str(p.resolve()) for p in find_audio_files([folder])]
-        inside = str(folder).rstrip(os.sep) + os.sep
         present_set = set(present)
-        known = list(self.files()) + list(self.skipped())
-        vanished = sorted({p for p in known if p.startswith(inside) and p not in present_set})
+        vanished = [p for p in self._known_under([folder]) if p not in present_set]
         removed = AddReport()
         self._commit([], [], removed, removed=vanished)
         report = self.add(present, model, **add_options)
@@ -511,15 +515,20 @@ class AudioIndex:
 
     def _build_compressed(self, n: int) -> RefinedIndex:
         """Train on a random sample, then encode and write the exact vectors a shard at a time."""
+        live = [(shard, keep) for shard, keep in self._live_shards() if keep.any()]  # the masks once, for both passes
+
+        def blocks() -> Iterator[np.ndarray]:  # (b, dim) float32 in FAISS id order, a shard at a time
+            return (shard["vectors"][keep] for shard, keep in live)
+
         wanted = np.sort(np.random.default_rng(0).choice(n, size=compressed_training_size(n), replace=False))
         sample, offset = [], 0
-        for block in self.vector_blocks():
+        for block in blocks():
             inside = wanted[(wanted >= offset) & (wanted < offset + len(block))]
             sample.append(block[inside - offset])
             offset += len(block)
         built = []
         atomic_write(self.folder / EXACT_VECTORS,
-                     lambda f: built.append(build_compressed_index(n, self.vector_blocks(), np.concatenate(sample), f)))
+                     lambda f: built.append(build_compressed_index(n, blocks(), np.concatenate(sample), f)))
         return RefinedIndex(built[0], self._exact_vectors(n))
 
     def _exact_vectors(self, n: int) -> np.ndarray:

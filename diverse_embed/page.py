@@ -74,11 +74,11 @@ def player(path: str, start: float | None, end: float | None) -> str:
     """A player and its picture of `path` around the matched seconds (start, end), starting at
     `start`; for a whole clip (None) its first EXCERPT_SECONDS. Or the reason it cannot be read."""
     begin = 0.0 if start is None else max(0.0, start - CONTEXT_SECONDS)
+    offset = 0.0 if start is None else start - begin  # where the player starts, within the excerpt
     try:
-        excerpt = load_excerpt(path, begin, EXCERPT_SECONDS + (0.0 if start is None else start - begin))
+        excerpt = load_excerpt(path, begin, offset + EXCERPT_SECONDS)
     except AudioLoadError as err:
         return f'<td colspan="2" class="error">cannot play: {html.escape(err.reason)}</td>'
-    offset = 0.0 if start is None else start - begin
     marked = None if start is None else (offset, offset + (end - start))
     return (f'<td><audio controls preload="metadata" data-start="{offset:.3f}" src="{audio_data_uri(excerpt)}"></audio></td>'
             f"<td>{waveform_svg(excerpt, marked)}</td>")
