@@ -69,6 +69,11 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     return info
 
 
+# MPEG audio (an .mp3, or MP3 data inside a WAV): libsndfile estimates its frame count from the bit
+# rate, and real files miss it by a few percent, so the decoder decides the length.
+LENGTH_ESTIMATED = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III")
+
+
 def stream_audio(
     path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, block_seconds: float = 60.0
 ) -> Iterator[np.ndarray]:
@@ -98,7 +103,7 @@ def stream_audio(
                 yield mono[skip : skip + keep]
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioLoadError(path, f"corrupt or truncated audio data ({err})") from None
-    if decoded < info.frames:
+    if decoded < info.frames and info.subtype not in LENGTH_ESTIMATED:
         raise AudioLoadError(path, f"truncated: header says {info.frames} frames, only {decoded} decoded")
 
 
@@ -150,8 +155,19 @@ def prepare_waveform(
     if not np.isfinite(audio).all():
         raise AudioLoadError(source, f"{int((~np.isfinite(audio)).sum())} samples are NaN or infinite")
     if sample_rate != target_rate:
-        audio = AF.resample(torch.from_numpy(audio), int(sample_rate), target_rate).numpy()
+        audio = resample(audio, int(sample_rate), target_rate)
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """torchaudio's sinc resampling; for an odd rate (22254 Hz: 8000 output phases, where torchaudio
+    builds a kernel of 8000 x 11145 taps, seconds per clip) scipy's polyphase filter instead."""
+    phases = target_rate // math.gcd(rate, target_rate)
+    if phases > 1000:  # every common rate (8, 11.025, 22.05, 32, 44.1, 48, 88.2, 96 kHz) has at most 640
+        from scipy.signal import resample_poly
+
+        return resample_poly(audio, phases, rate // math.gcd(rate, target_rate)).astype(np.float32)
+    return AF.resample(torch.from_numpy(audio), rate, target_rate).numpy()
 
 
 def _to_float32(audio: np.ndarray, source) -> np.ndarray:

@@ -30,8 +30,9 @@ def test_stereo_is_averaged_not_concatenated(tmp_path):
     np.testing.assert_allclose(loaded, (left + right) / 2, atol=2 / 32768)
 
 
-def test_resampling_keeps_duration_and_pitch(tmp_path):
-    path = write_wav(tmp_path / "cd.wav", sine(1000, 2.0, rate=44100), rate=44100)
+@pytest.mark.parametrize("rate", [44100, 22254])  # 22254 Hz: an odd rate, resampled by scipy's polyphase filter
+def test_resampling_keeps_duration_and_pitch(tmp_path, rate):
+    path = write_wav(tmp_path / "cd.wav", sine(1000, 2.0, rate=rate), rate=rate)
     loaded = load_audio(path)
     assert abs(len(loaded) - 32000) <= 1
     spectrum = np.abs(np.fft.rfft(loaded))
@@ -76,6 +77,19 @@ def test_truncated_wav(tmp_path):
     with pytest.raises(AudioLoadError, match="truncated") as err:
         load_audio(path)
     assert "cut.wav" in str(err.value)
+
+
+def test_mp3_length_is_what_the_decoder_gives(tmp_path):
+    # libsndfile's MP3 frame count is an estimate (from the bit rate or a Xing header) that real
+    # files miss by a few percent: an MP3 is read to where decoding ends, not refused as truncated.
+    import soundfile as sf
+
+    path = tmp_path / "note.mp3"
+    sf.write(path, sine(440, 3.0, rate=44100, amplitude=0.3), 44100, format="MP3")
+    assert abs(len(load_audio(path)) - 48000) < 1600
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # the header still says 3 s
+    assert sf.info(str(path)).frames == 3 * 44100
+    assert 24000 < len(load_audio(path)) < 40000
 
 
 def test_prepare_waveform_validates_arrays():
@@ -134,16 +148,16 @@ def test_find_audio_files(tmp_path):
     assert [p.name for p in found] == ["b.wav", "a.FLAC"]
 
 
-@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000, 96000])
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 22254, 44100, 48000, 96000])
 def test_streamed_blocks_join_into_whole_file_resampling(tmp_path, rate):
-    import torchaudio.functional as AF
+    from diverse_embed.audio import resample
 
     rng = np.random.default_rng(rate)
     left = (rng.standard_normal(int(rate * 3.3)) * 0.1).astype(np.float32)
     right = (rng.standard_normal(len(left)) * 0.1).astype(np.float32)
     path = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), rate=rate, subtype="FLOAT")
     mono = torch.from_numpy((left + right) / 2)
-    whole = mono.numpy() if rate == 16000 else AF.resample(mono, rate, 16000).numpy()
+    whole = mono.numpy() if rate == 16000 else resample(mono.numpy(), rate, 16000)
     from diverse_embed.audio import stream_audio
 
     blocks = list(stream_audio(path, block_seconds=1.0))
