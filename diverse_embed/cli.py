@@ -555,6 +555,20 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def corpus_weights(text: str) -> dict[str, float]:
+    """"esc50=2,nemo=0.5" -> {"esc50": 2.0, "nemo": 0.5}."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CORPUS=WEIGHT, got {item!r}") from None
+        if weights[name.strip()] < 0 or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected CORPUS=WEIGHT with a weight >= 0, got {item!r}")
+    return weights
+
+
 def train_parser() -> argparse.ArgumentParser:
     from . import train
 
@@ -585,6 +599,16 @@ def train_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss", default=t.loss, choices=["auto", "bce", "softmax"],
                      help="bce: multi-label (FSD-50K); softmax: one label per clip (ESC-50); "
                           "auto: softmax when every training clip has exactly one label")
+    opt.add_argument("--noise-augment-snr-db", type=float, default=None,
+                     help="add white noise to each training chunk at a random SNR from this to 40 dB")
+    opt.add_argument("--chunks-per-epoch", type=int, default=t.chunks_per_epoch,
+                     help="an epoch of this many training chunks, balanced across the manifest's corpora "
+                          "(0: every training chunk once)")
+    opt.add_argument("--corpus-weights", type=corpus_weights, default={},
+                     help="each corpus's share of an epoch, e.g. esc50=2,nemo=0.5 (default 1 each)")
+    opt.add_argument("--contrastive-weight", type=float, default=t.contrastive_weight,
+                     help="add a supervised contrastive loss on the embedding each phase trains, with this weight")
+    opt.add_argument("--contrastive-temperature", type=float, default=t.contrastive_temperature)
     opt.add_argument("--crop-jitter", action="store_true",
                      help="move each training chunk by a random offset of up to half a second")
     opt.add_argument("--min-train-chunk-peak-db", type=float, default=None,

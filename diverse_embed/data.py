@@ -1,5 +1,6 @@
-"""Labelled audio for training: FSD-50K in its official layout, or any `path,labels[,split]` manifest,
-decoded once into a cache of 16 kHz audio and served as 1-s chunks with multi-hot targets."""
+"""Labelled audio for training: FSD-50K in its official layout, or any `path,labels[,split[,corpus]]`
+manifest (several corpora in one), decoded once into a cache of 16 kHz audio and served as 1-s
+chunks with multi-hot targets, an epoch at a time or as corpus-balanced epochs of a set size."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class DataConfig:
 
     dataset: str = "csv"  # "fsd50k" (official layout under data_root) or "csv" (a manifest)
     data_root: str | None = None  # FSD-50K folder
-    manifest: str | None = None  # CSV with path,labels[,split]
+    manifest: str | None = None  # CSV with path,labels[,split[,corpus]]
     audio_root: str | None = None  # folder the manifest's paths are relative to (default: its folder)
     allow_outside_root: bool = False  # accept absolute paths or ".." in manifests
     train_splits: list[str] = field(default_factory=lambda: ["train"])
@@ -66,6 +67,7 @@ class Clip:
     path: Path
     labels: list[int]  # class indices
     split: str
+    corpus: str = ""  # the manifest's corpus column ("" without one)
 
 
 @dataclass
@@ -75,6 +77,14 @@ class Dataset:
 
     def split(self, names: list[str]) -> list[Clip]:
         return [clip for clip in self.clips if clip.split in names]
+
+
+def label_corpora(vocabulary: list[str]) -> list[str] | None:
+    """Each label's corpus when the labels are "corpus/label" (a manifest with a corpus column),
+    else None: the columns a corpus's own softmax runs over."""
+    if not vocabulary or not all("/" in label for label in vocabulary):
+        return None
+    return [label.split("/", 1)[0] for label in vocabulary]
 
 
 def read_fsd50k(root: str | os.PathLike) -> Dataset:
@@ -103,17 +113,22 @@ def read_fsd50k(root: str | os.PathLike) -> Dataset:
 def read_manifest(
     manifest: str | os.PathLike, audio_root: str | os.PathLike | None = None, allow_outside_root: bool = False
 ) -> Dataset:
-    """A CSV with a header `path,labels[,split]`; labels separated by "," or ";" (quote the field
-    when it holds commas). Paths are relative to `audio_root` (default: the manifest's folder);
-    absolute paths and paths escaping the root are refused unless `allow_outside_root`."""
+    """A CSV with a header `path,labels[,split[,corpus]]`; labels separated by "," or ";" (quote the
+    field when it holds commas). Paths are relative to `audio_root` (default: the manifest's folder);
+    absolute paths and paths escaping the root are refused unless `allow_outside_root`. With a
+    corpus column every corpus keeps its own label space: labels become "corpus/label"."""
     manifest = Path(manifest)
     root = Path(audio_root) if audio_root else manifest.parent
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"path", "labels"} <= set(rows[0]):
         raise ValueError(f"{manifest}: needs a header with the columns path,labels[,split]")
-    names = lambda field: [n.strip() for n in field.replace(";", ",").split(",") if n.strip()]  # noqa: E731
-    vocabulary = sorted({name for row in rows for name in names(row["labels"])})
+    corpora = "corpus" in rows[0]
+    if corpora and not all((row.get("corpus") or "").strip() for row in rows):
+        raise ValueError(f"{manifest}: the corpus column must name a corpus on every line")
+    split_names = lambda field: [n.strip() for n in field.replace(";", ",").split(",") if n.strip()]  # noqa: E731
+    names = lambda row: [f"{row['corpus'].strip()}/{n}" if corpora else n for n in split_names(row["labels"])]  # noqa: E731
+    vocabulary = sorted({name for row in rows for name in names(row)})
     index = {label: i for i, label in enumerate(vocabulary)}
     clips = []
     for line, row in enumerate(rows, start=2):
@@ -122,7 +137,8 @@ def read_manifest(
         if not allow_outside_root and (path.is_absolute() or not resolved.is_relative_to(root.resolve())):
             raise ValueError(f"{manifest}, line {line}: {row['path']} lies outside the audio root {root} "
                              "(pass allow_outside_root / --allow-outside-root to accept it)")
-        clips.append(Clip(resolved, [index[n] for n in names(row["labels"])], (row.get("split") or "train").strip()))
+        clips.append(Clip(resolved, [index[n] for n in names(row)], (row.get("split") or "train").strip(),
+                          (row.get("corpus") or "").strip()))
     return Dataset(vocabulary, clips)
 
 
@@ -299,12 +315,55 @@ class SkipFirst(torch.utils.data.Sampler):
         return max(0, len(self.sampler) - self.skip)
 
 
+def balanced_order(dataset: ChunkDataset, chunks: int, seed: int, epoch: int,
+                   weights: dict[str, float] | None = None) -> np.ndarray:
+    """`chunks` chunk numbers for one epoch, drawn from (seed, epoch): each corpus gets a share in
+    proportion to its weight (default 1 each), whatever its size (a small corpus repeats, a big one
+    is sampled without repeats), and the corpora are interleaved, so every batch holds each in its share."""
+    corpus_of_chunk = np.array([dataset.clips[clip].corpus for clip in dataset.index[:, 0]])
+    names = sorted(set(corpus_of_chunk))
+    unknown = set(weights or {}) - set(names)
+    if unknown:
+        raise DataError(f"corpus weights name corpora not in the training data: {sorted(unknown)}; have {names}")
+    share = np.array([(weights or {}).get(name, 1.0) for name in names], dtype=np.float64)
+    share = share / share.sum()
+    rng = np.random.default_rng([seed, epoch])
+    streams, positions = [], []
+    for name, fraction in zip(names, share):
+        members = np.flatnonzero(corpus_of_chunk == name)
+        wanted = int(round(fraction * chunks))
+        repeats = -(-wanted // len(members)) if wanted else 0
+        streams.append(np.concatenate([rng.permutation(members) for _ in range(repeats)])[:wanted] if wanted else members[:0])
+        positions.append((np.arange(wanted) + rng.random()) / max(wanted, 1))  # evenly spread over the epoch
+    order = np.concatenate(streams)[np.argsort(np.concatenate(positions), kind="stable")]
+    return order[:chunks]
+
+
+class Sequence(torch.utils.data.Sampler):
+    """A fixed order of indices, this rank's every world-th."""
+
+    def __init__(self, order: np.ndarray, rank: int = 0, world: int = 1):
+        self.order = order[rank::world].tolist()
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self):
+        return len(self.order)
+
+
 def epoch_loader(dataset: ChunkDataset, epoch: int, skip_batches: int, batch_size: int, num_workers: int,
-                 rank: int = 0, world: int = 1, seed: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                 rank: int = 0, world: int = 1, seed: int = 0, pin_memory: bool = False, chunks: int = 0,
+                 corpus_weights: dict[str, float] | None = None) -> torch.utils.data.DataLoader:
     """This rank's share of one training epoch, shuffled by (seed, epoch), its first `skip_batches`
-    batches left out (a run resumed mid-epoch): (chunks, targets, clip numbers) batches."""
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    sampler.set_epoch(epoch)
+    batches left out (a run resumed mid-epoch): (chunks, targets, clip numbers) batches. With
+    `chunks`, an epoch is that many chunks, balanced across corpora (`balanced_order`); else every
+    training chunk once."""
+    if chunks:
+        sampler = Sequence(balanced_order(dataset, chunks, seed, epoch, corpus_weights), rank, world)
+    else:
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
     dataset.set_epoch(epoch)
     # Its own generator: creating a loader must not draw from the global RNG, or a run resumed
     # mid-epoch would see other dropout masks than the uninterrupted run.

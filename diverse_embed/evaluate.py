@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import DiverseEmbedConfig
-from .data import ChunkDataset, DataConfig, load_splits
+from .data import ChunkDataset, DataConfig, label_corpora, load_splits
 from .distributed import Runtime
 from .metrics import tagging_metrics
 from .model import DiverseEmbedder
@@ -77,6 +77,24 @@ def clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset) -> dict:
     return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))
 
 
+def corpus_clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset, vocabulary: list[str]) -> dict[str, dict]:
+    """clip_metrics of each corpus on its own clips and its own labels (a model trained on a
+    manifest with a corpus column): corpus -> metrics. Empty for a single label space."""
+    corpora = label_corpora(vocabulary)
+    if corpora is None:
+        return {}
+    scores, targets = clip_means(chunk_logits, dataset), dataset.clip_targets()
+    clip_corpus = np.array([clip.corpus for clip in dataset.clips])
+    found = {}
+    for corpus in sorted(set(clip_corpus)):
+        rows, cols = clip_corpus == corpus, np.array(corpora) == corpus
+        present = targets[rows][:, cols].sum(axis=0)
+        if not ((present > 0) & (present < rows.sum())).any():
+            continue  # no label both on and off some clip (one label, or one class in the split): nothing to rank
+        found[corpus] = tagging_metrics(targets[rows][:, cols], scores[rows][:, cols])
+    return found
+
+
 def head_logits(head: nn.Module, embeddings: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return head(torch.from_numpy(embeddings).float().to(head.weight.device)).float().cpu().numpy()
@@ -94,23 +112,32 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
         x = (embeddings or {}).get(split)
         if x is None:
             x = embed_chunks(model, dataset, cfg, rt)  # (n_chunks, D)
-        systems = {"fused": clip_metrics(head_logits(model.head, x), dataset)}
+        vocabulary = [model.config.id2label[i] for i in range(model.config.num_labels)] if model.config.id2label else []
+        logits = {"fused": head_logits(model.head, x)}
         for name, head in heads.items():
-            systems[name] = clip_metrics(head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])]), dataset)
-        results[split] = {"clips": len(dataset.clips), "systems": systems}
+            logits[name] = head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])])
+        results[split] = {"clips": len(dataset.clips), "systems": {n: clip_metrics(v, dataset) for n, v in logits.items()}}
+        per_corpus = {n: corpus_clip_metrics(v, dataset, vocabulary) for n, v in logits.items()}
+        if any(per_corpus.values()):  # corpus -> system -> metrics
+            results[split]["corpora"] = {c: {n: per_corpus[n][c] for n in logits} for c in per_corpus["fused"]}
     return results
+
+
+def metrics_table(title: str, systems: dict[str, dict]) -> list[str]:
+    lines = [f"### {title}", "", "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |", "|---|---|---|---|---|---|"]
+    for name, m in systems.items():
+        acc = "" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        lines.append(f"| {label(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
+                     f"{m['lwlrap']:.3f} | {acc} |")
+    return lines + [""]
 
 
 def metrics_markdown(metrics: dict) -> str:
     lines = []
     for split, result in metrics["results"].items():
-        lines += [f"### {split} ({result['clips']} clips)", "",
-                  "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |", "|---|---|---|---|---|---|"]
-        for name, m in result["systems"].items():
-            acc = "" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
-            lines.append(f"| {label(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
-                         f"{m['lwlrap']:.3f} | {acc} |")
-        lines.append("")
+        lines += metrics_table(f"{split} ({result['clips']} clips)", result["systems"])
+        for corpus, systems in result.get("corpora", {}).items():
+            lines += metrics_table(f"{split}, {corpus} alone (its clips, its labels)", systems)
     if metrics.get("throughput"):
         lines += ["Training throughput (1-s chunks per second):", ""]
         lines += [f"- {phase}: {rate}" for phase, rate in metrics["throughput"].items()]

@@ -7,6 +7,10 @@
    same step trains a head for every single branch and every leave-one-out subset, for the ablation.
 4. `finetune` (optional, `finetune_epochs`): everything together through the fused head.
 
+Several corpora train one model (a manifest with a corpus column): each corpus's labels get their
+own softmax, and with `chunks_per_epoch` every epoch is that many chunks balanced across corpora,
+so a big corpus does not swamp a small one.
+
 Every phase and every head goes through one loop, `Trainer.fit`. `train(TrainConfig(...))` runs it
 all (the command line fills the TrainConfig); the output folder loads with `from_pretrained`, and
 its checkpoint/last.pt lets `resume=True` go on exactly where an interrupted run stopped.
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BRANCHES, DiverseEmbedConfig
-from .data import ChunkDataset, DataConfig, DataError, epoch_loader, load_splits
+from .data import ChunkDataset, DataConfig, DataError, epoch_loader, label_corpora, load_splits
 from .distributed import Runtime
 from .evaluate import (ABLATION_HEADS, chunk_outputs, clip_metrics, columns, embed_chunks, evaluate, head_logits,
                        load_ablation_heads, metrics_markdown, save_ablation_heads, subsets)
@@ -72,6 +76,11 @@ class TrainConfig(DataConfig):
     grad_clip: float = 1.0
     loss: str = "auto"  # bce (multi-label), softmax (one label per clip), auto: softmax when every clip has one
     gain_augment_db: float = 0.0  # random gain of +-N dB per training chunk
+    noise_augment_snr_db: float | None = None  # add white noise at a random SNR from this to 40 dB per training chunk
+    chunks_per_epoch: int = 0  # an epoch of this many training chunks, balanced across corpora (0: every chunk once)
+    corpus_weights: dict[str, float] = field(default_factory=dict)  # corpus -> its share of an epoch (default 1 each)
+    contrastive_weight: float = 0.0  # weight of a supervised contrastive loss on the embedding a phase trains
+    contrastive_temperature: float = 0.1
     crop_jitter: bool = False  # move each training chunk by up to half a second
     min_train_chunk_peak_db: float | None = None  # leave out training chunks whose peak is below this (dBFS)
     select_on_val: bool = True  # keep the best epoch on validation macro mAP (else the last)
@@ -98,15 +107,17 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 class Tagger(nn.Module):
-    """A part of the model with a temporary linear head: chunks -> logits (batch, n_classes)."""
+    """A part of the model with a temporary linear head: chunks -> logits (batch, n_classes), and
+    with `with_embedding` also the embedding the head reads (batch, width)."""
 
     def __init__(self, body: nn.Module, head: nn.Linear, pool_time: bool):
         super().__init__()
         self.body, self.head, self.pool_time = body, head, pool_time
 
-    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
+    def forward(self, chunks: torch.Tensor, with_embedding: bool = False):
         features = self.body(chunks)  # (B, width), or (B, T, width) for the MobileNet
-        return self.head(features.mean(dim=1) if self.pool_time else features)
+        embedding = features.mean(dim=1) if self.pool_time else features
+        return (self.head(embedding), embedding) if with_embedding else self.head(embedding)
 
 
 class FusedTagger(nn.Module):
@@ -116,8 +127,9 @@ class FusedTagger(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
-        return self.model(chunks).logits
+    def forward(self, chunks: torch.Tensor, with_embedding: bool = False):
+        output = self.model(chunks)
+        return (output.logits, output.embeddings) if with_embedding else output.logits
 
 
 def resolve_loss(name: str, dataset: ChunkDataset) -> str:
@@ -129,17 +141,40 @@ def resolve_loss(name: str, dataset: ChunkDataset) -> str:
     return name
 
 
-def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """logits, targets (batch, n_classes) -> scalar loss."""
+def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor,
+                  corpus_of_label: torch.Tensor | None = None) -> torch.Tensor:
+    """logits, targets (batch, n_classes) -> scalar loss. `corpus_of_label` (n_classes,) numbers
+    each label's corpus: a softmax then runs over the labels of each chunk's own corpus only."""
     if name == "softmax":
-        return F.cross_entropy(logits, targets.argmax(dim=1))
+        label = targets.argmax(dim=1)  # (batch,)
+        if corpus_of_label is not None:
+            foreign = corpus_of_label[None, :] != corpus_of_label[label][:, None]  # (batch, n_classes)
+            logits = logits.masked_fill(foreign, float("-inf"))
+        return F.cross_entropy(logits, label)
     return F.binary_cross_entropy_with_logits(logits, targets)
 
 
-def label_prior_logits(dataset: ChunkDataset, loss: str = "bce") -> torch.Tensor:
+def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Khosla et al.'s SupCon loss: embeddings (batch, width), targets (batch, n_classes); chunks
+    that share a label are positives. Anchors without a positive in the batch are left out."""
+    z = F.normalize(embeddings.float(), dim=1)
+    itself = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    similarity = (z @ z.T / temperature).masked_fill(itself, float("-inf"))  # (batch, batch)
+    log_probability = similarity - similarity.logsumexp(dim=1, keepdim=True)
+    positives = ((targets @ targets.T) > 0) & ~itself
+    count = positives.sum(dim=1)
+    if not count.any():
+        return z.sum() * 0.0  # no positive pair: nothing to pull together (keeps the graph)
+    mean_positive = log_probability.masked_fill(~positives, 0.0).sum(dim=1) / count.clamp(min=1)
+    return -mean_positive[count > 0].mean()
+
+
+def label_prior_logits(dataset: ChunkDataset, loss: str = "bce", corpus_of_label: np.ndarray | None = None) -> torch.Tensor:
     """The logits that predict each class's frequency among the training chunks: (n_classes,).
-    logit(p) per class for bce, log(p) for softmax."""
+    logit(p) per class for bce, log(p) for softmax (within each label's corpus, when given)."""
     prior = np.clip(dataset.chunk_targets().mean(axis=0) if len(dataset.index) else 0.0, 1e-4, 1 - 1e-4)
+    if corpus_of_label is not None and loss == "softmax":
+        prior = prior / np.bincount(corpus_of_label, weights=prior)[corpus_of_label]
     logits = np.log(prior) if loss == "softmax" else np.log(prior / (1 - prior))
     return torch.from_numpy(np.asarray(logits)).float()
 
@@ -215,8 +250,11 @@ class Trainer:
         self.steps_done = 0  # across phases, for stop_after_steps
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
-        self.loss = resolve_loss(cfg.loss, data["train"])
-        self.prior_logits = label_prior_logits(data["train"], self.loss)  # (n_classes,)
+        self.loss_name = resolve_loss(cfg.loss, data["train"])
+        corpora = label_corpora([model.config.id2label[i] for i in range(model.config.num_labels)])
+        corpus_of_label = None if corpora is None else np.unique(corpora, return_inverse=True)[1]  # (n_classes,)
+        self.corpus_of_label = None if corpus_of_label is None else torch.from_numpy(corpus_of_label).to(rt.device)
+        self.prior_logits = label_prior_logits(data["train"], self.loss_name, corpus_of_label)  # (n_classes,)
         self.embeddings: dict[str, np.ndarray] = {}  # split -> fused chunk embeddings, once branches are frozen
 
     def log(self, **record):
@@ -230,13 +268,33 @@ class Trainer:
         """The training chunks of one epoch, (chunks, targets) on the device, shuffled by (seed, epoch)."""
         cfg, rt, dataset = self.cfg, self.rt, self.data["train"]
         loader = epoch_loader(dataset, epoch, skip_batches, cfg.batch_size, cfg.loader_workers(rt.device), rt.rank, rt.world, cfg.seed,
-                              pin_memory=rt.device.type == "cuda")
+                              pin_memory=rt.device.type == "cuda", chunks=cfg.chunks_per_epoch, corpus_weights=cfg.corpus_weights)
         for chunks, targets, _ in loader:
             chunks, targets = chunks.to(rt.device, non_blocking=True), targets.to(rt.device, non_blocking=True)
             if cfg.gain_augment_db:
                 gain_db = (torch.rand(len(chunks), 1, device=rt.device) * 2 - 1) * cfg.gain_augment_db
                 chunks = (chunks * 10 ** (gain_db / 20)).clamp(-1, 1)
+            if cfg.noise_augment_snr_db is not None:
+                snr_db = cfg.noise_augment_snr_db + torch.rand(len(chunks), 1, device=rt.device) * (40 - cfg.noise_augment_snr_db)
+                level = chunks.pow(2).mean(dim=1, keepdim=True).sqrt() * 10 ** (-snr_db / 20)  # (B, 1) noise RMS
+                chunks = (chunks + torch.randn_like(chunks) * level).clamp(-1, 1)
             yield chunks, targets
+
+    def steps_per_epoch(self) -> int:
+        chunks = self.cfg.chunks_per_epoch or len(self.data["train"])
+        return math.ceil(math.ceil(chunks / self.rt.world) / self.cfg.batch_size)
+
+    def loss(self, module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The phase's loss on a batch: the task loss, plus the contrastive term on the embedding
+        the phase trains when asked (the fusion heads have none)."""
+        cfg = self.cfg
+        contrastive = cfg.contrastive_weight and isinstance(getattr(module, "module", module), (Tagger, FusedTagger))
+        output = module(x, with_embedding=True) if contrastive else module(x)
+        logits, embeddings = output if contrastive else (output, None)
+        loss = loss_function(self.loss_name, logits.float(), targets, self.corpus_of_label)
+        if contrastive:
+            loss = loss + cfg.contrastive_weight * supervised_contrastive(embeddings, targets, cfg.contrastive_temperature)
+        return loss
 
     def fit(self, phase: str, module: nn.Module, batches, steps_per_epoch: int, epochs: int, lr: float,
             score=None, resume: dict | None = None, distributed: bool = True, checkpoints: bool = True) -> float:
@@ -268,7 +326,7 @@ class Trainer:
             set_train_mode(module, phase, self.model)
             for x, targets in batches(epoch, batch_in_epoch):
                 with torch.autocast(rt.device.type, dtype=dtype) if dtype else nullcontext():
-                    loss = loss_function(self.loss, trained(x).float(), targets)
+                    loss = self.loss(trained, x, targets)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -310,7 +368,7 @@ class Trainer:
     def train_phase(self, name: str, epochs: int, lr: float, resume: dict | None) -> None:
         cfg, rt = self.cfg, self.rt
         module = phase_module(name, self.model, self.prior_logits, cfg.seed).to(rt.device)
-        steps_per_epoch = math.ceil(math.ceil(len(self.data["train"]) / rt.world) / cfg.batch_size)
+        steps_per_epoch = self.steps_per_epoch()
         score = None
         if "val" in self.data:
             val = self.data["val"]

@@ -72,3 +72,41 @@ def test_crop_jitter_and_silent_chunk_filter():
     assert len(set(starts.values())) > 1
     fixed = jittered.without_augmentation()
     assert int(round(fixed[1][0][0].item() * 32767)) == rate + 1 and jittered.crop_jitter
+
+
+def test_a_corpus_column_gives_each_corpus_its_own_labels(tmp_path):
+    from diverse_embed.data import label_corpora
+
+    manifest = tmp_path / "mixed.csv"
+    manifest.write_text("path,labels,split,corpus\na.wav,dog,train,esc50\nb.wav,dog,train,animals\nc.wav,cat,val,animals\n")
+    dataset = read_manifest(manifest)
+    assert dataset.vocabulary == ["animals/cat", "animals/dog", "esc50/dog"]  # two dogs: two label spaces
+    assert [c.labels for c in dataset.clips] == [[2], [1], [0]] and dataset.clips[1].corpus == "animals"
+    assert label_corpora(dataset.vocabulary) == ["animals", "animals", "esc50"]
+    assert label_corpora(["dog", "cat"]) is None
+    manifest.write_text("path,labels,corpus\na.wav,dog,esc50\nb.wav,dog,\n")
+    with pytest.raises(ValueError, match="corpus column must name a corpus on every line"):
+        read_manifest(manifest)
+
+
+def test_balanced_epochs_give_every_corpus_its_share_of_every_batch():
+    from diverse_embed.data import balanced_order
+
+    sizes = {"big": 60, "small": 3, "medium": 10}  # one 1-chunk clip each
+    clips = [Clip(f"{name}{i}", [0], "train", name) for name, n in sizes.items() for i in range(n)]
+    cache = SimpleNamespace(load=lambda path: np.zeros(1000, np.int16))
+    dataset = ChunkDataset(clips, cache, 1, chunk_samples=1000, hop_samples=1000, min_final_samples=100)
+    order = balanced_order(dataset, 48, seed=0, epoch=0)
+    corpus = np.array([dataset.clips[dataset.index[i, 0]].corpus for i in order])
+    assert len(order) == 48
+    for batch in corpus.reshape(6, 8):  # 48 chunks, 3 corpora: every batch of 8 holds 2-3 of each
+        assert all(2 <= (batch == name).sum() <= 3 for name in sizes)
+    big = order[corpus == "big"]
+    assert len(set(big.tolist())) == len(big) == 16  # the big corpus: no repeats within an epoch
+    assert sorted(set(order[corpus == "small"].tolist())) == [60, 61, 62]  # the small one repeats
+    np.testing.assert_array_equal(order, balanced_order(dataset, 48, seed=0, epoch=0))
+    assert not np.array_equal(order, balanced_order(dataset, 48, seed=0, epoch=1))
+    weighted = balanced_order(dataset, 40, seed=0, epoch=0, weights={"big": 2, "small": 1, "medium": 1})
+    assert sum(dataset.clips[dataset.index[i, 0]].corpus == "big" for i in weighted) == 20
+    with pytest.raises(DataError, match="not in the training data"):
+        balanced_order(dataset, 40, seed=0, epoch=0, weights={"esc50": 2})

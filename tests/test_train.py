@@ -136,3 +136,63 @@ def test_softmax_for_single_label_data_and_its_prior():
     np.testing.assert_allclose(prior, [0.75, 0.25, 1e-4], atol=2e-4)
 
 
+
+
+def test_each_corpus_has_its_own_softmax():
+    import torch
+
+    from diverse_embed.train import loss_function
+
+    corpus_of_label = torch.tensor([0, 0, 1, 1, 1])
+    targets = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 0, 1.0, 0]])
+    logits = torch.zeros(2, 5)
+    # A chunk's loss is a softmax over its own corpus's labels: log 2 for the first, log 3 for the second.
+    expected = (np.log(2) + np.log(3)) / 2
+    assert abs(loss_function("softmax", logits, targets, corpus_of_label).item() - expected) < 1e-6
+    louder = logits.clone()
+    louder[0, 2:] = 50.0  # another corpus's labels do not compete with the first chunk's
+    louder[1, :2] = 50.0
+    assert abs(loss_function("softmax", louder, targets, corpus_of_label).item() - expected) < 1e-6
+    assert loss_function("softmax", louder, targets).item() > 20  # one softmax over all labels: they do
+
+
+def test_supervised_contrastive_pulls_a_label_together():
+    import torch
+
+    from diverse_embed.train import supervised_contrastive
+
+    targets = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    grouped = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])  # same label, same direction
+    mixed = grouped[[0, 2, 1, 3]]
+    assert supervised_contrastive(grouped, targets, 0.1) < supervised_contrastive(mixed, targets, 0.1)
+    alone = torch.tensor([[1.0, 0], [0, 1.0]])
+    assert supervised_contrastive(torch.randn(2, 4, requires_grad=True), alone, 0.1).item() == 0.0  # no positives
+
+
+def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
+    rows = [line.split(",") for line in (fsd50k / "FSD50K.ground_truth" / "dev.csv").read_text().splitlines()[1:]]
+    manifest = tmp_path / "mixed.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "labels", "split", "corpus"])
+        for number, row in enumerate(rows):
+            label = row[1].strip('"')
+            if label in ("Bark", "Rain", "Keyboard_(musical)"):  # single-label clips only
+                writer.writerow([f"FSD50K.dev_audio/{row[0]}.wav", label, "train" if number % 4 else "test",
+                                 "dogs" if label == "Bark" else "other"])
+    out = tmp_path / "mixed"
+    assert train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(fsd50k),
+                       "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--branches", "timbre,pitch", *TINY, "--chunks-per-epoch", "16",
+                       "--corpus-weights", "dogs=1,other=3", "--contrastive-weight", "0.5",
+                       "--noise-augment-snr-db", "10"]) == 0
+    model = DiverseEmbedder.from_pretrained(out)
+    assert sorted(model.config.id2label.values()) == ["dogs/Bark", "other/Keyboard_(musical)", "other/Rain"]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["of"] for r in log if r.get("phase") == "branch:timbre" and "of" in r][-1] == 2  # 16 chunks of 8
+    test = json.loads((out / "metrics.json").read_text())["results"]["test"]
+    assert set(test["corpora"]) <= {"dogs", "other"} and test["corpora"]  # each corpus on its own labels too
+    assert set(next(iter(test["corpora"].values()))) == set(test["systems"])
+    assert ", other alone (its clips, its labels)" in (out / "metrics.md").read_text()
+    assert train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(fsd50k), "--output", str(tmp_path / "bad"),
+                       "--cache-dir", str(tmp_path / "cache"), *TINY, "--chunks-per-epoch", "16",
+                       "--corpus-weights", "cats=1"]) == 2
