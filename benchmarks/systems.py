@@ -147,6 +147,7 @@ def mfcc_statistics(clips: list[np.ndarray]) -> np.ndarray:
     rows = []
     with torch.no_grad():
         for audio in clips:
+            audio = np.pad(audio, (0, max(0, 513 - len(audio))))  # a drum hit can be shorter than one 512-sample frame
             mfcc = transform(torch.from_numpy(audio).float())  # (20, frames)
             rows.append(torch.cat([mfcc.mean(dim=1), mfcc.std(dim=1)]).numpy())
     stats = np.stack(rows)  # (n, 40)

@@ -10,7 +10,7 @@ from conftest import sine, write_wav
 
 pytest.importorskip("transformers")
 
-from benchmarks import linear_probe, retrieval  # noqa: E402
+from benchmarks import generalization, linear_probe, retrieval  # noqa: E402
 from benchmarks.systems import tiny_clap  # noqa: E402
 
 
@@ -62,6 +62,26 @@ def test_no_clap_row_unless_run(tiny_setup, tmp_path):
     report = json.loads((tmp_path / "retrieval_clips.json").read_text())
     assert not any(name.startswith("CLAP") for name in report["systems"]) and report["clap"] is None
     assert "not run" in (tmp_path / "retrieval_clips.md").read_text()
+
+
+def test_generalization_smoke(tiny_setup, tmp_path):
+    root, _ = tiny_setup
+    hits = tmp_path / "hits"
+    hits.mkdir()
+    for i in range(6):  # drum hits shorter than one MFCC frame, and ordinary clips
+        write_wav(hits / f"{i}.wav", sine(200 * (1 + i % 2), 0.014 if i < 3 else 0.5))
+    (hits / "hits.csv").write_text("path,labels\n" + "".join(f"{i}.wav,{['low', 'high'][i % 2]}\n" for i in range(6)))
+    generalization.main([str(root / "clips.csv"), str(hits / "hits.csv"), "--model", str(root / "model"),
+                         "--output-dir", str(tmp_path), "--name", "g"])
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert list(report["summary"]) == ["clips", "hits"]
+    for name, row in report["summary"].items():
+        systems = report["sets"][name]["systems"]
+        fused, mfcc = (systems[s]["overall"]["mAP@10"] for s in ("diverse-embed (fused)", "MFCC mean+std (20 coefficients)"))
+        assert row["fused_over_mfcc"] == pytest.approx(fused / mfcc)
+        branches = [v["overall"]["mAP@10"] for k, v in systems.items() if k.endswith(" branch")]
+        assert len(branches) == 4 and row["fused_beats_every_branch"] == (fused >= max(branches))
+    assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text()
 
 
 def test_linear_probe_smoke(tiny_setup, tmp_path):
