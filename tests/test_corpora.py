@@ -1,0 +1,62 @@
+"""scripts/corpora.py on small git repositories laid out like the real corpora."""
+
+import csv
+import runpy
+import subprocess
+
+import numpy as np
+
+from conftest import REPO, sine, write_wav
+
+corpora = runpy.run_path(str(REPO / "scripts" / "corpora.py"), run_name="corpora")
+
+
+def git_repo(folder, files: dict[str, bytes | None]):
+    """A git repository holding `files` (path -> bytes; None: a short WAV)."""
+    folder.mkdir(parents=True)
+    for path, data in files.items():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if data is None:
+            write_wav(target, sine(440, 0.2))
+        else:
+            target.write_bytes(data)
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(folder), *command], check=True)
+
+
+def test_manifests_keep_speakers_in_one_split_and_leave_out_digits(tmp_path):
+    repos, esc50, output = tmp_path / "repos", tmp_path / "esc50", tmp_path / "out"
+    speakers = [f"{n:08d}" for n in range(40)]
+    git_repo(repos / "abdulkaderghandoura+arabic-speech-commands-dataset" / "repo",
+             {**{f"dataset/{word}/{s}_NO_0{take}.wav": None for word in ("yes", "stop", "one") for s in speakers
+                 for take in (1, 2)},
+              "dataset/yes/empty.wav": b"", "background_noise/fan.wav": None})
+    git_repo(repos / "YashNita+Animal-Sound-Dataset",  # a clone named OWNER+NAME also works
+             {"Kedi-Part1/cat_1.wav": None, "Kedi-Part2/cat_2.wav": None, "Aslan/aslan_1.wav": None})
+    (esc50 / "meta").mkdir(parents=True)
+    (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n5-1-A-0.wav,5,dog\n")
+    chosen = [c for c in corpora["CORPORA"] if c.name in ("arabic-commands", "animals")]
+    corpora["CORPORA"][:] = chosen
+    assert corpora["main"](["--repos", str(repos), "--esc50", str(esc50), "--output", str(output)]) == 0
+
+    rows = list(csv.DictReader(open(output / "train.csv")))
+    arabic = [r for r in rows if r["corpus"] == "arabic-commands"]
+    assert len(arabic) == 2 * 40 * 2  # "one" is a digit word; the empty file and background noise are left out
+    assert {r["labels"] for r in arabic} == {"yes", "stop"}
+    split_of_speaker = {}
+    for r in arabic:
+        speaker = r["path"].rsplit("/", 1)[1].split("_")[0]
+        assert split_of_speaker.setdefault(speaker, r["split"]) == r["split"]  # a speaker in one split only
+    assert set(split_of_speaker.values()) == {"train", "val", "test"}
+    assert [(r["labels"], r["split"], r["corpus"]) for r in rows if r["corpus"] == "esc50"] == [
+        ("dog", "train", "esc50"), ("dog", "test", "esc50")]
+    assert all(open(r["path"], "rb").read(4) == b"RIFF" for r in arabic[:5])  # extracted, absolute paths
+
+    unseen = list(csv.DictReader(open(output / "unseen" / "animals.csv")))
+    assert sorted((r["path"], r["labels"]) for r in unseen) == [
+        ("animals/Aslan/aslan_1.wav", "Aslan"), ("animals/Kedi-Part1/cat_1.wav", "Kedi"),
+        ("animals/Kedi-Part2/cat_2.wav", "Kedi")]
+    assert (output / "unseen" / unseen[0]["path"]).is_file()
+    assert not any("animals" in r["path"] for r in rows)  # evaluation-only: never in the training manifest
+    np.testing.assert_equal(len(list((output / "arabic-commands").rglob("*.wav"))), 2 * 40 * 2)
