@@ -54,7 +54,7 @@ def nemo(path, table):  # samples/<speaker>_<emotion>_<n>.wav, data.tsv: emotion
 
 
 def wake_words(path, _):  # audio/<keyword>/<id>.wav; no speaker is recorded
-    return path.parts[1], path.stem
+    return (path.parts[1], path.stem) if len(path.parts) == 3 else None  # not audio/multiple_keywords.wav, a long mix
 
 
 def precise(path, _):  # <wake word>/[wake-word/]<lang>/<id>.wav, or .../not-wake-words/...
