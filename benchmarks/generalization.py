@@ -21,21 +21,14 @@ from pathlib import Path
 from diverse_embed import DEFAULT_MODEL, resolve_model
 
 from . import retrieval
-from .systems import machine, manifest, write_results
-
-FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std"
-
-
-def mfcc_name(systems: dict) -> str:
-    return next(name for name in systems if name.startswith("MFCC"))
-
+from .systems import FUSED, MFCC, machine, manifest, write_results
 
 def summary(reports: dict[str, dict]) -> dict[str, dict]:
     """Per set: mAP@10 of every system, the fused vector's multiple of MFCC, the best single branch."""
     rows = {}
     for name, report in reports.items():
         scores = {system: r["overall"]["mAP@10"] for system, r in report["systems"].items()}
-        mfcc = scores[mfcc_name(scores)]
+        mfcc = scores[MFCC]
         branches = {s: v for s, v in scores.items() if s.endswith(" branch")}
         best_branch = max(branches, key=branches.get) if branches else None
         rows[name] = {"mAP@10": scores, "fused_over_mfcc": scores[FUSED] / mfcc if mfcc else float("inf"),
@@ -47,7 +40,7 @@ def summary(reports: dict[str, dict]) -> dict[str, dict]:
 def markdown(report: dict) -> str:
     sets = report["summary"]
     systems = list(next(iter(sets.values()))["mAP@10"])
-    lines = [f"# Generalization: retrieval on sets the model never saw", "",
+    lines = ["# Generalization: retrieval on sets the model never saw", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}", "",
              "Leave-one-out query by example (exact inner product on L2-normalised clip vectors); "
              "mAP@10 per set. The last rows: the fused vector's multiple of the MFCC baseline, and "
@@ -63,7 +56,7 @@ def markdown(report: dict) -> str:
     lines += ["", "P@1 / P@10 of the fused vector and MFCC:", "",
               "| set | fused P@1 | fused P@10 | MFCC P@1 | MFCC P@10 |", "|---|---|---|---|---|"]
     for name, r in report["sets"].items():
-        fused, mfcc = r["systems"][FUSED]["overall"], r["systems"][mfcc_name(r["systems"])]["overall"]
+        fused, mfcc = r["systems"][FUSED]["overall"], r["systems"][MFCC]["overall"]
         lines.append(f"| {name} | {fused['P@1']:.3f} | {fused['P@10']:.3f} | {mfcc['P@1']:.3f} | {mfcc['P@10']:.3f} |")
     return "\n".join(lines) + "\n"
 

@@ -31,6 +31,7 @@ from diverse_embed.hear import scene_vector
 from diverse_embed.evaluate import columns, subsets
 
 CLAP_SAMPLE_RATE = 48000
+FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
 
 
 @dataclass
@@ -129,7 +130,7 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
             means.append(output.chunk_embeddings.mean(axis=0))  # (256,)
             scenes.append(scene_vector(output))  # (512,)
     means = np.stack(means)  # (n, 256)
-    systems = {"diverse-embed (fused)": means,
+    systems = {FUSED: means,
                # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
                "diverse-embed (fused mean+std over chunks)": np.stack(scenes)}
     # The same subsets, and the same columns, as training's ablation heads.
@@ -228,7 +229,7 @@ def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, 
             return vectors, describe(vectors, model_name, clap)
     clips = load_clips(labelled)
     vectors = diverse_embed_systems(model, clips)
-    vectors["MFCC mean+std (20 coefficients)"] = mfcc_statistics(clips)
+    vectors[MFCC] = mfcc_statistics(clips)
     if clap:
         vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed_files(labelled.paths)
     if cache is not None:

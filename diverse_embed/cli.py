@@ -599,7 +599,7 @@ def train_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss", default=t.loss, choices=["auto", "bce", "softmax"],
                      help="bce: multi-label (FSD-50K); softmax: one label per clip (ESC-50); "
                           "auto: softmax when every training clip has exactly one label")
-    opt.add_argument("--noise-augment-snr-db", type=float, default=None,
+    opt.add_argument("--noise-augment-snr-db", type=float, default=t.noise_augment_snr_db,
                      help="add white noise to each training chunk at a random SNR from this to 40 dB")
     opt.add_argument("--chunks-per-epoch", type=int, default=t.chunks_per_epoch,
                      help="an epoch of this many training chunks, balanced across the manifest's corpora "

@@ -77,13 +77,14 @@ def clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset) -> dict:
     return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))
 
 
-def corpus_clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset, vocabulary: list[str]) -> dict[str, dict]:
-    """clip_metrics of each corpus on its own clips and its own labels (a model trained on a
-    manifest with a corpus column): corpus -> metrics. Empty for a single label space."""
+def corpus_clip_metrics(scores: np.ndarray, targets: np.ndarray, dataset: ChunkDataset,
+                        vocabulary: list[str]) -> dict[str, dict]:
+    """Tagging metrics of each corpus on its own clips and its own labels (a model trained on a
+    manifest with a corpus column), from clip scores and targets (n_clips, n_classes): corpus ->
+    metrics. Empty for a single label space."""
     corpora = label_corpora(vocabulary)
     if corpora is None:
         return {}
-    scores, targets = clip_means(chunk_logits, dataset), dataset.clip_targets()
     clip_corpus = np.array([clip.corpus for clip in dataset.clips])
     found = {}
     for corpus in sorted(set(clip_corpus)):
@@ -116,8 +117,10 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
         logits = {"fused": head_logits(model.head, x)}
         for name, head in heads.items():
             logits[name] = head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])])
-        results[split] = {"clips": len(dataset.clips), "systems": {n: clip_metrics(v, dataset) for n, v in logits.items()}}
-        per_corpus = {n: corpus_clip_metrics(v, dataset, vocabulary) for n, v in logits.items()}
+        targets = dataset.clip_targets()
+        scores = {n: clip_means(v, dataset) for n, v in logits.items()}  # (n_clips, n_classes) per head
+        results[split] = {"clips": len(dataset.clips), "systems": {n: tagging_metrics(targets, s) for n, s in scores.items()}}
+        per_corpus = {n: corpus_clip_metrics(s, targets, dataset, vocabulary) for n, s in scores.items()}
         if any(per_corpus.values()):  # corpus -> system -> metrics
             results[split]["corpora"] = {c: {n: per_corpus[n][c] for n in logits} for c in per_corpus["fused"]}
     return results

@@ -170,13 +170,14 @@ def test_supervised_contrastive_pulls_a_label_together():
 
 
 def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
-    rows = [line.split(",") for line in (fsd50k / "FSD50K.ground_truth" / "dev.csv").read_text().splitlines()[1:]]
+    with open(fsd50k / "FSD50K.ground_truth" / "dev.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
     manifest = tmp_path / "mixed.csv"
     with open(manifest, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "labels", "split", "corpus"])
         for number, row in enumerate(rows):
-            label = row[1].strip('"')
+            label = row[1]
             if label in ("Bark", "Rain", "Keyboard_(musical)"):  # single-label clips only
                 writer.writerow([f"FSD50K.dev_audio/{row[0]}.wav", label, "train" if number % 4 else "test",
                                  "dogs" if label == "Bark" else "other"])
