@@ -259,6 +259,7 @@ def run_tag(args: argparse.Namespace) -> int:
     from scipy.special import expit, softmax
 
     from .audio import AudioLoadError
+    from .data import label_corpora
 
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
@@ -266,16 +267,30 @@ def run_tag(args: argparse.Namespace) -> int:
     if not config.id2label:
         raise CommandError(f"model {model_name} has no label names (id2label): its head was not trained on named "
                            "classes, so there is nothing to tag with")
-    k = min(args.k, config.num_labels)
+    vocabulary = [config.id2label[i] for i in range(config.num_labels)]
+    corpora = np.array(label_corpora(vocabulary) or [""] * len(vocabulary))  # each label's corpus ("" for one space)
+    shown = np.arange(len(vocabulary))  # (labels shown,)
+    if args.corpus:
+        if args.corpus not in set(corpora) - {""}:
+            known = sorted(set(corpora) - {""})
+            raise CommandError(f"model {model_name} has no corpus {args.corpus!r}: "
+                               + (f"its corpora are {', '.join(known)}" if known else "it has one label space"))
+        shown = np.flatnonzero(corpora == args.corpus)
+    k = min(args.k, len(shown))
 
     def chunk_scores(logits: np.ndarray) -> np.ndarray:  # (chunks, labels) -> (chunks, labels)
         if config.problem_type == "multi_label_classification":
             return expit(logits)  # each label on its own
-        return softmax(logits, axis=1)  # as a Hugging Face pipeline reads a single-label or unstated head
+        # As a Hugging Face pipeline reads a single-label or unstated head; a multi-corpus head was
+        # trained with one softmax per corpus, so each corpus's scores are its own probabilities.
+        scores = np.empty_like(logits)
+        for corpus in set(corpora):
+            scores[:, corpora == corpus] = softmax(logits[:, corpora == corpus], axis=1)
+        return scores
 
     def top(scores: np.ndarray) -> list[tuple[str, float]]:
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(config.id2label[int(i)], float(scores[i])) for i in best]
+        best = shown[np.argsort(-scores[shown], kind="stable")[:k]]
+        return [(vocabulary[int(i)], float(scores[i])) for i in best]
 
     failed = 0
     for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
@@ -495,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("-k", type=positive_int, default=5, help="labels per file or segment (default 5)")
     tag.add_argument("--segments", action="store_true", help="also the labels of every 1-s segment")
     tag.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    tag.add_argument("--corpus", help="a multi-corpus model's labels of this corpus only (its labels are CORPUS/LABEL)")
     add_model_arguments(tag)
     add_embedding_arguments(tag)
     tag.set_defaults(run=run_tag)

@@ -528,3 +528,23 @@ def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
     scores = [label["score"] for label in json.loads(out.stdout)["labels"]]
     assert len(scores) == 3 and all(0 < s < 1 for s in scores)
     assert sum(scores) > 1.0  # each label on its own (sigmoid), not shares of one (softmax)
+
+
+def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
+    from diverse_embed import DiverseEmbedConfig
+
+    torch.manual_seed(0)
+    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "speech/yes", 4: "speech/no"}
+    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels, problem_type="single_label_classification"))
+    model.save_pretrained(tmp_path / "corpora")
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
+    out = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    scores = {label["label"]: label["score"] for label in json.loads(out.stdout)["labels"]}
+    assert sum(s for n, s in scores.items() if n.startswith("esc50/")) == pytest.approx(1, abs=1e-3)  # each corpus
+    assert sum(s for n, s in scores.items() if n.startswith("speech/")) == pytest.approx(1, abs=1e-3)  # sums to one
+    only = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "speech", "--json", "-q")
+    assert [label["label"] for label in json.loads(only.stdout)["labels"]] in (["speech/yes", "speech/no"],
+                                                                                ["speech/no", "speech/yes"])
+    unknown = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "birds", "-q")
+    assert unknown.returncode == 2 and "esc50, speech" in unknown.stderr
