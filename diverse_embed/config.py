@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 SAMPLE_RATE = 16000  # everything downstream of decoding is mono at this rate
 BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
 # The checkpoint that ships inside the package (checkpoint.bundled_models), used unless told.
-DEFAULT_MODEL = "diverse-embed-esc50"
+DEFAULT_MODEL = "diverse-embed-multi"
 UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
 # 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
 # (README, "Size and speed"); memory stays at tens of MB.

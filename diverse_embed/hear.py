@@ -2,7 +2,7 @@
 kit (hear-eval-kit) can evaluate DiverseEmbedder like any other audio representation:
 
     from diverse_embed import hear
-    model = hear.load_model()                                   # the bundled checkpoint
+    model = hear.load_model()                                   # the default bundled checkpoint
     scene = hear.get_scene_embeddings(audio, model)             # (n_sounds, 512)
     frames, times_ms = hear.get_timestamp_embeddings(audio, model)  # (n, n_times, 256), (n, n_times)
 

@@ -1,13 +1,13 @@
 """Copy a trained model into the package as a bundled checkpoint, stored in float16.
 
-    python scripts/bundle_checkpoint.py RUN_DIR [--name diverse-embed-esc50] [--check-audio ESC50/audio]
+    python scripts/bundle_checkpoint.py RUN_DIR [--name diverse-embed-multi] [--check-audio ESC50/audio]
 
 RUN_DIR is a training output folder (config.json + model.safetensors in float32). The bundled copy
 goes to diverse_embed/pretrained/NAME/, which `pip install .` ships and
 `DiverseEmbedder.from_pretrained(NAME)` loads offline. Float16 halves the size; the script checks
 that the embeddings of the float16 copy stay within 1e-3 cosine distance of the float32 model's
 (on the packaged samples, and on up to 200 clips of --check-audio) and writes what it measured to
-benchmarks/results/bundled_checkpoint.json.
+benchmarks/results/bundled_NAME.json.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> int:
         "fingerprint": bundled.fingerprint(),
     }
     print(json.dumps(report, indent=2))
-    (REPO / "benchmarks" / "results" / "bundled_checkpoint.json").write_text(json.dumps(report, indent=2) + "\n")
+    (REPO / "benchmarks" / "results" / f"bundled_{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     if distances.max() > MAX_COSINE_DISTANCE:
         print(f"error: float16 copy is {distances.max():.2e} cosine away from float32 (limit {MAX_COSINE_DISTANCE})",
               file=sys.stderr)

@@ -19,80 +19,80 @@ from diverse_embed.audio import load_audio
 REFERENCE = {
     "note_220hz_harmonic.wav": {
         "embedding": [
-            -0.021209,
-            0.021628,
-            0.07419,
-            -0.008191,
-            0.119018,
-            0.077689,
-            0.086006,
-            -0.016199,
-            -0.025068,
-            0.111384,
-            0.09683,
-            -0.03894
+            -0.092484,
+            -0.068581,
+            -0.098273,
+            0.061026,
+            0.017271,
+            -0.04331,
+            -0.041798,
+            0.008137,
+            0.009502,
+            0.095339,
+            0.0735,
+            -0.085729
         ],
         "top": [
-            "cow",
-            "airplane",
-            "insects"
+            "philharmonia/bass clarinet",
+            "arabic-commands/ok",
+            "nemo/sadness"
         ],
         "logits": [
-            3.305219,
-            0.821528,
-            -0.149241
+            4.793455,
+            3.896884,
+            3.757764
         ]
     },
     "5-203128-A-0.flac": {
         "embedding": [
-            0.012471,
-            -0.003347,
-            -0.053734,
-            -0.015836,
-            0.070137,
-            0.041754,
-            0.045727,
-            0.033389,
-            -0.007662,
-            0.022492,
-            0.068868,
-            -0.01813
+            -0.097681,
+            0.055352,
+            -0.058509,
+            0.04649,
+            -0.050258,
+            -0.016972,
+            -0.057451,
+            -0.045082,
+            -0.032834,
+            0.062576,
+            0.042194,
+            0.016428
         ],
         "top": [
-            "dog",
-            "laughing",
-            "hen"
+            "esc50/dog",
+            "wake-words/alexa",
+            "arabic-commands/enter"
         ],
         "logits": [
-            2.734179,
-            0.504502,
-            0.24469
+            5.979805,
+            5.928085,
+            3.560609
         ]
     },
     "5-181766-A-10.flac": {
         "embedding": [
-            -0.006876,
-            -0.046349,
-            0.001221,
-            -0.110275,
-            0.090743,
-            0.038625,
-            0.017701,
-            -0.06073,
-            0.00825,
-            0.024567,
-            -0.079934,
-            -0.061914
+            -0.014947,
+            0.081506,
+            -0.00083,
+            -0.003318,
+            -0.018606,
+            0.090694,
+            -0.02424,
+            0.008515,
+            -0.020664,
+            0.059229,
+            0.017929,
+            0.052325
         ],
         "top": [
-            "sea_waves",
-            "rain",
-            "clapping"
+            "esc50/sea_waves",
+            "esc50/door_wood_creaks",
+            "arabic-commands/forward"
         ],
         "logits": [
-            3.192665,
-            0.252849,
-            -0.625713
+            6.459465,
+            3.978546,
+            2.672397
         ]
     }
 }
@@ -117,7 +117,9 @@ def test_default_model_is_bundled_in_half_precision(bundled):
     with safetensors.safe_open(str(folder / "model.safetensors"), "pt") as f:
         dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
     assert "F16" in dtypes and "F32" not in dtypes
-    assert bundled.config.num_labels == 50 and bundled.config.id2label[0] == "airplane"
+    labels = list(bundled.config.id2label.values())  # CORPUS/LABEL: seven corpora, ESC-50's 50 classes among them
+    assert len(labels) == 120 and sum(label.startswith("esc50/") for label in labels) == 50
+    assert bundled.config.problem_type == "single_label_classification"  # a softmax per corpus
     assert not bundled.training
 
 

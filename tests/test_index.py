@@ -502,12 +502,13 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
 
 def test_tag_prints_the_heads_top_labels(tmp_path):
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
-    out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "-q")
+    out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "--corpus", "esc50", "-q")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["path"] == str(clip) and len(record["labels"]) == 3
+    assert all(label["label"].startswith("esc50/") for label in record["labels"])  # the default's ESC-50 head
     scores = [label["score"] for label in record["labels"]]
-    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # softmax: an ESC-50 head
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # that corpus's softmax
     assert [(s["start"], s["end"]) for s in record["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
     text = run_cli("tag", clip, "-q").stdout
     assert text.startswith(f"{clip}: ") and text.count(",") == 4  # five labels by default
