@@ -59,7 +59,7 @@ def test_esc50_at_other_rates_and_as_stereo(model, clips, tmp_path):
 
 def test_duplicates_finds_takes_of_one_recording(esc50, tmp_path):
     """ESC-50 cuts several takes (A, B, C...) from one source recording: real near-duplicates.
-    On fold 1 (400 clips) most groups the default model finds are such takes (all 2,000 clips:
+    On fold 1 (400 clips) most groups the ESC-50 model finds are such takes (all 2,000 clips:
     benchmarks/results/duplicates.md)."""
     import itertools
 
