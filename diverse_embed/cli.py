@@ -269,13 +269,21 @@ def run_tag(args: argparse.Namespace) -> int:
                            "classes, so there is nothing to tag with")
     vocabulary = [config.id2label[i] for i in range(config.num_labels)]
     corpora = np.array(label_corpora(vocabulary) or [""] * len(vocabulary))  # each label's corpus ("" for one space)
+    known = sorted(set(corpora) - {""})
+    corpus = args.corpus
+    if known and corpus is None:
+        # Each corpus's softmax is sure of its own labels, so mixing them misleads: show the
+        # broadest vocabulary (most labels) unless told.
+        corpus = max(known, key=lambda name: ((corpora == name).sum(), name))
+        if not args.quiet:
+            say(f"labels of corpus {corpus} (the model's largest label set); --corpus NAME for another "
+                f"({', '.join(known)}), --corpus all for every corpus")
     shown = np.arange(len(vocabulary))  # (labels shown,)
-    if args.corpus:
-        if args.corpus not in set(corpora) - {""}:
-            known = sorted(set(corpora) - {""})
-            raise CommandError(f"model {model_name} has no corpus {args.corpus!r}: "
+    if corpus not in (None, "all"):
+        if corpus not in known:
+            raise CommandError(f"model {model_name} has no corpus {corpus!r}: "
                                + (f"its corpora are {', '.join(known)}" if known else "it has one label space"))
-        shown = np.flatnonzero(corpora == args.corpus)
+        shown = np.flatnonzero(corpora == corpus)
     k = min(args.k, len(shown))
 
     def chunk_scores(logits: np.ndarray) -> np.ndarray:  # (chunks, labels) -> (chunks, labels)
@@ -510,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("-k", type=positive_int, default=5, help="labels per file or segment (default 5)")
     tag.add_argument("--segments", action="store_true", help="also the labels of every 1-s segment")
     tag.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
-    tag.add_argument("--corpus", help="a multi-corpus model's labels of this corpus only (its labels are CORPUS/LABEL)")
+    tag.add_argument("--corpus", help="a multi-corpus model's labels (CORPUS/LABEL) of this corpus only, or 'all' "
+                                      "(default: the corpus with the most labels)")
     add_model_arguments(tag)
     add_embedding_arguments(tag)
     tag.set_defaults(run=run_tag)

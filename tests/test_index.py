@@ -502,11 +502,11 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
 
 def test_tag_prints_the_heads_top_labels(tmp_path):
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
-    out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "--corpus", "esc50", "-q")
+    out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "-q")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["path"] == str(clip) and len(record["labels"]) == 3
-    assert all(label["label"].startswith("esc50/") for label in record["labels"])  # the default's ESC-50 head
+    assert all(label["label"].startswith("esc50/") for label in record["labels"])  # the default's broadest corpus
     scores = [label["score"] for label in record["labels"]]
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # that corpus's softmax
     assert [(s["start"], s["end"]) for s in record["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
@@ -539,7 +539,11 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
     model = DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels, problem_type="single_label_classification"))
     model.save_pretrained(tmp_path / "corpora")
     clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
-    out = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--json", "-q")
+    broadest = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--json")
+    assert broadest.returncode == 0 and "labels of corpus esc50" in broadest.stderr  # the largest label set
+    assert sorted(label["label"] for label in json.loads(broadest.stdout)["labels"]) == [
+        "esc50/dog", "esc50/rain", "esc50/siren"]
+    out = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--corpus", "all", "--json", "-q")
     assert out.returncode == 0, out.stderr
     scores = {label["label"]: label["score"] for label in json.loads(out.stdout)["labels"]}
     assert sum(s for n, s in scores.items() if n.startswith("esc50/")) == pytest.approx(1, abs=1e-3)  # each corpus
