@@ -267,7 +267,7 @@ def run_tag(args: argparse.Namespace) -> int:
     if not config.id2label:
         raise CommandError(f"model {model_name} has no label names (id2label): its head was not trained on named "
                            "classes, so there is nothing to tag with")
-    vocabulary = [config.id2label[i] for i in range(config.num_labels)]
+    vocabulary = config.label_names()
     corpora = np.array(label_corpora(vocabulary) or [""] * len(vocabulary))  # each label's corpus ("" for one space)
     known = sorted(set(corpora) - {""})
     corpus = args.corpus
@@ -292,8 +292,8 @@ def run_tag(args: argparse.Namespace) -> int:
         # As a Hugging Face pipeline reads a single-label or unstated head; a multi-corpus head was
         # trained with one softmax per corpus, so each corpus's scores are its own probabilities.
         scores = np.empty_like(logits)
-        for corpus in set(corpora):
-            scores[:, corpora == corpus] = softmax(logits[:, corpora == corpus], axis=1)
+        for group in set(corpora):
+            scores[:, corpora == group] = softmax(logits[:, corpora == group], axis=1)
         return scores
 
     def top(scores: np.ndarray) -> list[tuple[str, float]]:

@@ -168,6 +168,10 @@ class DiverseEmbedConfig:
         start = self.branches.index(name) * self.d_model
         return slice(start, start + self.d_model)
 
+    def label_names(self) -> list[str]:
+        """The head's class names in index order; empty when the config names none."""
+        return [self.id2label[i] for i in range(self.num_labels)] if self.id2label else []
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

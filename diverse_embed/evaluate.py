@@ -113,7 +113,7 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
         x = (embeddings or {}).get(split)
         if x is None:
             x = embed_chunks(model, dataset, cfg, rt)  # (n_chunks, D)
-        vocabulary = [model.config.id2label[i] for i in range(model.config.num_labels)] if model.config.id2label else []
+        vocabulary = model.config.label_names()
         logits = {"fused": head_logits(model.head, x)}
         for name, head in heads.items():
             logits[name] = head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])])

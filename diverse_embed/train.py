@@ -251,7 +251,7 @@ class Trainer:
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
         self.loss_name = resolve_loss(cfg.loss, data["train"])
-        corpora = label_corpora([model.config.id2label[i] for i in range(model.config.num_labels)])
+        corpora = label_corpora(model.config.label_names())
         corpus_of_label = None if corpora is None else np.unique(corpora, return_inverse=True)[1]  # (n_classes,)
         self.corpus_of_label = None if corpus_of_label is None else torch.from_numpy(corpus_of_label).to(rt.device)
         self.prior_logits = label_prior_logits(data["train"], self.loss_name, corpus_of_label)  # (n_classes,)
