@@ -626,6 +626,9 @@ def train_parser() -> argparse.ArgumentParser:
                           "auto: softmax when every training clip has exactly one label")
     opt.add_argument("--noise-augment-snr-db", type=float, default=t.noise_augment_snr_db,
                      help="add white noise to each training chunk at a random SNR from this to 40 dB")
+    opt.add_argument("--mixup-alpha", type=float, default=t.mixup_alpha,
+                     help="mix each training chunk and its targets with another chunk of the same corpus, "
+                          "weight drawn from Beta(A, A) (0: off)")
     opt.add_argument("--chunks-per-epoch", type=int, default=t.chunks_per_epoch,
                      help="an epoch of this many training chunks, balanced across the manifest's corpora "
                           "(0: every training chunk once)")

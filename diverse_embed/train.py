@@ -77,6 +77,7 @@ class TrainConfig(DataConfig):
     loss: str = "auto"  # bce (multi-label), softmax (one label per clip), auto: softmax when every clip has one
     gain_augment_db: float = 0.0  # random gain of +-N dB per training chunk
     noise_augment_snr_db: float | None = None  # add white noise at a random SNR from this to 40 dB per training chunk
+    mixup_alpha: float = 0.0  # mix each training chunk with another of its corpus, weight ~ Beta(a, a) (0: off)
     chunks_per_epoch: int = 0  # an epoch of this many training chunks, balanced across corpora (0: every chunk once)
     corpus_weights: dict[str, float] = field(default_factory=dict)  # corpus -> its share of an epoch (default 1 each)
     contrastive_weight: float = 0.0  # weight of a supervised contrastive loss on the embedding a phase trains
@@ -145,13 +146,32 @@ def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor,
                   corpus_of_label: torch.Tensor | None = None) -> torch.Tensor:
     """logits, targets (batch, n_classes) -> scalar loss. `corpus_of_label` (n_classes,) numbers
     each label's corpus: a softmax then runs over the labels of each chunk's own corpus only."""
-    if name == "softmax":
-        label = targets.argmax(dim=1)  # (batch,)
+    if name == "softmax":  # targets sum to 1 per chunk: one-hot, or two labels' weights after mixup
+        foreign = torch.zeros_like(logits, dtype=torch.bool)
         if corpus_of_label is not None:
-            foreign = corpus_of_label[None, :] != corpus_of_label[label][:, None]  # (batch, n_classes)
-            logits = logits.masked_fill(foreign, float("-inf"))
-        return F.cross_entropy(logits, label)
+            own = corpus_of_label[targets.argmax(dim=1)]  # (batch,)
+            foreign = corpus_of_label[None, :] != own[:, None]  # (batch, n_classes)
+        log_p = F.log_softmax(logits.masked_fill(foreign, float("-inf")), dim=1).masked_fill(foreign, 0.0)
+        return -(targets * log_p).sum(dim=1).mean()
     return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def mixup(chunks: torch.Tensor, targets: torch.Tensor, alpha: float,
+          corpus_of_label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zhang et al.'s mixup within each corpus (their label sets differ): chunks (batch, samples)
+    and targets (batch, n_classes) -> the same shapes, each chunk mixed with a random partner of
+    its own corpus at a weight drawn from Beta(alpha, alpha)."""
+    corpus = torch.zeros(len(chunks), device=chunks.device)
+    if corpus_of_label is not None:
+        corpus = corpus_of_label[targets.argmax(dim=1)].float()  # (batch,)
+    # Two random orders that both list the chunks corpus by corpus: pairing them pairs within a corpus.
+    order = torch.argsort(corpus + torch.rand(len(chunks), device=chunks.device))
+    shuffled = torch.argsort(corpus + torch.rand(len(chunks), device=chunks.device))
+    partner = torch.empty_like(order)
+    partner[order] = shuffled  # (batch,)
+    weight = torch.distributions.Beta(alpha, alpha).sample((len(chunks), 1)).to(chunks.device)  # (batch, 1)
+    return (weight * chunks + (1 - weight) * chunks[partner],
+            weight * targets + (1 - weight) * targets[partner])
 
 
 def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -278,6 +298,8 @@ class Trainer:
                 snr_db = cfg.noise_augment_snr_db + torch.rand(len(chunks), 1, device=rt.device) * (40 - cfg.noise_augment_snr_db)
                 level = chunks.pow(2).mean(dim=1, keepdim=True).sqrt() * 10 ** (-snr_db / 20)  # (B, 1) noise RMS
                 chunks = (chunks + torch.randn_like(chunks) * level).clamp(-1, 1)
+            if cfg.mixup_alpha:
+                chunks, targets = mixup(chunks, targets, cfg.mixup_alpha, self.corpus_of_label)
             yield chunks, targets
 
     def steps_per_epoch(self) -> int:

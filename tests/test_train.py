@@ -92,10 +92,10 @@ def test_manifest_training_on_esc50(esc50, tmp_path):
     train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(esc50 / "audio"),
                 "--train-splits", "1,2,3", "--val-splits", "4", "--test-splits", "5", "--output", str(tmp_path / "esc"),
                 "--cache-dir", str(tmp_path / "cache"), "--max-steps-per-phase", "3", *TINY,
-                "--crop-jitter", "--min-train-chunk-peak-db", "-50", "--gain-augment-db", "6"])
+                "--crop-jitter", "--min-train-chunk-peak-db", "-50", "--gain-augment-db", "6", "--mixup-alpha", "0.4"])
     metrics = json.loads((tmp_path / "esc" / "metrics.json").read_text())
     hparams = json.loads((tmp_path / "esc" / "hparams.json").read_text())
-    assert hparams["crop_jitter"] and hparams["loss"] == "auto"
+    assert hparams["crop_jitter"] and hparams["loss"] == "auto" and hparams["mixup_alpha"] == 0.4
     assert metrics["results"]["test"]["systems"]["fused"]["accuracy"] is not None  # single-label: accuracy too
 
 
@@ -154,6 +154,43 @@ def test_each_corpus_has_its_own_softmax():
     louder[1, :2] = 50.0
     assert abs(loss_function("softmax", louder, targets, corpus_of_label).item() - expected) < 1e-6
     assert loss_function("softmax", louder, targets).item() > 20  # one softmax over all labels: they do
+
+
+def test_softmax_loss_takes_mixed_targets():
+    import torch
+    import torch.nn.functional as F
+
+    from diverse_embed.train import loss_function
+
+    corpus_of_label = torch.tensor([0, 0, 0, 1, 1])
+    logits = torch.tensor([[2.0, -1.0, 0.5, 9.0, 9.0]])
+    first, second = torch.eye(5)[[0]], torch.eye(5)[[2]]
+    # One-hot: the cross-entropy over the chunk's own corpus (labels 0-2).
+    assert torch.isclose(loss_function("softmax", logits, first, corpus_of_label), F.cross_entropy(logits[:, :3], torch.tensor([0])))
+    # Mixed 0.3/0.7: the same mix of the two labels' losses.
+    mixed = loss_function("softmax", logits, 0.3 * first + 0.7 * second, corpus_of_label)
+    expected = 0.3 * loss_function("softmax", logits, first, corpus_of_label) + 0.7 * loss_function("softmax", logits, second, corpus_of_label)
+    assert torch.isclose(mixed, expected)
+
+
+def test_mixup_pairs_chunks_within_their_corpus():
+    import torch
+
+    from diverse_embed.train import mixup
+
+    n = 12
+    corpus_of_label = torch.tensor([0] * 5 + [1] * 7)  # label i belongs to chunk i; two corpora
+    chunks = torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 4)  # chunk i is the constant i
+    targets = torch.eye(n)
+    torch.manual_seed(0)
+    mixed, weights = mixup(chunks, targets, 0.4, corpus_of_label)
+    assert mixed.shape == chunks.shape and weights.shape == targets.shape
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(n))
+    # Each chunk is the weighted mix its targets say: sum over labels of weight x that chunk's value.
+    torch.testing.assert_close(mixed[:, 0], weights @ torch.arange(n, dtype=torch.float32))
+    for row in range(n):  # and only chunks of its own corpus are in it
+        assert set(corpus_of_label[weights[row] > 0].tolist()) == {int(corpus_of_label[row])}
+    assert (weights.max(dim=1).values < 1).any()  # something was mixed
 
 
 def test_supervised_contrastive_pulls_a_label_together():
