@@ -5,7 +5,8 @@
 2. `branch:<name>`: each branch's transformer learns alone, with its own temporary linear head.
 3. `fusion`: branches frozen, their 64-d embeddings concatenated, the linear head trained. The
    same step trains a head for every single branch and every leave-one-out subset, for the ablation.
-4. `finetune` (optional, `finetune_epochs`): everything together through the fused head.
+4. `finetune` (optional, `finetune_epochs`): everything together through the fused head; then the
+   ablation heads are trained again on the fine-tuned branches.
 
 Several corpora train one model (a manifest with a corpus column): each corpus's labels get their
 own softmax, and with `chunks_per_epoch` every epoch is that many chunks balanced across corpora,
@@ -398,8 +399,9 @@ class Trainer:
                 chunk_outputs(m, val, cfg.batch_size, cfg.loader_workers(rt.device), rt), val)["macro_map"]
         self.throughput[name] = self.fit(name, module, self.chunk_batches, steps_per_epoch, epochs, lr, score, resume)
 
-    def fusion(self) -> dict[str, nn.Linear]:
-        """Train the fused head (into the model) and the ablation heads on frozen chunk embeddings."""
+    def fusion(self, fused: bool = True) -> dict[str, nn.Linear]:
+        """Train the fused head (into the model) and the ablation heads on frozen chunk embeddings;
+        without `fused`, the ablation heads only (after finetune, which trained the fused head)."""
         cfg, model = self.cfg, self.model
         started = time.perf_counter()
         train_set = self.data["train"].without_augmentation()
@@ -410,6 +412,8 @@ class Trainer:
             self.embeddings["val"] = embed_chunks(model, self.data["val"], cfg, self.rt)
         heads = {}
         for number, (name, names) in enumerate(subsets(model.config.branches).items()):
+            if name == "fused" and not fused:
+                continue
             cols = columns(model.config, names)
             features = torch.from_numpy(x[:, cols]).to(self.rt.device)
 
@@ -427,7 +431,8 @@ class Trainer:
             self.fit(f"fusion:{name}", head, batches, math.ceil(len(x) / cfg.batch_size), cfg.fusion_epochs,
                      cfg.head_lr, score, distributed=False, checkpoints=False)
             heads[name] = head
-        model.head.load_state_dict(heads.pop("fused").state_dict())
+        if fused:
+            model.head.load_state_dict(heads.pop("fused").state_dict())
         return heads
 
     def checkpoint(self, phase: str | None = None, loop_state: dict | None = None) -> None:
@@ -518,6 +523,8 @@ def run_phases(trainer: Trainer, resume: dict | None) -> dict[str, nn.Linear]:
             trainer.train_phase(name, epochs.get(name, cfg.branch_epochs), lr,
                                 resume if resume and resume["phase"] == name else None)
             trainer.embeddings.clear()  # the weights moved
+            if name == "finetune":
+                heads = trainer.fusion(fused=False)  # heads fitted to the branches before finetune no longer match them
         trainer.completed.append(name)
         if trainer.rt.main:
             model.save_pretrained(output)

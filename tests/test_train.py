@@ -38,6 +38,9 @@ def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     assert "| fused (all branches) |" in (out / "metrics.md").read_text()
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "done"
+    finished = [r["phase"] for r in log if r.get("done")]  # phases and heads, in the order they ended
+    after_finetune = finished[finished.index("finetune"):]
+    assert "fusion:pitch" in after_finetune and "fusion:fused" not in after_finetune  # ablation heads match the fine-tuned branches
     assert json.loads((out / "hparams.json").read_text())["branch_epochs"] == 1
     # The evaluate command gives the same test figures from the saved folder.
     assert cli_main(["evaluate", str(out), "--dataset", "fsd50k", "--data-root", str(fsd50k),
