@@ -21,7 +21,7 @@ from pathlib import Path
 
 from diverse_embed import resolve_model
 from diverse_embed.config import DEFAULT_MODEL
-from diverse_embed.index import AudioIndex
+from diverse_embed import AudioIndex
 
 from .systems import machine, write_results
 

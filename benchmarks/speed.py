@@ -28,7 +28,7 @@ over the same process once it has embedded one clip).
 
 FAISS: for each size in --faiss-sizes, vectors of dimension 256 drawn around 1,000 random
 centres (embeddings cluster; uniform random vectors are the hardest case and unlike real ones),
-L2-normalised; the indexes `diverse_embed.index.build_faiss_index` builds (flat, HNSW, IVF-PQ,
+L2-normalised; the indexes `diverse_embed.search.backends.build_faiss_index` builds (flat, HNSW, IVF-PQ,
 with the settings the library uses); build time, single-query latency p50 and p99 over
 --faiss-queries held-out queries, recall@10 against exact search, bytes per vector.
 """
@@ -54,7 +54,7 @@ import torch
 from diverse_embed import resolve_model
 from diverse_embed.audio import load_audio
 from diverse_embed.config import DEFAULT_MODEL
-from diverse_embed.index import build_faiss_index, index_kind
+from diverse_embed.search.backends import build_faiss_index, index_kind
 from diverse_embed.parallel import torch_threads
 
 from .systems import machine, write_results

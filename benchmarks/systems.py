@@ -26,9 +26,8 @@ import torchaudio
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
-from diverse_embed.data import multi_hot, read_fsd50k, read_manifest
+from diverse_embed.labels import multi_hot, read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
-from diverse_embed.evaluate import columns, subsets
 
 CLAP_SAMPLE_RATE = 48000
 FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
@@ -134,10 +133,10 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
                # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
                "diverse-embed (fused mean+std over chunks)": np.stack(scenes)}
     # The same subsets, and the same columns, as training's ablation heads.
-    for name, branches in subsets(model.config.branches).items():
+    for name, branches in model.config.branch_subsets().items():
         if name != "fused":
             label = f"fused without {name[1:]}" if name.startswith("-") else f"{name} branch"
-            systems[label] = means[:, columns(model.config, branches)]
+            systems[label] = means[:, model.config.branch_columns(branches)]
     return systems
 
 

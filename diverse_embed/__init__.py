@@ -8,10 +8,12 @@ __version__ = "0.1.0"
 # (and `diverse-embed --help`) does not pay for importing torch.
 _EXPORTS = {
     "AudioLoadError": "audio", "load_audio": "audio",
-    "CheckpointError": "checkpoint", "bundled_models": "checkpoint", "resolve_model": "checkpoint",
+    "CheckpointError": "checkpoint", "bundled_models": "checkpoint",
     "BRANCHES": "config", "DEFAULT_MODEL": "config", "SAMPLE_RATE": "config", "DiverseEmbedConfig": "config",
     "EmbeddingOutput": "embed",
     "DiverseEmbedder": "model",
+    "resolve_model": "resolve", "untrained_model": "resolve",
+    "AudioIndex": "search.index", "AudioIndexError": "search.store", "Hit": "search.index",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

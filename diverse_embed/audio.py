@@ -1,6 +1,8 @@
 """Decoding, validation, resampling and chunking of audio.
 
-Everything downstream sees mono float32 at 16 kHz, cut into 1-second chunks.
+Everything downstream sees mono float32 at 16 kHz, cut into chunks by the config's one rule
+(`DiverseEmbedConfig.num_chunks`), whether a clip is in memory, streamed, cached for training or
+windowed for the HEAR API.
 """
 
 from __future__ import annotations
@@ -17,27 +19,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .config import SAMPLE_RATE
+from .errors import AudioLoadError
+from .config import SAMPLE_RATE, DiverseEmbedConfig
 
 LOG = logging.getLogger(__name__)
 
-CHUNK_SECONDS = 1.0
-CHUNK_SAMPLES = int(SAMPLE_RATE * CHUNK_SECONDS)  # 16000
-
 # Extensions that `find_audio_files` picks up when given a folder (case-insensitive).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
-
-
-class AudioLoadError(ValueError):
-    """An audio file or array that cannot be embedded. `source` names the file (or "array")."""
-
-    def __init__(self, source: str | os.PathLike, reason: str):
-        self.source = str(source)
-        self.reason = reason
-        super().__init__(f"{self.source}: {reason}")
-
-    def __reduce__(self):  # crosses process boundaries (the training cache's decoding processes) intact
-        return type(self), (self.source, self.reason)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -178,37 +166,21 @@ def _to_float32(audio: np.ndarray, source) -> np.ndarray:
     raise AudioLoadError(source, f"unsupported sample type {audio.dtype}; use float32 in [-1, 1] or int16")
 
 
-def num_chunks(
-    num_samples: int, hop_samples: int = CHUNK_SAMPLES, chunk_samples: int = CHUNK_SAMPLES, min_final_samples: int = 1
-) -> int:
-    """How many chunks `chunk` makes: at least one; the last one is zero-padded, and dropped when
-    it would hold fewer than `min_final_samples` samples of audio (unless it is the only one)."""
-    n = 1 + math.ceil(max(0, num_samples - chunk_samples) / hop_samples)
-    if n > 1 and num_samples - (n - 1) * hop_samples < min_final_samples:
-        n -= 1
-    return n
-
-
-def chunk(
-    waveform: np.ndarray | torch.Tensor,
-    hop_samples: int = CHUNK_SAMPLES,
-    chunk_samples: int = CHUNK_SAMPLES,
-    min_final_samples: int = 1,
-    sample_rate: int = SAMPLE_RATE,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Cut a waveform (samples,) into chunks (n_chunks, chunk_samples), zero-padding the last.
-
-    Returns the chunks and their start times in seconds (n_chunks,). A clip shorter than one
-    chunk becomes one padded chunk. A final partial chunk shorter than `min_final_samples`
-    (a 5.00006-s file's last sample, say) is dropped rather than averaged in as near-silence.
-    """
+def cut(waveform: np.ndarray | torch.Tensor, size: int, hop: int, count: int) -> torch.Tensor:
+    """`count` windows of `size` samples starting every `hop` along the last axis, zero-padded past
+    the end: (..., count, size), a view of the padded waveform (copy it to keep only the windows)."""
     waveform = torch.as_tensor(waveform, dtype=torch.float32)
-    n = num_chunks(len(waveform), hop_samples, chunk_samples, min_final_samples)
-    padded_length = (n - 1) * hop_samples + chunk_samples
-    padded = torch.nn.functional.pad(waveform, (0, max(0, padded_length - len(waveform))))
-    chunks = padded.unfold(0, chunk_samples, hop_samples)  # (n_chunks, chunk_samples)
-    starts = np.arange(n, dtype=np.float64) * hop_samples / sample_rate
-    return chunks.contiguous(), starts
+    missing = (count - 1) * hop + size - waveform.shape[-1]
+    padded = torch.nn.functional.pad(waveform, (0, max(0, missing)))
+    return padded.unfold(-1, size, hop)[..., :count, :]
+
+
+def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tuple[torch.Tensor, np.ndarray]:
+    """Cut a waveform (samples,) into the config's chunks (n_chunks, chunk_samples), the last one
+    zero-padded, and their start times in seconds (n_chunks,)."""
+    n = config.num_chunks(len(waveform))
+    chunks = cut(waveform, config.chunk_samples, config.hop_samples, n).contiguous()  # (n_chunks, chunk_samples)
+    return chunks, np.arange(n, dtype=np.float64) * config.hop_samples / config.sample_rate
 
 
 def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:

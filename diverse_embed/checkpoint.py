@@ -1,9 +1,9 @@
-"""Loading and saving models: strict safetensors weights, bundled checkpoints, one model resolver.
+"""Loading and saving weights: strict safetensors, the bundled checkpoints, the Hub mixin's hooks.
 
-`resolve_model(name)` is how the command line, the HEAR API and the benchmarks turn a name into a
-model: a bundled name, a `save_pretrained` folder, a `.safetensors` file with its config.json
-beside it, a Hugging Face Hub id, or `untrained-seed0`. Loading is always strict: huggingface_hub's
-mixin would otherwise load with strict=False and leave random weights on a key mismatch.
+model.py binds these to DiverseEmbedder (`from_pretrained`, `save_pretrained`); they get the class
+as an argument, so this module never imports the network back. Loading is always strict:
+huggingface_hub's mixin would otherwise load with strict=False and leave random weights on a key
+mismatch. Turning any name into a model is resolve.py's.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import huggingface_hub
 import safetensors.torch
-import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from .config import DEFAULT_MODEL, UNTRAINED, DiverseEmbedConfig
-
-if TYPE_CHECKING:
-    from .model import DiverseEmbedder
+from .errors import CheckpointError
+from .config import DiverseEmbedConfig
 
 SAFETENSORS_FILE = "model.safetensors"
 # Checkpoints that ship inside the package (diverse_embed/pretrained/<name>/), loadable by name
@@ -31,43 +27,11 @@ SAFETENSORS_FILE = "model.safetensors"
 BUNDLED_DIR = Path(__file__).parent / "pretrained"
 
 
-class CheckpointError(ValueError):
-    """A model that cannot be loaded as named: missing, not found, or weights that do not fit its config."""
-
-
 def bundled_models() -> dict[str, Path]:
     """Name -> folder of every checkpoint shipped with the package."""
     if not BUNDLED_DIR.is_dir():
         return {}
     return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / "config.json").is_file()}
-
-
-def resolve_model(name: str | os.PathLike | None = None, **kwargs) -> tuple[DiverseEmbedder, str]:
-    """The model a user named, and the name to record next to its vectors (a path made absolute).
-
-    None means DEFAULT_MODEL. Keyword arguments go to `from_pretrained` (revision, cache_dir, ...).
-    """
-    from .model import DiverseEmbedder  # model.py binds this module's loaders, so it imports us first
-
-    name = str(name or DEFAULT_MODEL)
-    if name == UNTRAINED:
-        return untrained_model(seed=0), UNTRAINED
-    if name.endswith(".safetensors") and os.path.isfile(name):
-        model = DiverseEmbedder(read_config(Path(name).with_name("config.json")))
-        load_weights(model, name)
-        return model.eval(), str(Path(name).resolve())
-    recorded = str(Path(name).resolve()) if os.path.isdir(name) else name
-    return DiverseEmbedder.from_pretrained(name, **kwargs), recorded
-
-
-def untrained_model(seed: int = 0) -> DiverseEmbedder:
-    """The default-size model with random weights drawn from `seed`, in eval mode: the same weights
-    every time (so indexes built with it stay searchable), without touching the global RNG."""
-    from .model import DiverseEmbedder
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return DiverseEmbedder(DiverseEmbedConfig()).eval()
 
 
 def read_config(path: str | os.PathLike) -> DiverseEmbedConfig:
@@ -83,7 +47,7 @@ def read_config(path: str | os.PathLike) -> DiverseEmbedConfig:
         raise CheckpointError(f"{path}: {err}") from None
 
 
-def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> DiverseEmbedder:
+def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> nn.Module:
     """Load a bundled checkpoint by name (see `bundled_models()`), a `save_pretrained` folder, or
     a Hugging Face Hub id.
 
@@ -119,7 +83,7 @@ def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) ->
 def load_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                     force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
                     map_location: str = "cpu", strict: bool = True,
-                    config: DiverseEmbedConfig | dict | None = None, **unused) -> DiverseEmbedder:
+                    config: DiverseEmbedConfig | dict | None = None, **unused) -> nn.Module:
     """The mixin's `_from_pretrained` hook, replaced: it would load non-strictly, print, and fall
     back to pickle. `strict` is accepted for compatibility and ignored: loading is always strict."""
     if config is None:

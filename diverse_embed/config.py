@@ -1,5 +1,5 @@
-"""DiverseEmbedConfig: every number of the model, saved as config.json next to the weights; and the
-package's defaults.
+"""DiverseEmbedConfig: every number of the model, saved as config.json next to the weights, and the
+one chunking rule that cuts a clip into the chunks the model sees.
 
 The front-end settings are grouped per branch (`config.pitch.n_fft`, `config.timbre.n_mfcc`, ...);
 the transformer's shape is shared by all four branches. This module imports nothing heavy, so
@@ -9,18 +9,16 @@ the command line can show these defaults without loading torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+
+from .options import option
 
 SAMPLE_RATE = 16000  # everything downstream of decoding is mono at this rate
 BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
 # The checkpoint that ships inside the package (checkpoint.bundled_models), used unless told.
 DEFAULT_MODEL = "diverse-embed-multi"
 UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
-# 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
-# (README, "Size and speed"); memory stays at tens of MB.
-DEFAULT_BATCH_SIZE = 64
-# Search index types (index.py); auto picks by size.
-INDEX_TYPES = ("auto", "flat", "hnsw", "compressed", "ivfpq")
 
 
 @dataclass
@@ -85,7 +83,7 @@ FLAT_NAMES = {
 class DiverseEmbedConfig:
     """The model's shape. `from_dict(to_dict())` gives the same config back."""
 
-    branches: list[str] = field(default_factory=lambda: list(BRANCHES))  # which branches to build, in order
+    branches: list[str] = option(help="which branches to build, in order", factory=lambda: list(BRANCHES))
     num_labels: int = 200  # classes of the linear head (FSD-50K has 200)
     id2label: dict[int, str] | None = None  # class index -> name; None means "LABEL_<i>"
     # How the head's logits become scores, in Hugging Face's words: "single_label_classification"
@@ -93,21 +91,20 @@ class DiverseEmbedConfig:
     problem_type: str | None = None
 
     # Audio and chunking
-    sample_rate: int = SAMPLE_RATE  # input is resampled to this
-    chunk_seconds: float = 1.0  # each branch sees one chunk of this length
-    hop_seconds: float = 1.0  # step between chunks when embedding a clip
-    min_final_chunk_seconds: float = 0.1  # a shorter leftover at the end of a clip is dropped, not padded
-    # Frame step of the spectral front ends (pitch, timbre, log-mel): the waveform patch length, so
-    # every transformer sees about 40 frames a chunk (README, "Design choices").
-    frame_hop_ms: float = 25.0
+    sample_rate: int = option(SAMPLE_RATE, "input is resampled to this (Hz)")
+    chunk_seconds: float = option(1.0, "each branch sees one chunk of this length")
+    hop_seconds: float = option(1.0, "step between chunks when embedding a clip")
+    min_final_chunk_seconds: float = option(0.1, "a shorter leftover at the end of a clip is dropped, not padded")
+    # The waveform patch length, so every transformer sees about 40 frames a chunk (README, "Design choices").
+    frame_hop_ms: float = option(25.0, "frame step of the spectral front ends (pitch, timbre, log-mel)")
 
     # Transformer, the same shape in every branch
-    d_model: int = 64  # width; each branch embedding has this size
-    n_layers: int = 6  # encoder blocks per branch
-    n_heads: int = 12  # attention heads
-    head_dim: int = 8  # width of one head (Keras-style key_dim: 64 is not divisible by 12)
-    ff_dim: int = 128  # hidden width of the feed-forward layer
-    dropout: float = 0.1  # in attention and feed-forward, training only
+    d_model: int = option(64, "transformer width; each branch embedding has this size")
+    n_layers: int = option(6, "encoder blocks per branch")
+    n_heads: int = option(12, "attention heads")
+    head_dim: int = option(8, "width of one attention head (Keras-style key_dim: 64 is not divisible by 12)")
+    ff_dim: int = option(128, "hidden width of the feed-forward layer")
+    dropout: float = option(0.1, "dropout in attention and feed-forward, training only")
 
     # Front ends, one group per branch
     pitch: PitchConfig = field(default_factory=PitchConfig)
@@ -155,18 +152,37 @@ class DiverseEmbedConfig:
     def waveform_patch_samples(self) -> int:
         return self.samples(self.waveform.patch_ms)
 
+    def num_chunks(self, num_samples: int) -> int:
+        """How many chunks a clip of `num_samples` makes: at least one, every hop_samples; the last
+        is zero-padded, and dropped when it would hold fewer than min_final_chunk_samples of audio
+        (a 5.00006-s file's last sample, say) unless it is the only one."""
+        n = 1 + math.ceil(max(0, num_samples - self.chunk_samples) / self.hop_samples)
+        if n > 1 and num_samples - (n - 1) * self.hop_samples < self.min_final_chunk_samples:
+            n -= 1
+        return n
+
     @property
     def embedding_dim(self) -> int:
         return self.d_model * len(self.branches)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {label: index for index, label in (self.id2label or {}).items()}
 
     def branch_slice(self, name: str) -> slice:
         """Where branch `name`'s d_model columns sit in the fused embedding."""
         start = self.branches.index(name) * self.d_model
         return slice(start, start + self.d_model)
+
+    def branch_columns(self, names: list[str]) -> list[int]:
+        """The fused embedding's columns that hold the named branches, in the model's order."""
+        return [i for name in self.branches if name in names
+                for i in range(self.branch_slice(name).start, self.branch_slice(name).stop)]
+
+    def branch_subsets(self) -> dict[str, list[str]]:
+        """The fused set, each branch alone, and each leave-one-out set ("-pitch"): the ablation's systems."""
+        found = {"fused": list(self.branches)}
+        if len(self.branches) > 1:
+            found.update({name: [name] for name in self.branches})
+        if len(self.branches) > 2:
+            found.update({f"-{name}": [b for b in self.branches if b != name] for name in self.branches})
+        return found
 
     def label_names(self) -> list[str]:
         """The head's class names in index order; empty when the config names none."""

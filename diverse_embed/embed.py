@@ -1,29 +1,27 @@
 """Embedding clips and files with a DiverseEmbedder: chunking, batching, streaming, decoding ahead.
 
-Each function takes the model first and is bound to `DiverseEmbedder` as a method
-(`model.embed(...)`, `model.embed_files(...)`). How they use the cores is `parallel.plan`'s call.
+Each function takes the model (a DiverseEmbedder: model.py binds them to it as methods,
+`model.embed(...)`, `model.embed_files(...)`) first. How they use the cores is `parallel.plan`'s call.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .audio import AudioLoadError, audio_info, chunk, load_audio, num_chunks, prepare_waveform, stream_audio
-from .config import DEFAULT_BATCH_SIZE
-from .parallel import plan, torch_threads
-
-if TYPE_CHECKING:
-    from .model import DiverseEmbedder
+from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
+from .parallel import DEFAULT_BATCH_SIZE, plan, torch_threads
 
 
 @dataclass
@@ -51,13 +49,13 @@ class EmbeddingOutput:
         return np.array(starts), np.array(ends), np.concatenate(vectors).astype(np.float32)
 
 
-def embed(model: DiverseEmbedder, audio: np.ndarray | torch.Tensor, sample_rate: int | None = None) -> EmbeddingOutput:
+def embed(model: nn.Module, audio: np.ndarray | torch.Tensor, sample_rate: int | None = None) -> EmbeddingOutput:
     """Embed one clip of any length: audio (samples,) mono, float in [-1, 1] or int16."""
     return embed_batch(model, [audio], sample_rate)[0]
 
 
 def embed_batch(
-    model: DiverseEmbedder,
+    model: nn.Module,
     clips: list[np.ndarray | torch.Tensor],
     sample_rate: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -71,11 +69,9 @@ def embed_batch(
     return embed_waveforms(model, waveforms, batch_size)
 
 
-def embed_waveforms(model: DiverseEmbedder, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
+def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
     """Validated waveforms (samples,) at the model's rate -> one output each, chunks batched across clips."""
-    cfg = model.config
-    chunked = [chunk(w, cfg.hop_samples, cfg.chunk_samples, cfg.min_final_chunk_samples, cfg.sample_rate)
-               for w in waveforms]
+    chunked = [chunk(w, model.config) for w in waveforms]
     all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
     embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     counts = [len(chunks) for chunks, _ in chunked]
@@ -84,7 +80,7 @@ def embed_waveforms(model: DiverseEmbedder, waveforms: list[np.ndarray], batch_s
 
 
 @torch.inference_mode()
-def forward_chunks(model: DiverseEmbedder, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
 
     On CPU the chunks are cut into one slice per compute thread (at most `batch_size` each) and
@@ -98,7 +94,7 @@ def forward_chunks(model: DiverseEmbedder, chunks: torch.Tensor, batch_size: int
         model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
     try:
         with torch_threads(1), ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool:
-            outputs = list(pool.map(lambda piece: _forward(model, piece), slices))
+            outputs = list(pool.map(functools.partial(_forward, model), slices))
     finally:
         if was_training:
             model.train()
@@ -108,12 +104,12 @@ def forward_chunks(model: DiverseEmbedder, chunks: torch.Tensor, batch_size: int
 
 
 @torch.inference_mode()  # a mode of each thread: the pool's threads need it set again
-def _forward(model: DiverseEmbedder, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(model: nn.Module, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     output = model(chunks.to(model.device))
     return output.embeddings.float().cpu(), output.logits.float().cpu()
 
 
-def clip_output(model: DiverseEmbedder, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
+def clip_output(model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
                 starts: np.ndarray, num_samples: int) -> EmbeddingOutput:
     mean = chunk_embeddings.mean(dim=0)  # (D,)
     branches = {name: F.normalize(mean[model.config.branch_slice(name)], dim=0).numpy()
@@ -129,7 +125,7 @@ def clip_output(model: DiverseEmbedder, chunk_embeddings: torch.Tensor, chunk_lo
     )
 
 
-def embed_file(model: DiverseEmbedder, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> EmbeddingOutput:
+def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> EmbeddingOutput:
     """Embed one audio file of any length, decoding it block by block: an hour-long recording
     never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
     cfg = model.config
@@ -154,10 +150,10 @@ def embed_file(model: DiverseEmbedder, path: str | os.PathLike, batch_size: int 
         consumed = min(next_start - buffer_start, len(buffer))
         buffer, buffer_start = buffer[consumed:], buffer_start + consumed
     # The chunks that run past the end: zero-padded, by the same rule as `chunk`.
-    n_chunks = num_chunks(total, hop, size, cfg.min_final_chunk_samples)
-    for start in range(next_start, n_chunks * hop, hop):
-        piece = buffer[start - buffer_start : start - buffer_start + size]
-        pending.append(np.pad(piece, (0, size - len(piece))))
+    n_chunks = cfg.num_chunks(total)
+    done = next_start // hop
+    if n_chunks > done:
+        pending.extend(cut(buffer[next_start - buffer_start :], size, hop, n_chunks - done).numpy())
     run(final=True)
     embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
     logits = torch.cat([l for _, l in results])[:n_chunks]
@@ -166,7 +162,7 @@ def embed_file(model: DiverseEmbedder, path: str | os.PathLike, batch_size: int 
 
 
 def iter_embed_files(
-    model: DiverseEmbedder,
+    model: nn.Module,
     paths: list[str | os.PathLike],
     batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
@@ -187,29 +183,29 @@ def iter_embed_files(
         num_workers = plan(model.device.type).decode_threads
     files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
     ahead_seconds = 2 * batch_size * cfg.hop_samples / cfg.sample_rate  # two batches ready while one runs
-    pending: list[tuple[Path, np.ndarray]] = []
-    pending_chunks = 0
+    pending: list[Decoded] = []
     with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
-        for path, waveform in decode_ahead(files, num_workers, ahead_seconds):
-            if isinstance(waveform, np.ndarray):
-                pending.append((path, waveform))
-                pending_chunks += num_chunks(len(waveform), cfg.hop_samples, cfg.chunk_samples)
-                if pending_chunks < batch_size:
+        for decoded in decode_ahead(files, num_workers, ahead_seconds):
+            if decoded.waveform is not None:
+                pending.append(decoded)
+                if sum(cfg.num_chunks(len(d.waveform)) for d in pending) < batch_size:
                     continue
             yield from _flush(model, pending, batch_size, bar)  # keeps the order of the paths
-            pending, pending_chunks = [], 0
-            if isinstance(waveform, str):  # STREAM_IT
-                try:
-                    waveform = embed_file(model, path, batch_size)
-                except AudioLoadError as err:
-                    waveform = err
-            if not isinstance(waveform, np.ndarray):
+            pending = []
+            if decoded.waveform is None:
                 bar.update(1)
-                yield path, waveform
+                yield decoded.path, decoded.error or _streamed(model, decoded.path, batch_size)
         yield from _flush(model, pending, batch_size, bar)
 
 
-def decode_ahead(files: AudioFiles, threads: int, ahead_seconds: float) -> Iterator[tuple]:
+def _streamed(model: nn.Module, path: Path, batch_size: int) -> EmbeddingOutput | AudioLoadError:
+    try:
+        return embed_file(model, path, batch_size)
+    except AudioLoadError as err:
+        return err
+
+
+def decode_ahead(files: AudioFiles, threads: int, ahead_seconds: float) -> Iterator[Decoded]:
     """files[0], files[1], ... in order, decoded by `threads` threads that keep about `ahead_seconds`
     of audio decoded ahead of the caller (threads=0: each decoded when it is asked for)."""
     if threads <= 0:
@@ -225,49 +221,50 @@ def decode_ahead(files: AudioFiles, threads: int, ahead_seconds: float) -> Itera
             while len(in_flight) < wanted and submitted < len(files):
                 in_flight.append(pool.submit(files.__getitem__, submitted))
                 submitted += 1
-            path, waveform = in_flight.popleft().result()
-            if isinstance(waveform, np.ndarray):
-                seconds, decoded = seconds + len(waveform) / files.sample_rate, decoded + 1
-            yield path, waveform
+            item = in_flight.popleft().result()
+            if item.waveform is not None:
+                seconds, decoded = seconds + len(item.waveform) / files.sample_rate, decoded + 1
+            yield item
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _flush(model: DiverseEmbedder, pending: list[tuple[Path, np.ndarray]], batch_size: int, bar) -> Iterator:
+def _flush(model: nn.Module, pending: list[Decoded], batch_size: int, bar) -> Iterator:
     if not pending:
         return
-    outputs = embed_waveforms(model, [waveform for _, waveform in pending], batch_size)
+    outputs = embed_waveforms(model, [d.waveform for d in pending], batch_size)
     bar.update(len(pending))
-    yield from ((path, output) for (path, _), output in zip(pending, outputs))
+    yield from ((d.path, output) for d, output in zip(pending, outputs))
 
 
-def embed_files(
-    model: DiverseEmbedder,
-    paths: list[str | os.PathLike],
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int | None = None,
-    progress: bool = True,
-) -> np.ndarray:
-    """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given.
+def embed_files(model: nn.Module, paths: list[str | os.PathLike], **options) -> np.ndarray:
+    """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given;
+    `options` as for `iter_embed_files` (batch_size, num_workers, progress).
 
     Raises AudioLoadError (naming the file) for a file that cannot be loaded; use
     `iter_embed_files` to skip such files and keep going.
     """
     rows = []
-    for _, output in iter_embed_files(model, paths, batch_size, num_workers, progress):
+    for _, output in iter_embed_files(model, paths, **options):
         if isinstance(output, AudioLoadError):
             raise output
         rows.append(output.embedding)
     return np.stack(rows) if rows else np.zeros((0, model.embedding_dim), dtype=np.float32)
 
 
-STREAM_IT = "stream"
+@dataclass
+class Decoded:
+    """One file as `AudioFiles` hands it over: its waveform, or the error that stopped it, or
+    neither when it is too long to hand over whole and is to be streamed."""
+
+    path: Path
+    waveform: np.ndarray | None = None  # (samples,) float32 at the model's rate
+    error: AudioLoadError | None = None
 
 
 class AudioFiles:
     """Decodes files by index, for `decode_ahead`'s threads. A failure comes back as a value, not an
-    exception, so the caller can name the file and go on; a file too long to hand over whole comes
-    back as STREAM_IT, for the caller to stream with `embed_file`."""
+    exception, so the caller can name the file and go on."""
 
     def __init__(self, paths: list, sample_rate: int, max_seconds_in_memory: float):
         self.paths, self.sample_rate, self.max_seconds = paths, sample_rate, max_seconds_in_memory
@@ -275,11 +272,11 @@ class AudioFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> Decoded:
         path = Path(self.paths[index])
         try:
             if audio_info(path).duration > self.max_seconds:
-                return path, STREAM_IT
-            return path, load_audio(path, self.sample_rate)
+                return Decoded(path)
+            return Decoded(path, waveform=load_audio(path, self.sample_rate))
         except AudioLoadError as err:
-            return path, err
+            return Decoded(path, error=err)

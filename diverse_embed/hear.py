@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import resolve_model
+from .audio import cut
 from .embed import EmbeddingOutput
 from .model import DiverseEmbedder
+from .resolve import resolve_model
 
 TIMESTAMP_HOP_MS = 50
 WINDOWS_PER_BATCH = 128  # 1-s windows per forward pass: bounds memory on long clips
@@ -56,7 +57,7 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", timestamp_hop_ms: int = TIMESTAMP_HOP_MS) -> HearModel:
     """The bundled checkpoint (""), a bundled name, a from_pretrained folder or Hub id, or a
-    .safetensors file with its config.json beside it (checkpoint.resolve_model)."""
+    .safetensors file with its config.json beside it (resolve.resolve_model)."""
     return HearModel(resolve_model(model_file_path or None)[0], timestamp_hop_ms)
 
 
@@ -101,9 +102,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     n_sounds, n_samples = x.shape
     window, hop = model.embedder.config.chunk_samples, model.timestamp_hop_samples
     times = timestamps_ms(n_samples, model)
-    half = window // 2
-    # Pad half a window on each side, so the window of timestamp k starts at k * hop.
-    padded = nn.functional.pad(x, (half, window - half))  # (n_sounds, n_samples + window)
-    windows = padded.unfold(1, window, hop)[:, : len(times)]  # (n_sounds, n_times, chunk), a view
+    # Half a window of zeros in front, so the window centred on timestamp k starts at k * hop.
+    padded = nn.functional.pad(x, (window // 2, 0))  # (n_sounds, window // 2 + n_samples)
+    windows = cut(padded, window, hop, len(times))  # (n_sounds, n_times, chunk), a view
     embeddings = torch.stack([_embed_windows(w, model) for w in windows])  # (n_sounds, n_times, 256)
     return embeddings.float().to(audio.device), times.unsqueeze(0).expand(n_sounds, -1).to(audio.device)

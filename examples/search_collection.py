@@ -9,7 +9,7 @@ import argparse
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import find_audio_files
-from diverse_embed.index import AudioIndex, AudioIndexError
+from diverse_embed import AudioIndex, AudioIndexError
 
 
 def main() -> None:

@@ -3,15 +3,10 @@ import pytest
 import torch
 
 from conftest import sine, write_wav
-from diverse_embed.audio import (
-    CHUNK_SAMPLES,
-    AudioLoadError,
-    chunk,
-    find_audio_files,
-    load_audio,
-    num_chunks,
-    prepare_waveform,
-)
+from diverse_embed.audio import AudioLoadError, chunk, cut, find_audio_files, load_audio, prepare_waveform
+from diverse_embed.config import DiverseEmbedConfig
+
+CONFIG = DiverseEmbedConfig()
 
 
 def test_load_16k_mono_keeps_the_samples(tmp_path):
@@ -121,8 +116,8 @@ def test_prepare_waveform_accepts_int16_and_tensors():
 @pytest.mark.parametrize("seconds, expected", [(0.3, 1), (1.0, 1), (3.7, 4), (60.0, 60)])
 def test_chunk_shapes(seconds, expected):
     wave = sine(440, seconds)
-    chunks, starts = chunk(wave)
-    assert chunks.shape == (expected, CHUNK_SAMPLES)
+    chunks, starts = chunk(wave, CONFIG)
+    assert chunks.shape == (expected, CONFIG.chunk_samples)
     np.testing.assert_allclose(starts, np.arange(expected, dtype=float))
     # The audio comes back in order and the padding is zeros.
     flat = chunks.reshape(-1).numpy()
@@ -131,13 +126,19 @@ def test_chunk_shapes(seconds, expected):
 
 
 def test_chunk_hop_and_tiny_leftover():
-    chunks, starts = chunk(sine(440, 3.0), hop_samples=8000)
-    assert chunks.shape == (5, CHUNK_SAMPLES)
+    chunks, starts = chunk(sine(440, 3.0), DiverseEmbedConfig(hop_seconds=0.5))
+    assert chunks.shape == (5, CONFIG.chunk_samples)
     np.testing.assert_allclose(starts, [0, 0.5, 1.0, 1.5, 2.0])
     # ESC-50 clips hold 80001 samples: the lone last sample does not make a sixth chunk.
-    assert num_chunks(80001, min_final_samples=1600) == 5
-    assert num_chunks(80001) == 6
-    assert num_chunks(100, min_final_samples=1600) == 1
+    assert CONFIG.num_chunks(80001) == 5
+    assert DiverseEmbedConfig(min_final_chunk_seconds=0).num_chunks(80001) == 6
+    assert CONFIG.num_chunks(100) == 1
+
+
+def test_cut_pads_and_stops_at_count():
+    windows = cut(torch.arange(1, 8).float(), size=4, hop=2, count=4)  # (4, 4): past the end is zeros
+    assert windows.tolist() == [[1, 2, 3, 4], [3, 4, 5, 6], [5, 6, 7, 0], [7, 0, 0, 0]]
+    assert cut(torch.arange(1, 8).float(), size=4, hop=2, count=1).tolist() == [[1, 2, 3, 4]]
 
 
 def test_find_audio_files(tmp_path):

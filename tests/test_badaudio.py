@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 from badaudio import make_corpus
 from conftest import REPO
 from diverse_embed.audio import AudioLoadError, find_audio_files, load_audio, prepare_waveform
+from diverse_embed.config import DiverseEmbedConfig
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_embed_command_embeds_the_good_and_names_the_bad(corpus, tmp_path):
 
 
 def test_index_build_indexes_the_good_and_lists_the_bad(corpus, tmp_path):
-    from diverse_embed.index import AudioIndex
+    from diverse_embed import AudioIndex
 
     folder, cases = corpus
     out = run_cli("index", "build", folder, "--output", tmp_path / "idx", "-q", "--model", "untrained-seed0",
@@ -84,7 +85,8 @@ def test_index_build_indexes_the_good_and_lists_the_bad(corpus, tmp_path):
 
 
 def test_training_data_loading_keeps_the_good_and_reports_the_bad(corpus, tmp_path):
-    from diverse_embed.data import AudioCache, ChunkDataset, Clip
+    from diverse_embed.labels import Clip
+    from diverse_embed.training.data import AudioCache, ChunkDataset
 
     folder, cases = corpus
     clips = [Clip(folder / c.name, [0], "train") for c in cases]
@@ -92,7 +94,7 @@ def test_training_data_loading_keeps_the_good_and_reports_the_bad(corpus, tmp_pa
     assert sorted(c.path.name for c in usable) == sorted(c.name for c in cases if c.ok)
     reasons = {path.split("/")[-1]: reason for path, reason in failures}
     assert all(c.reason in reasons[c.name] for c in cases if not c.ok)
-    dataset = ChunkDataset(usable, AudioCache(tmp_path / "cache"), 1)
+    dataset = ChunkDataset(usable, AudioCache(tmp_path / "cache"), 1, DiverseEmbedConfig())
     chunks = torch.stack([dataset[i][0] for i in range(len(dataset))])
     assert torch.isfinite(chunks).all() and chunks.abs().max() <= 1.0
 

@@ -17,7 +17,7 @@ from benchmarks.systems import tiny_clap  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
     """A manifest of tones and noise in train/val/test splits, a saved random model, a tiny CLAP."""
-    from diverse_embed.checkpoint import untrained_model
+    from diverse_embed.resolve import untrained_model
 
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)

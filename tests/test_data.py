@@ -5,7 +5,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from diverse_embed.data import ChunkDataset, Clip, DataConfig, DataError, multi_hot, read_dataset, read_fsd50k, read_manifest
+from diverse_embed.config import DiverseEmbedConfig
+from diverse_embed.errors import DataError
+from diverse_embed.labels import Clip, multi_hot, read_fsd50k, read_manifest
+from diverse_embed.training.config import DataConfig
+from diverse_embed.training.data import ChunkDataset, read_dataset
 
 
 def test_reads_the_official_layout(fsd50k):
@@ -31,8 +35,8 @@ def test_manifest_rules(tmp_path):
 def test_multi_hot_and_targets():
     np.testing.assert_array_equal(multi_hot([[0, 2], [], [1]], 3), [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
     cache = SimpleNamespace(load=lambda path: np.zeros(2500, np.int16))
-    dataset = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1, 2], "train")], cache, 3, chunk_samples=1000,
-                           hop_samples=1000, min_final_samples=100)
+    dataset = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1, 2], "train")], cache, 3,
+                           DiverseEmbedConfig(sample_rate=1000))
     assert dataset.chunk_targets().tolist() == [[1, 0, 0]] * 3 + [[0, 1, 1]] * 3
     assert dataset.clip_targets().tolist() == [[1, 0, 0], [0, 1, 1]]
     assert dataset[4][1].tolist() == [0, 1, 1]
@@ -53,12 +57,12 @@ def test_crop_jitter_and_silent_chunk_filter():
     cache = SimpleNamespace(load=lambda path: audio[path])
     clips = [Clip("loud", [0], "train"), Clip("quiet", [1], "train")]
 
-    kept = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100, min_peak_db=-40)
+    kept = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000), min_peak_db=-40)
     assert kept.index.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0]]  # quiet's silent seconds are left out
-    every = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100)
+    every = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000))
     assert len(every) == 6
 
-    jittered = ChunkDataset(clips, cache, 2, chunk_samples=rate, hop_samples=rate, min_final_samples=100,
+    jittered = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000),
                             crop_jitter=True, seed=1)
     starts = {}
     for epoch in range(4):
@@ -75,7 +79,7 @@ def test_crop_jitter_and_silent_chunk_filter():
 
 
 def test_a_corpus_column_gives_each_corpus_its_own_labels(tmp_path):
-    from diverse_embed.data import label_corpora
+    from diverse_embed.labels import label_corpora
 
     manifest = tmp_path / "mixed.csv"
     manifest.write_text("path,labels,split,corpus\na.wav,dog,train,esc50\nb.wav,dog,train,animals\nc.wav,cat,val,animals\n")
@@ -90,12 +94,12 @@ def test_a_corpus_column_gives_each_corpus_its_own_labels(tmp_path):
 
 
 def test_balanced_epochs_give_every_corpus_its_share_of_every_batch():
-    from diverse_embed.data import balanced_order
+    from diverse_embed.training.data import balanced_order
 
     sizes = {"big": 60, "small": 3, "medium": 10}  # one 1-chunk clip each
     clips = [Clip(f"{name}{i}", [0], "train", name) for name, n in sizes.items() for i in range(n)]
     cache = SimpleNamespace(load=lambda path: np.zeros(1000, np.int16))
-    dataset = ChunkDataset(clips, cache, 1, chunk_samples=1000, hop_samples=1000, min_final_samples=100)
+    dataset = ChunkDataset(clips, cache, 1, DiverseEmbedConfig(sample_rate=1000))
     order = balanced_order(dataset, 48, seed=0, epoch=0)
     corpus = np.array([dataset.clips[dataset.index[i, 0]].corpus for i in order])
     assert len(order) == 48

@@ -5,16 +5,16 @@ from types import SimpleNamespace
 import numpy as np
 
 from diverse_embed.config import DiverseEmbedConfig
-from diverse_embed.evaluate import clip_means, columns, metrics_markdown, subsets
+from diverse_embed.training.evaluate import clip_means, metrics_markdown
 
 
 def test_subsets_and_their_columns():
     config = DiverseEmbedConfig(branches=["pitch", "timbre", "waveform"])
-    found = subsets(config.branches)
+    found = config.branch_subsets()
     assert list(found) == ["fused", "pitch", "timbre", "waveform", "-pitch", "-timbre", "-waveform"]
-    assert columns(config, found["-timbre"]).tolist() == list(range(0, 64)) + list(range(128, 192))
-    assert columns(config, ["timbre"]).tolist() == list(range(64, 128))
-    assert list(subsets(["timbre"])) == ["fused"]  # nothing to leave out of one branch
+    assert config.branch_columns(found["-timbre"]) == list(range(0, 64)) + list(range(128, 192))
+    assert config.branch_columns(["timbre"]) == list(range(64, 128))
+    assert list(DiverseEmbedConfig(branches=["timbre"]).branch_subsets()) == ["fused"]  # nothing to leave out of one branch
 
 
 def test_clip_means_average_each_clips_chunks():

@@ -14,7 +14,7 @@ import numpy as np
 import safetensors.torch
 
 from conftest import REPO, sine, write_wav
-from diverse_embed.index import AudioIndex
+from diverse_embed import AudioIndex
 
 RNG = np.random.default_rng(0)
 
@@ -106,6 +106,6 @@ def test_two_processes_adding_at_once_both_land_once(tmp_path):
 
 
 def _model():
-    from diverse_embed.checkpoint import untrained_model
+    from diverse_embed.resolve import untrained_model
 
     return untrained_model()

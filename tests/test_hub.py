@@ -23,7 +23,7 @@ metrics: [accuracy]
 
 @pytest.fixture
 def folder(tmp_path):
-    from diverse_embed.checkpoint import untrained_model
+    from diverse_embed.resolve import untrained_model
 
     model = untrained_model()
     model.config.num_labels, model.config.id2label = 200, {i: f"class {i}" for i in range(200)}

@@ -12,7 +12,8 @@ import torch
 from conftest import REPO, sine, write_wav
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main
-from diverse_embed.index import AddReport, AudioIndex, AudioIndexError, build_faiss_index
+from diverse_embed.search.backends import build_faiss_index
+from diverse_embed.search.index import AddReport, AudioIndex, AudioIndexError
 
 RNG = np.random.default_rng(5)
 
@@ -260,7 +261,7 @@ PEAK_MEMORY = """
 import sys
 from pathlib import Path
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
-from diverse_embed.index import AudioIndex
+from diverse_embed import AudioIndex
 
 def peak_mib(reset=False):
     # /proc's high-water mark, reset through clear_refs: getrusage's maxrss would carry over the

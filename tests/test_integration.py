@@ -64,7 +64,7 @@ def test_duplicates_finds_takes_of_one_recording(esc50, tmp_path):
     import itertools
 
     from diverse_embed import resolve_model
-    from diverse_embed.index import AudioIndex
+    from diverse_embed import AudioIndex
 
     files = sorted((esc50 / "audio").glob("1-*"))
     model, name = resolve_model("diverse-embed-esc50")

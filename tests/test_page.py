@@ -142,8 +142,8 @@ def test_page_in_a_real_browser(page, tmp_path):
 
 
 def test_page_names_what_cannot_be_played(tmp_path):
-    from diverse_embed.index import Hit
-    from diverse_embed.page import search_page
+    from diverse_embed.search.index import Hit
+    from diverse_embed.search.page import search_page
 
     clip = write_wav(tmp_path / "tone.wav", sine(440, 3.0))
     text = search_page([

@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 
 from conftest import REPO
-from diverse_embed import DiverseEmbedder
+from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
 from diverse_embed.cli import main as cli_main
 
 
@@ -107,13 +107,13 @@ def test_heads_start_at_the_label_prior():
 
     import torch
 
-    from diverse_embed.data import Clip
-    from diverse_embed.data import ChunkDataset
-    from diverse_embed.train import label_prior_logits, new_head
+    from diverse_embed.labels import Clip
+    from diverse_embed.training.data import ChunkDataset
+    from diverse_embed.training.losses import label_prior_logits, new_head
 
     clips = [Clip("a", [0], "train"), Clip("b", [0, 1], "train")]
     cache = SimpleNamespace(load=lambda path: np.zeros(2000, np.int16))
-    dataset = ChunkDataset(clips, cache, 3, chunk_samples=1000, hop_samples=1000, min_final_samples=100)
+    dataset = ChunkDataset(clips, cache, 3, DiverseEmbedConfig(sample_rate=1000))
     head = new_head(4, label_prior_logits(dataset), seed=0)
     # class 0 is on every chunk (clipped to 1 - 1e-4), class 1 on half of them, class 2 on none.
     np.testing.assert_allclose(torch.sigmoid(head.bias).detach().numpy(), [1 - 1e-4, 0.5, 1e-4], rtol=1e-4)
@@ -124,14 +124,15 @@ def test_softmax_for_single_label_data_and_its_prior():
 
     import torch
 
-    from diverse_embed.data import Clip
-    from diverse_embed.data import ChunkDataset, DataError
-    from diverse_embed.train import label_prior_logits, resolve_loss
+    from diverse_embed.labels import Clip
+    from diverse_embed.errors import DataError
+    from diverse_embed.training.data import ChunkDataset
+    from diverse_embed.training.losses import label_prior_logits, resolve_loss
 
     lengths = {"a": 3000, "b": 1000}
     cache = SimpleNamespace(load=lambda path: np.zeros(lengths[path], np.int16))
-    single = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1], "train")], cache, 3, 1000, 1000, 100)
-    multi = ChunkDataset([Clip("a", [0], "train"), Clip("b", [0, 1], "train")], cache, 3, 1000, 1000, 100)
+    single = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000))
+    multi = ChunkDataset([Clip("a", [0], "train"), Clip("b", [0, 1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000))
     assert resolve_loss("auto", single) == "softmax" and resolve_loss("auto", multi) == "bce"
     with pytest.raises(DataError, match="one label per training clip"):
         resolve_loss("softmax", multi)
@@ -144,7 +145,7 @@ def test_softmax_for_single_label_data_and_its_prior():
 def test_each_corpus_has_its_own_softmax():
     import torch
 
-    from diverse_embed.train import loss_function
+    from diverse_embed.training.losses import loss_function
 
     corpus_of_label = torch.tensor([0, 0, 1, 1, 1])
     targets = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 0, 1.0, 0]])
@@ -163,7 +164,7 @@ def test_softmax_loss_takes_mixed_targets():
     import torch
     import torch.nn.functional as F
 
-    from diverse_embed.train import loss_function
+    from diverse_embed.training.losses import loss_function
 
     corpus_of_label = torch.tensor([0, 0, 0, 1, 1])
     logits = torch.tensor([[2.0, -1.0, 0.5, 9.0, 9.0]])
@@ -179,7 +180,7 @@ def test_softmax_loss_takes_mixed_targets():
 def test_mixup_pairs_chunks_within_their_corpus():
     import torch
 
-    from diverse_embed.train import mixup
+    from diverse_embed.training.losses import mixup
 
     n = 12
     corpus_of_label = torch.tensor([0] * 5 + [1] * 7)  # label i belongs to chunk i; two corpora
@@ -199,7 +200,7 @@ def test_mixup_pairs_chunks_within_their_corpus():
 def test_supervised_contrastive_pulls_a_label_together():
     import torch
 
-    from diverse_embed.train import supervised_contrastive
+    from diverse_embed.training.losses import supervised_contrastive
 
     targets = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
     grouped = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])  # same label, same direction

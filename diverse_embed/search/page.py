@@ -13,8 +13,8 @@ import time
 import numpy as np
 import soundfile as sf
 
-from . import files
-from .audio import SAMPLE_RATE, AudioLoadError, load_excerpt
+from .. import files
+from ..audio import SAMPLE_RATE, AudioLoadError, load_excerpt
 from .index import Hit
 
 EXCERPT_SECONDS = 10.0  # heard per hit, from its matched second (a whole-clip hit: from the start)

@@ -1,145 +1,32 @@
-"""Labelled audio for training: FSD-50K in its official layout, or any `path,labels[,split[,corpus]]`
-manifest (several corpora in one), decoded once into a cache of 16 kHz audio and served as 1-s
-chunks with multi-hot targets, an epoch at a time or as corpus-balanced epochs of a set size."""
+"""Labelled audio for training: the clips of a manifest or FSD-50K (labels.py reads them), decoded
+once into a cache of 16 kHz audio and served as the model's chunks with multi-hot targets, an epoch
+at a time or as corpus-balanced epochs of a set size."""
 
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import itertools
 import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioLoadError, load_audio, num_chunks
-from .files import atomic_write
-from .parallel import available_cores, plan
+from ..audio import AudioLoadError, cut, load_audio
+from ..config import SAMPLE_RATE, DiverseEmbedConfig
+from ..files import atomic_write
+from ..labels import Clip, Dataset, multi_hot, read_fsd50k, read_manifest
+from ..parallel import available_cores
+from ..errors import DataError
+from .config import DataConfig
 
 LOG = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
-DEFAULT_CACHE_DIR = os.path.expanduser("~/.cache/diverse-embed/audio")
-
-
-class DataError(ValueError):
-    """Training or evaluation data that cannot be used as asked (a missing setting, an empty split)."""
-
-
-@dataclass
-class DataConfig:
-    """Where labelled audio comes from and how it is served; shared by training and evaluation."""
-
-    dataset: str = "csv"  # "fsd50k" (official layout under data_root) or "csv" (a manifest)
-    data_root: str | None = None  # FSD-50K folder
-    manifest: str | None = None  # CSV with path,labels[,split[,corpus]]
-    audio_root: str | None = None  # folder the manifest's paths are relative to (default: its folder)
-    allow_outside_root: bool = False  # accept absolute paths or ".." in manifests
-    train_splits: list[str] = field(default_factory=lambda: ["train"])
-    val_splits: list[str] = field(default_factory=lambda: ["val"])
-    test_splits: list[str] = field(default_factory=lambda: ["eval", "test"])
-    cache_dir: str = DEFAULT_CACHE_DIR  # decoded 16 kHz audio is kept here
-    num_workers: int | None = None  # DataLoader processes (None: the plan's, parallel.plan)
-    batch_size: int = 64  # 1-s chunks per step, per process
-    progress: bool = True  # progress bars
-
-    def loader_workers(self, device) -> int:
-        """DataLoader processes on `device`: num_workers when set, else the plan's."""
-        return self.num_workers if self.num_workers is not None else plan(str(device)).loader_workers
-
-
-def multi_hot(label_lists: list[list[int]], n_classes: int) -> np.ndarray:
-    """Class indices per row -> (n_rows, n_classes) float32 of 0/1."""
-    targets = np.zeros((len(label_lists), n_classes), np.float32)
-    for row, labels in enumerate(label_lists):
-        targets[row, labels] = 1.0
-    return targets
-
-
-@dataclass
-class Clip:
-    path: Path
-    labels: list[int]  # class indices
-    split: str
-    corpus: str = ""  # the manifest's corpus column ("" without one)
-
-
-@dataclass
-class Dataset:
-    vocabulary: list[str]  # class index -> name
-    clips: list[Clip]
-
-    def split(self, names: list[str]) -> list[Clip]:
-        return [clip for clip in self.clips if clip.split in names]
-
-
-def label_corpora(vocabulary: list[str]) -> list[str] | None:
-    """Each label's corpus when the labels are "corpus/label" (a manifest with a corpus column),
-    else None: the columns a corpus's own softmax runs over."""
-    if not vocabulary or not all("/" in label for label in vocabulary):
-        return None
-    return [label.split("/", 1)[0] for label in vocabulary]
-
-
-def read_fsd50k(root: str | os.PathLike) -> Dataset:
-    """FSD-50K's official layout: splits "train" and "val" (from dev.csv) and "eval"."""
-    root = Path(root)
-    truth = root / "FSD50K.ground_truth"
-    for needed in [truth / "vocabulary.csv", truth / "dev.csv", truth / "eval.csv"]:
-        if not needed.is_file():
-            raise FileNotFoundError(f"{needed} not found: is {root} an FSD-50K folder?")
-    with open(truth / "vocabulary.csv", newline="") as f:
-        rows = [row for row in csv.reader(f) if row]  # no header: index,label,mid
-    vocabulary = [label for _, label, _ in sorted(rows, key=lambda row: int(row[0]))]
-    index = {label: i for i, label in enumerate(vocabulary)}
-    clips = []
-    for table, audio, fixed_split in [("dev.csv", "FSD50K.dev_audio", None), ("eval.csv", "FSD50K.eval_audio", "eval")]:
-        with open(truth / table, newline="") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                unknown = [name for name in row["labels"].split(",") if name not in index]
-                if unknown:
-                    raise ValueError(f"{truth / table}, line {line}: labels not in vocabulary.csv: {unknown}")
-                labels = [index[name] for name in row["labels"].split(",")]
-                clips.append(Clip(root / audio / f"{row['fname']}.wav", labels, fixed_split or row["split"]))
-    return Dataset(vocabulary, clips)
-
-
-def read_manifest(
-    manifest: str | os.PathLike, audio_root: str | os.PathLike | None = None, allow_outside_root: bool = False
-) -> Dataset:
-    """A CSV with a header `path,labels[,split[,corpus]]`; labels separated by "," or ";" (quote the
-    field when it holds commas). Paths are relative to `audio_root` (default: the manifest's folder);
-    absolute paths and paths escaping the root are refused unless `allow_outside_root`. With a
-    corpus column every corpus keeps its own label space: labels become "corpus/label"."""
-    manifest = Path(manifest)
-    root = Path(audio_root) if audio_root else manifest.parent
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "labels"} <= set(rows[0]):
-        raise ValueError(f"{manifest}: needs a header with the columns path,labels[,split]")
-    corpora = "corpus" in rows[0]
-    if corpora and not all((row.get("corpus") or "").strip() for row in rows):
-        raise ValueError(f"{manifest}: the corpus column must name a corpus on every line")
-    split_names = lambda field: [n.strip() for n in field.replace(";", ",").split(",") if n.strip()]  # noqa: E731
-    names = lambda row: [f"{row['corpus'].strip()}/{n}" if corpora else n for n in split_names(row["labels"])]  # noqa: E731
-    vocabulary = sorted({name for row in rows for name in names(row)})
-    index = {label: i for i, label in enumerate(vocabulary)}
-    clips = []
-    for line, row in enumerate(rows, start=2):
-        path = Path(row["path"])
-        resolved = (root / path).resolve()
-        if not allow_outside_root and (path.is_absolute() or not resolved.is_relative_to(root.resolve())):
-            raise ValueError(f"{manifest}, line {line}: {row['path']} lies outside the audio root {root} "
-                             "(pass allow_outside_root / --allow-outside-root to accept it)")
-        clips.append(Clip(resolved, [index[n] for n in names(row)], (row.get("split") or "train").strip(),
-                          (row.get("corpus") or "").strip()))
-    return Dataset(vocabulary, clips)
 
 
 class AudioCache:
@@ -202,7 +89,8 @@ def _decode_into_cache(job: tuple[Path, Path, int]) -> str | None:
 
 
 class ChunkDataset(torch.utils.data.Dataset):
-    """Every 1-s chunk of every clip, with its clip's multi-hot target (weak labels).
+    """Every chunk of every clip, cut by the model config's rule, with its clip's multi-hot target
+    (weak labels).
 
     Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, clip index).
 
@@ -212,18 +100,17 @@ class ChunkDataset(torch.utils.data.Dataset):
     clip's label without any of its sound).
     """
 
-    def __init__(self, clips: list[Clip], cache: AudioCache, n_classes: int, chunk_samples: int = 16000,
-                 hop_samples: int = 16000, min_final_samples: int = 1600, crop_jitter: bool = False,
-                 min_peak_db: float | None = None, seed: int = 0):
+    def __init__(self, clips: list[Clip], cache: AudioCache, n_classes: int, config: DiverseEmbedConfig,
+                 crop_jitter: bool = False, min_peak_db: float | None = None, seed: int = 0):
         self.clips, self.cache, self.n_classes = clips, cache, n_classes
-        self.chunk_samples, self.hop_samples = chunk_samples, hop_samples
+        self.chunk_samples, self.hop_samples = config.chunk_samples, config.hop_samples
         self.crop_jitter, self.seed, self.epoch = crop_jitter, seed, 0
         min_peak = None if min_peak_db is None else round(32767 * 10 ** (min_peak_db / 20))
         index = []
         for i, clip in enumerate(clips):
             audio = cache.load(clip.path)
-            for k in range(num_chunks(len(audio), hop_samples, chunk_samples, min_final_samples)):
-                piece = audio[k * hop_samples : k * hop_samples + chunk_samples]
+            for k in range(config.num_chunks(len(audio))):
+                piece = audio[k * self.hop_samples : k * self.hop_samples + self.chunk_samples]
                 if min_peak is None or np.abs(piece.astype(np.int32)).max() >= min_peak:
                     index.append((i, k))
         self.index = np.array(index, dtype=np.int64).reshape(-1, 2)  # (n_chunks, 2): clip, chunk number
@@ -249,10 +136,9 @@ class ChunkDataset(torch.utils.data.Dataset):
             shift = int(rng.integers(-(self.hop_samples // 2), self.hop_samples // 2 + 1))
             start = min(max(0, start + shift), max(0, len(audio) - self.chunk_samples))
         piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
-        chunk = np.zeros(self.chunk_samples, dtype=np.float32)  # (chunk_samples,), zero-padded at the end
-        chunk[: len(piece)] = piece
+        chunk = cut(piece, self.chunk_samples, self.hop_samples, 1)[0].clone()  # (chunk_samples,), zero-padded
         target = multi_hot([self.clips[clip_number].labels], self.n_classes)[0]  # (n_classes,)
-        return torch.from_numpy(chunk), torch.from_numpy(target), int(clip_number)
+        return chunk, torch.from_numpy(target), int(clip_number)
 
     def chunk_targets(self) -> np.ndarray:
         """(n_chunks, n_classes): each chunk's clip labels."""
@@ -275,14 +161,14 @@ def read_dataset(cfg: DataConfig) -> Dataset:
     raise DataError(f"dataset must be fsd50k or csv, got {cfg.dataset!r}")
 
 
-def load_splits(cfg: DataConfig, rt, chunk_samples: int, hop_samples: int, min_final_samples: int,
-                crop_jitter: bool = False, min_peak_db: float | None = None, seed: int = 0,
+def load_splits(cfg: DataConfig, rt, shape: DiverseEmbedConfig, crop_jitter: bool = False,
+                min_peak_db: float | None = None, seed: int = 0,
                 ) -> tuple[dict[str, ChunkDataset], list[str], list[tuple[str, str]]]:
-    """The train/val/test chunk datasets that have clips, the vocabulary, and the clips that failed
-    to decode (path, reason). Augmentation settings apply to the training split only. `rt` is the
-    distributed Runtime: rank 0 fills the cache while the others wait."""
+    """The train/val/test chunk datasets that have clips (chunked as `shape` says), the vocabulary,
+    and the clips that failed to decode (path, reason). Augmentation settings apply to the training
+    split only. `rt` is the distributed Runtime: rank 0 fills the cache while the others wait."""
     dataset = read_dataset(cfg)
-    cache = AudioCache(cfg.cache_dir)
+    cache = AudioCache(cfg.cache_dir, shape.sample_rate)
     wanted = {"train": cfg.train_splits, "val": cfg.val_splits, "test": cfg.test_splits}
     clips = [c for c in dataset.clips if any(c.split in names for names in wanted.values())]
     if rt.main:
@@ -295,8 +181,7 @@ def load_splits(cfg: DataConfig, rt, chunk_samples: int, hop_samples: int, min_f
         chosen = [c for c in usable if c.split in names]
         training = name == "train"
         if chosen:
-            data[name] = ChunkDataset(chosen, cache, len(dataset.vocabulary), chunk_samples, hop_samples,
-                                      min_final_samples, crop_jitter=training and crop_jitter,
+            data[name] = ChunkDataset(chosen, cache, len(dataset.vocabulary), shape, crop_jitter=training and crop_jitter,
                                       min_peak_db=min_peak_db if training else None, seed=seed)
     return data, dataset.vocabulary, failures
 

@@ -1,43 +1,42 @@
 """Scores of a trained model on labelled chunks: clip-level tagging metrics of the fused head and of
-every ablation head (each branch alone, each leave-one-branch-out fusion), and their report.
+the ablation heads (each branch alone, each leave-one-branch-out fusion: which heads exist, how they
+are trained on frozen embeddings, saved and read back), and their report.
 
 Clip scores are the mean of the clip's chunk logits, as the method defines them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
 
-from .config import DiverseEmbedConfig
-from .data import ChunkDataset, DataConfig, label_corpora, load_splits
-from .distributed import Runtime
-from .metrics import tagging_metrics
-from .model import DiverseEmbedder
+from ..config import DiverseEmbedConfig
+from ..labels import label_corpora
+from ..metrics import tagging_metrics
+from ..model import DiverseEmbedder
+from .config import DataConfig
+from .data import ChunkDataset, load_splits
+from ..distributed import Runtime
 
 ABLATION_HEADS = "ablation_heads.safetensors"
 
 
-def subsets(branches: list[str]) -> dict[str, list[str]]:
-    """fused, each branch alone, and each leave-one-out combination (names like "-pitch")."""
-    found = {"fused": list(branches)}
-    if len(branches) > 1:
-        found.update({name: [name] for name in branches})
-    if len(branches) > 2:
-        found.update({f"-{name}": [b for b in branches if b != name] for name in branches})
-    return found
+def fit_ablation_heads(fit_head: Callable[[str, list[int], int], nn.Linear], config: DiverseEmbedConfig,
+                       fused: bool = True) -> dict[str, nn.Linear]:
+    """A head for every subset of the model's branches (config.branch_subsets), each trained by
+    `fit_head(name, columns of the fused embedding it reads, seed offset)`; without `fused`, all
+    but the fused head."""
+    return {name: fit_head(name, config.branch_columns(names), number)
+            for number, (name, names) in enumerate(config.branch_subsets().items()) if fused or name != "fused"}
 
 
-def columns(config: DiverseEmbedConfig, names: list[str]) -> np.ndarray:
-    """The fused embedding's columns that hold the named branches, in the model's order."""
-    return np.r_[tuple(config.branch_slice(name) for name in config.branches if name in names)]
-
-
-def label(name: str) -> str:
+def subset_title(name: str) -> str:
     """How reports name a subset."""
     if name == "fused":
         return "fused (all branches)"
@@ -73,8 +72,9 @@ def clip_means(chunk_values: np.ndarray, dataset: ChunkDataset) -> np.ndarray:
     return sums / np.bincount(clip_of_chunk, minlength=n_clips)[:, None]
 
 
-def clip_metrics(chunk_logits: np.ndarray, dataset: ChunkDataset) -> dict:
-    return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))
+def clip_macro_map(chunk_logits: np.ndarray, dataset: ChunkDataset) -> float:
+    """Macro mAP of clip scores (the mean of each clip's chunk logits): what training selects on."""
+    return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))["macro_map"]
 
 
 def corpus_clip_metrics(scores: np.ndarray, targets: np.ndarray, dataset: ChunkDataset,
@@ -115,8 +115,9 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
             x = embed_chunks(model, dataset, cfg, rt)  # (n_chunks, D)
         vocabulary = model.config.label_names()
         logits = {"fused": head_logits(model.head, x)}
+        subsets = model.config.branch_subsets()
         for name, head in heads.items():
-            logits[name] = head_logits(head, x[:, columns(model.config, subsets(model.config.branches)[name])])
+            logits[name] = head_logits(head, x[:, model.config.branch_columns(subsets[name])])
         targets = dataset.clip_targets()
         scores = {n: clip_means(v, dataset) for n, v in logits.items()}  # (n_clips, n_classes) per head
         results[split] = {"clips": len(dataset.clips), "systems": {n: tagging_metrics(targets, s) for n, s in scores.items()}}
@@ -130,7 +131,7 @@ def metrics_table(title: str, systems: dict[str, dict]) -> list[str]:
     lines = [f"### {title}", "", "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |", "|---|---|---|---|---|---|"]
     for name, m in systems.items():
         acc = "" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
-        lines.append(f"| {label(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
+        lines.append(f"| {subset_title(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
                      f"{m['lwlrap']:.3f} | {acc} |")
     return lines + [""]
 
@@ -147,17 +148,25 @@ def metrics_markdown(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_ablation_heads(heads: dict[str, nn.Linear], path: Path) -> None:
+def write_metrics(metrics: dict, folder: Path) -> None:
+    """metrics.json and its report metrics.md, into a training output folder."""
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (folder / "metrics.md").write_text(metrics_markdown(metrics))
+
+
+def save_ablation_heads(heads: dict[str, nn.Linear], folder: Path) -> None:
     safetensors.torch.save_file({f"{n}.{k}": v.detach().cpu().contiguous() for n, h in heads.items()
-                                 for k, v in h.state_dict().items()}, str(path))
+                                 for k, v in h.state_dict().items()}, str(folder / ABLATION_HEADS))
 
 
-def load_ablation_heads(path: Path, config: DiverseEmbedConfig) -> dict[str, nn.Linear]:
-    if not Path(path).is_file():
+def load_ablation_heads(folder: Path, config: DiverseEmbedConfig) -> dict[str, nn.Linear]:
+    """The ablation heads a training run saved in `folder` ({} when it has none)."""
+    path = Path(folder) / ABLATION_HEADS
+    if not path.is_file():
         return {}
     tensors = safetensors.torch.load_file(str(path))
     heads = {}
-    for name, names in subsets(config.branches).items():
+    for name, names in config.branch_subsets().items():
         if f"{name}.weight" in tensors:
             head = nn.Linear(len(names) * config.d_model, config.num_labels)
             head.load_state_dict({"weight": tensors[f"{name}.weight"], "bias": tensors[f"{name}.bias"]})
@@ -165,12 +174,11 @@ def load_ablation_heads(path: Path, config: DiverseEmbedConfig) -> dict[str, nn.
     return heads
 
 
-def evaluate_run(run_dir: str | Path, cfg: DataConfig, device: str | None = None) -> dict:
+def evaluate_run(run_dir: str | Path, cfg: DataConfig) -> dict:
     """`diverse-embed evaluate RUN`: metrics of a training output folder on cfg's val and test splits."""
-    with Runtime(device) as rt:
+    with Runtime(cfg.device) as rt:
         model = DiverseEmbedder.from_pretrained(run_dir).to(rt.device)
-        config = model.config
-        data, _, failures = load_splits(cfg, rt, config.chunk_samples, config.hop_samples, config.min_final_chunk_samples)
-        heads = {n: h.to(rt.device) for n, h in load_ablation_heads(Path(run_dir) / ABLATION_HEADS, config).items()}
+        data, _, failures = load_splits(cfg, rt, model.config)
+        heads = {n: h.to(rt.device) for n, h in load_ablation_heads(Path(run_dir), model.config).items()}
         results = evaluate(model, heads, data, cfg, rt)
     return {"results": results, "failures": [{"path": p, "reason": r} for p, r in failures]}

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import files
+from .. import files
 
 ROW_GROUP_ROWS = 16_384  # rows buffered per row group: a few MB, and few groups for a reader to skip
 

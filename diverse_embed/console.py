@@ -1,0 +1,62 @@
+"""What every command shares: notes for the user, the one-line error, the model a command names,
+its input files, and the options that several commands take. Library modules log; the commands
+decide what the user sees."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CommandError
+from .config import DEFAULT_MODEL, UNTRAINED
+from .options import positive_int
+from .parallel import DEFAULT_BATCH_SIZE
+
+
+def say(message: str) -> None:
+    """A note on stderr, printed above any progress bar rather than into it."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def load_model(name: str | None, device: str | None, quiet: bool = False):
+    """The model --model names (default: the bundled one) on --device, and the name to record."""
+    import torch
+
+    from .resolve import resolve_model
+
+    if name == UNTRAINED and not quiet:
+        say("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show that the plumbing works.")
+    model, recorded = resolve_model(name)
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), recorded
+
+
+def find_inputs(inputs: list[str]) -> list[Path]:
+    from .audio import find_audio_files
+
+    missing = [name for name in inputs if not Path(name).exists()]
+    if missing:
+        raise CommandError("no such file or folder: " + ", ".join(missing))
+    paths = find_audio_files(inputs)
+    if not paths:
+        raise CommandError("no audio files found in " + " ".join(inputs))
+    return paths
+
+
+def add_model_arguments(command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}") -> None:
+    command.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file "
+                                         f"or a Hugging Face Hub id ({default}); {UNTRAINED} for random weights")
+    command.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
+
+
+def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = False) -> None:
+    command.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                         help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
+    command.add_argument("--num-workers", type=int, default=None,
+                         help="threads decoding audio ahead of the model (default: planned for the machine; 0: none)")
+    if commits:
+        command.add_argument("--commit-every", type=positive_int, default=32,
+                             help="files per commit: an interrupted build loses at most this many (default 32)")
+    command.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")

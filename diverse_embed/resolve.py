@@ -1,0 +1,40 @@
+"""One resolver: how the command line, the HEAR API and the benchmarks turn a name into a model.
+
+A name is a bundled checkpoint (`checkpoint.bundled_models()`), a `save_pretrained` folder, a
+`.safetensors` file with its config.json beside it, a Hugging Face Hub id, or `untrained-seed0`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_weights, read_config
+from .config import DEFAULT_MODEL, UNTRAINED, DiverseEmbedConfig
+from .model import DiverseEmbedder
+
+
+def resolve_model(name: str | os.PathLike | None = None, **kwargs) -> tuple[DiverseEmbedder, str]:
+    """The model a user named, and the name to record next to its vectors (a path made absolute).
+
+    None means DEFAULT_MODEL. Keyword arguments go to `from_pretrained` (revision, cache_dir, ...).
+    """
+    name = str(name or DEFAULT_MODEL)
+    if name == UNTRAINED:
+        return untrained_model(seed=0), UNTRAINED
+    if name.endswith(".safetensors") and os.path.isfile(name):
+        model = DiverseEmbedder(read_config(Path(name).with_name("config.json")))
+        load_weights(model, name)
+        return model.eval(), str(Path(name).resolve())
+    recorded = str(Path(name).resolve()) if os.path.isdir(name) else name
+    return DiverseEmbedder.from_pretrained(name, **kwargs), recorded
+
+
+def untrained_model(seed: int = 0) -> DiverseEmbedder:
+    """The default-size model with random weights drawn from `seed`, in eval mode: the same weights
+    every time (so indexes built with it stay searchable), without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DiverseEmbedder(DiverseEmbedConfig()).eval()

@@ -1,0 +1,307 @@
+"""The search commands: `index build|add|remove|sync|export|info`, `search`, `duplicates` and
+`demo`. Each imports what it needs when it runs, so registering them loads no torch or FAISS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..console import (CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say)
+from ..config import UNTRAINED
+from ..options import positive_int
+from .index_types import INDEX_TYPES
+
+
+def add_commands(commands) -> None:
+    """demo, index, search and duplicates on the command line's subparsers."""
+    demo = commands.add_parser("demo", help="index the bundled sample sounds and search them (no arguments needed)")
+    add_model_arguments(demo)
+    demo.add_argument("-k", type=positive_int, default=5, help="hits to show (default 5)")
+    demo.set_defaults(run=run_demo)
+
+    index = commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
+        dest="index_command", required=True)
+    build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
+    build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+    build.add_argument("--output", "-o", required=True, help="the index folder")
+    build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
+    build.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
+                       help="flat (exact); hnsw (approximate, in RAM); compressed (codes in RAM, exact re-ranking "
+                            "from disk, for collections larger than RAM); auto picks by size (default)")
+    add_model_arguments(build)
+    add_embedding_arguments(build, commits=True)
+    build.set_defaults(run=run_index_build)
+    add = index.add_parser("add", help="add files to an index (unchanged files are skipped, changed ones redone)")
+    add.add_argument("index", help="the index folder")
+    add.add_argument("inputs", nargs="+", help="audio files and folders")
+    add_model_arguments(add, default="default: the model the index was built with")
+    add_embedding_arguments(add, commits=True)
+    add.set_defaults(run=run_index_add)
+    remove = index.add_parser("remove", help="drop files (or everything under folders) from an index")
+    remove.add_argument("index", help="the index folder")
+    remove.add_argument("paths", nargs="+", help="indexed files or folders; they need not exist any more")
+    remove.add_argument("--quiet", "-q", action="store_true", help="do not list the removed files")
+    remove.set_defaults(run=run_index_remove)
+    sync = index.add_parser("sync", help="make an index match a folder: add new files, re-embed changed ones, "
+                                         "drop vanished ones")
+    sync.add_argument("index", help="the index folder")
+    sync.add_argument("folder", help="the folder the index should mirror (files outside it are left alone)")
+    add_model_arguments(sync, default="default: the model the index was built with")
+    add_embedding_arguments(sync, commits=True)
+    sync.set_defaults(run=run_index_sync)
+    export = index.add_parser("export", help="write an index's rows and vectors to a Parquet table")
+    export.add_argument("index", help="the index folder")
+    export.add_argument("output", help="the .parquet file (path, start, end, model, fingerprint, vector)")
+    export.set_defaults(run=run_index_export)
+    info = index.add_parser("info", help="describe an index folder")
+    info.add_argument("index", help="the index folder")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=run_index_info)
+
+    search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
+    search.add_argument("index", help="the index folder")
+    search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
+    search.add_argument("--queries", dest="queries_file", metavar="LIST",
+                        help="a text file of query paths, one per line (with or instead of QUERIES)")
+    search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
+    search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
+    search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
+                                                        "starting at the matched second, waveform pictures, scores")
+    add_model_arguments(search, default="default: the model the index was built with")
+    search.set_defaults(run=run_search)
+
+    duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
+    duplicates.add_argument("index", help="the index folder")
+    duplicates.add_argument("--threshold", type=float, default=0.95,
+                            help="cosine similarity of clip vectors at or above which two files are near-duplicates "
+                                 "(default 0.95)")
+    duplicates.add_argument("--neighbours", type=positive_int, default=2,
+                            help="two files are linked only when each is among the other's this many most similar "
+                                 "files (default 2)")
+    formats = duplicates.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="one JSON list of groups")
+    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity")
+    duplicates.set_defaults(run=run_duplicates)
+
+
+def add_and_build(index, paths: list[Path], model, args, rt) -> int:
+    """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index.
+    Exit code 1 when the index ends up holding nothing."""
+    started = time.perf_counter()
+    report = index.add(paths[rt.rank :: rt.world], model, commit_every=args.commit_every,
+                       batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.quiet and rt.main)
+    reports = rt.gather(report)
+    if not rt.main:
+        return 0
+    index.build()
+    info = index.info()
+    added = sum(len(r.added) for r in reports)
+    skipped = [s for r in reports for s in r.skipped]
+    print(f"{index.folder}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
+          f"{sum(r.unchanged for r in reports)} already indexed; "
+          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that could not be read (listed in {index.folder / 'skipped.tsv'}):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    if info["files"] == 0:
+        say("error: the index holds no files: nothing could be embedded")
+        return 1
+    return 0
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    from ..distributed import Runtime
+    from .index import AudioIndex, AudioIndexError
+
+    paths = find_inputs(args.inputs)
+    with Runtime(args.device) as rt:
+        model, model_name = load_model(args.model, str(rt.device), args.quiet or not rt.main)
+        folder = Path(args.output)
+        resuming = (folder / "index.json").exists()  # the same command again: resume, skipping what is in
+        rt.barrier()  # every rank has looked before rank 0 creates it, so all take the same branch
+        if not resuming and rt.main:
+            AudioIndex.create(folder, model, model_name, segments=args.segments, index_type=args.index_type)
+        rt.barrier()
+        index = AudioIndex(folder)
+        if resuming and index.manifest["segments"] != args.segments:
+            raise AudioIndexError(f"{folder} was built {'with' if index.manifest['segments'] else 'without'} "
+                                  "--segments; give the same flag to resume it, or another --output")
+        return add_and_build(index, paths, model, args, rt)
+
+
+def run_index_add(args: argparse.Namespace) -> int:
+    from ..distributed import Runtime
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    paths = find_inputs(args.inputs)
+    with Runtime(args.device) as rt:
+        model, _ = load_model(args.model or index.model_name, str(rt.device), quiet=True)
+        return add_and_build(index, paths, model, args, rt)
+
+
+def run_index_remove(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    report = index.remove(args.paths)
+    index.build()
+    info = index.info()
+    print(f"{index.folder}: removed {len(report.removed)} file(s); {info['files']} file(s), "
+          f"{info['vectors']} vector(s) left ({info['faiss']} index)")
+    if not args.quiet:
+        for path in report.removed:
+            print(f"  {path}")
+    return 0
+
+
+def run_index_sync(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"no such folder: {args.folder} (nothing was removed)")
+    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
+    started = time.perf_counter()
+    report = index.sync(args.folder, model, commit_every=args.commit_every, batch_size=args.batch_size,
+                        num_workers=args.num_workers, progress=not args.quiet)
+    index.build()
+    info = index.info()
+    print(f"{index.folder}: synced with {args.folder} in {time.perf_counter() - started:.1f} s: "
+          f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
+          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    for path, reason in report.skipped:
+        print(f"  skipped {path}: {reason}")
+    return 0
+
+
+def run_index_export(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    index = AudioIndex(args.index)
+    if Path(args.output).suffix.lower() != ".parquet":
+        raise CommandError(f"{args.output}: export writes Parquet; name the file .parquet")
+    rows = index.export_parquet(args.output)
+    print(f"exported {rows} row(s) of {index.folder} into {args.output}")
+    return 0
+
+
+def run_index_info(args: argparse.Namespace) -> int:
+    from .index import AudioIndex
+
+    info = AudioIndex(args.index).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        print("\n".join(f"{key:<{width}}  {value}" for key, value in info.items()))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Every query embedded in one process and one pass; exit 1 when some query could not be read."""
+    import dataclasses
+
+    from ..audio import AudioLoadError
+    from .index import AudioIndex
+
+    named = args.queries + read_query_list(args.queries_file)
+    if not named:
+        raise CommandError("no query given: name audio files or folders, or --queries LIST")
+    queries = find_inputs(named)
+    index = AudioIndex(args.index)
+    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
+    failed, answered = 0, []
+    for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k)):
+        answered.append((str(query), hits.reason if isinstance(hits, AudioLoadError) else hits))
+        if isinstance(hits, AudioLoadError):
+            failed += 1
+            say(f"skipped query {hits}")
+            if args.json:
+                print(json.dumps({"query": str(query), "error": hits.reason, "results": []}))
+        elif args.json:  # JSON Lines: one object per query
+            print(json.dumps({"query": str(query), "results": [dataclasses.asdict(h) for h in hits]}))
+        else:
+            print(("\n" if position else "") + format_hits(str(query), hits))
+    if args.html:
+        from .page import write_search_page
+
+        write_search_page(args.html, answered, index.model_name)
+        say(f"wrote {args.html}: {len(answered)} quer{'y' if len(answered) == 1 else 'ies'} with players")
+    return 1 if failed else 0
+
+
+def run_duplicates(args: argparse.Namespace) -> int:
+    import csv
+
+    from .index import AudioIndex
+
+    groups = AudioIndex(args.index).duplicates(args.threshold, args.neighbours)
+    if args.json:
+        print(json.dumps([{"group": number, "files": [{"path": p, "similarity": round(s, 4)} for p, s in group]}
+                          for number, group in enumerate(groups, 1)], indent=1))
+    elif args.csv:
+        out = csv.writer(sys.stdout)
+        out.writerow(["group", "path", "similarity"])
+        for number, group in enumerate(groups, 1):
+            out.writerows([number, p, f"{s:.4f}"] for p, s in group)
+    else:
+        for number, group in enumerate(groups, 1):
+            print(f"group {number} ({len(group)} files)")
+            print("\n".join(f"  {s:.3f}  {p}" for p, s in group))
+        files = sum(len(g) for g in groups)
+        print(f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
+              f"between mutual {args.neighbours} nearest neighbours (nothing was deleted)")
+    return 0
+
+
+def read_query_list(path: str | None) -> list[str]:
+    """Query paths from a text file, one per line; blank lines and lines starting with # are ignored."""
+    if path is None:
+        return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise CommandError(f"cannot read the query list {path}: {err.strerror or err}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def format_hits(query: str, hits) -> str:
+    lines = [f"query: {query}", f"{'rank':>4}  {'score':>6}  {'where':>13}  path"]
+    for hit in hits:
+        where = "whole clip" if hit.start is None else f"{hit.start:6.1f}-{hit.end:.1f} s"
+        lines.append(f"{hit.rank:>4}  {hit.score:6.3f}  {where:>13}  {hit.path}")
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Index the shipped sample sounds in a temporary folder and query it with a sound it has not seen."""
+    import tempfile
+    from importlib.resources import files
+
+    import numpy as np
+    import soundfile as sf
+
+    from .index import AudioIndex
+
+    samples = Path(str(files("diverse_embed") / "samples"))
+    model, model_name = load_model(args.model, args.device)
+    with tempfile.TemporaryDirectory(prefix="diverse-embed-demo-") as temp:
+        index = AudioIndex.create(Path(temp) / "index", model, model_name, segments=True)
+        index.add(sorted(samples.glob("*.wav")), model, num_workers=0, progress=False)
+        index.build()
+        # The query: a 500 Hz tone, 3 s, with a pause in the middle; not one of the samples.
+        t = np.arange(3 * 16000) / 16000
+        query = (0.3 * np.sin(2 * np.pi * 500 * t) * (np.abs(t - 1.5) > 0.5)).astype(np.float32)
+        query_path = Path(temp) / "query_500hz_tone.wav"
+        sf.write(query_path, query, 16000)
+        hits = index.search_file(query_path, model, k=args.k)
+        print(f"indexed {len(index.files())} sample sounds from {samples} ({len(index)} vectors with 1-s segments)")
+    print(format_hits("a 500 Hz tone (3 s, not in the index)", hits).replace(str(samples) + "/", ""))
+    if model_name == UNTRAINED:
+        print("(untrained model: the ranking shows the plumbing, not trained judgement)")
+    return 0

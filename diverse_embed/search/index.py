@@ -1,0 +1,284 @@
+"""AudioIndex: the embeddings of a collection in a folder (the store, store.py), searchable by
+cosine similarity with FAISS (backends.py): built with a model, kept in step with a folder,
+searched by vector, array or file."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import faiss
+import numpy as np
+
+from .. import files
+from ..audio import AudioLoadError, find_audio_files, prepare_waveform
+from ..embed import EmbeddingOutput
+from ..model import DiverseEmbedder
+from ..parallel import DEFAULT_BATCH_SIZE
+from .duplicates import near_duplicate_groups
+from .backends import RefinedIndex, build_compressed_index, build_faiss_index, compressed_training_size, index_kind, \
+    set_search_parameters
+from .parquet import write_parquet
+from .index_types import check_index_type, index_type_for
+from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, stat, writing
+
+LOG = logging.getLogger(__name__)
+EXACT_VECTORS = "vectors.f32"
+
+
+@dataclass
+class Hit:
+    rank: int
+    path: str
+    score: float  # cosine similarity
+    start: float | None  # seconds; None for a whole-clip hit
+    end: float | None
+
+
+class AudioIndex(IndexStore):
+    """A searchable collection of audio embeddings in a folder. Create, open, add, search."""
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike,
+        model: DiverseEmbedder,
+        model_name: str,
+        segments: bool = False,
+        index_type: str = "auto",
+    ) -> "AudioIndex":
+        """A new, empty index for vectors of `model` (recorded by `model_name` and fingerprint)."""
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": model_name,
+            "fingerprint": model.fingerprint(),
+            "dim": model.embedding_dim,
+            "config": model.config.to_dict(),
+            "segments": segments,
+            "index_type": check_index_type(index_type),
+            "generation": 0,
+            "shards": [],
+            "faiss": None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        cls._create(Path(folder), manifest)
+        return cls(folder)
+
+    def check_model(self, model: DiverseEmbedder) -> None:
+        """Refuse a model other than the one the index was built with: its vectors live in another space."""
+        fingerprint = model.fingerprint()
+        if fingerprint != self.manifest["fingerprint"]:
+            raise AudioIndexError(
+                f"{self.folder} was built with model {self.model_name!r} (fingerprint {self.manifest['fingerprint']}); "
+                f"the model given has fingerprint {fingerprint}. Vectors of two models cannot be mixed or compared: "
+                f"use the index's model, or build a new index."
+            )
+
+    def add(
+        self,
+        paths: list[str | os.PathLike],
+        model: DiverseEmbedder,
+        commit_every: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ) -> AddReport:
+        """Embed and add files, committing every `commit_every` files. Files already indexed with
+        the same size and modification time are skipped; unreadable ones are reported, not fatal."""
+        self.check_model(model)
+        report = AddReport()
+        known = self.files()
+        todo = []
+        for path in dict.fromkeys(str(Path(p).resolve()) for p in paths):  # absolute, first occurrence
+            if path in known and known[path] == stat(path):
+                report.unchanged += 1
+            else:
+                todo.append(path)
+        rows: list[tuple[str, EmbeddingOutput]] = []
+        failed: list[tuple[str, str]] = []
+        for path, output in model.iter_embed_files(todo, batch_size, num_workers, progress):
+            if isinstance(output, AudioLoadError):
+                failed.append((str(path), output.reason))
+                LOG.warning("skipped %s", output)
+            else:
+                rows.append((str(path), output))
+            if len(rows) + len(failed) >= commit_every:
+                self._commit(rows, failed, report)
+                rows, failed = [], []
+        self._commit(rows, failed, report)
+        return report
+
+    def remove(self, paths: list[str | os.PathLike]) -> AddReport:
+        """Drop files, and every file under a folder, from the index in one commit. The paths need
+        not exist any more; ones not in the index are ignored (so running it again is harmless)."""
+        report = AddReport()
+        self._commit([], [], report, removed=self._known_under([Path(p).absolute().resolve() for p in paths]))
+        return report
+
+    def sync(self, folder: str | os.PathLike, model: DiverseEmbedder, **add_options) -> AddReport:
+        """Make the index match `folder`: files under it that vanished are removed (one commit),
+        new and changed ones are embedded, unchanged ones kept (`add`). A killed sync resumes when
+        run again."""
+        self.check_model(model)
+        folder = Path(folder).absolute().resolve()
+        if not folder.is_dir():
+            raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
+        present = [str(p.resolve()) for p in find_audio_files([folder])]
+        present_set = set(present)
+        vanished = [p for p in self._known_under([folder]) if p not in present_set]
+        removed = AddReport()
+        self._commit([], [], removed, removed=vanished)
+        report = self.add(present, model, **add_options)
+        report.removed = removed.removed
+        return report
+
+    def build(self) -> faiss.Index | RefinedIndex:
+        """(Re)build vectors.faiss from the live vectors and record it in the manifest."""
+        with writing(self.folder), self._locked(self.folder):
+            self._refresh()
+            n = len(self)
+            kind = index_type_for(self.manifest["index_type"], n)
+            if kind == "compressed":
+                index = self._build_compressed(n)
+                faiss_index = index.index
+            else:
+                index = faiss_index = build_faiss_index(self.vectors(), kind)
+                (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
+            files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(faiss.serialize_index(faiss_index).tobytes()))
+            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index)}
+            self._write_manifest(self.folder, self.manifest)
+        self._faiss = index
+        return index
+
+    def _build_compressed(self, n: int) -> RefinedIndex:
+        """Train on a random sample, then encode and write the exact vectors a shard at a time."""
+        live = [(shard, keep) for shard, keep in self._live_shards() if keep.any()]  # the masks once, for both passes
+
+        def blocks() -> Iterator[np.ndarray]:  # (b, dim) float32 in FAISS id order, a shard at a time
+            return (shard["vectors"][keep] for shard, keep in live)
+
+        wanted = np.sort(np.random.default_rng(0).choice(n, size=compressed_training_size(n), replace=False))
+        sample, offset = [], 0
+        for block in blocks():
+            inside = wanted[(wanted >= offset) & (wanted < offset + len(block))]
+            sample.append(block[inside - offset])
+            offset += len(block)
+        built = []
+        files.atomic_write(self.folder / EXACT_VECTORS,
+                           lambda f: built.append(build_compressed_index(n, blocks(), np.concatenate(sample), f)))
+        return RefinedIndex(built[0], self._exact_vectors(n))
+
+    def _exact_vectors(self, n: int) -> np.ndarray:
+        """vectors.f32 mapped from disk, (n, dim) float32: only the rows a search re-ranks are read."""
+        return np.memmap(self.folder / EXACT_VECTORS, dtype=np.float32, mode="r", shape=(n, self.manifest["dim"]))
+
+    @property
+    def faiss_index(self) -> faiss.Index:
+        if self._faiss is None:
+            built = self.manifest.get("faiss")
+            exact = self.folder / EXACT_VECTORS
+            if built and built["type"] == "compressed" and (
+                    not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
+                built = None  # its exact vectors are missing or of another build
+            if built and built["generation"] == self.manifest["generation"] and (self.folder / "vectors.faiss").is_file():
+                data = np.fromfile(self.folder / "vectors.faiss", dtype=np.uint8)
+                self._faiss = faiss.deserialize_index(data)
+                set_search_parameters(self._faiss)
+                if built["type"] == "compressed":
+                    self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
+            else:  # stale (an add after the last build): search the current vectors all the same
+                LOG.info("%s: vectors.faiss is stale, building in memory", self.folder)
+                self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
+        if self._faiss.ntotal != len(self):
+            raise AudioIndexError(f"{self.folder}: vectors.faiss holds {self._faiss.ntotal} vectors, the table {len(self)}")
+        return self._faiss
+
+    def search_vector(self, query: np.ndarray, k: int = 10, one_hit_per_file: bool = True) -> list[Hit]:
+        """query (dim,) -> the k best hits, best first. With segments, a file's best row stands for it."""
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.manifest["dim"]:
+            raise ValueError(f"query has dimension {query.shape[1]}, the index {self.manifest['dim']}")
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        n = len(self)
+        if n == 0 or k <= 0:
+            return []
+        table = self.table
+        wanted = min(n, k * 4 if one_hit_per_file and self.manifest["segments"] else k)
+        while True:
+            scores, ids = self.faiss_index.search(query, wanted)  # D, I: (1, wanted)
+            hits, seen = [], set()
+            for score, i in zip(scores[0], ids[0]):
+                if i < 0 or (one_hit_per_file and table["path"][i] in seen):
+                    continue
+                seen.add(table["path"][i])
+                start, end = float(table["start"][i]), float(table["end"][i])
+                hits.append(Hit(len(hits) + 1, str(table["path"][i]), float(score),
+                                None if math.isnan(start) else start, None if math.isnan(end) else end))
+                if len(hits) == k:
+                    return hits
+            if wanted >= n:
+                return hits
+            wanted = min(n, wanted * 4)
+
+    def search_audio(self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder, k: int = 10) -> list[Hit]:
+        self.check_model(model)
+        waveform = prepare_waveform(audio, sample_rate, model.config.sample_rate, source="query")
+        return self.search_vector(model.embed(waveform, model.config.sample_rate).embedding, k)
+
+    def search_file(self, path: str | os.PathLike, model: DiverseEmbedder, k: int = 10) -> list[Hit]:
+        """Query by a file of any length (streamed, so an hour-long query is fine)."""
+        self.check_model(model)
+        return self.search_vector(model.embed_file(path).embedding, k)
+
+    def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder, k: int = 10,
+                     progress: bool = False) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
+        """Query by several files, embedded together: (query, hits) in the order given, or
+        (query, AudioLoadError) for a query that cannot be loaded."""
+        self.check_model(model)
+        for path, output in model.iter_embed_files(paths, progress=progress):
+            yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
+
+    def duplicates(self, threshold: float = 0.95, neighbours: int = 2) -> list[list[tuple[str, float]]]:
+        """Groups of near-duplicate files among the whole-clip vectors (duplicates.py); nothing is deleted."""
+        paths, vectors = [], []
+        for shard, keep in self._live_shards():
+            clips = keep & np.isnan(shard["start"].astype(float))  # whole-clip rows, not segments
+            paths += shard["path"][clips].tolist()
+            vectors.append(shard["vectors"][clips])
+        if not paths:
+            return []
+        return near_duplicate_groups(paths, np.concatenate(vectors), threshold, neighbours)
+
+    def export_parquet(self, path: str | os.PathLike) -> int:
+        """Every live row (clips, and segments if indexed) into a Parquet table, a shard at a time;
+        returns the rows written."""
+        batches = ((shard["path"][keep], shard["start"][keep], shard["end"][keep], shard["vectors"][keep])
+                   for shard, keep in self._live_shards() if keep.any())
+        return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
+
+    def info(self) -> dict:
+        table = self.table
+        segments = int(np.sum(~np.isnan(table["start"].astype(float)))) if len(table["start"]) else 0
+        on_disk = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        built = self.manifest.get("faiss")
+        return {
+            "folder": str(self.folder),
+            "model": self.model_name,
+            "fingerprint": self.manifest["fingerprint"],
+            "dim": self.manifest["dim"],
+            "files": len(set(table["path"].tolist())),
+            "vectors": len(self),
+            "segment_vectors": segments,
+            "segments": self.manifest["segments"],
+            "index_type": self.manifest["index_type"],
+            "faiss": built["type"] if built and built["generation"] == self.manifest["generation"] else "stale",
+            "skipped": len(self.skipped()),
+            "commits": self.manifest["generation"],
+            "bytes_on_disk": on_disk,
+        }

@@ -1,0 +1,261 @@
+"""The on-disk format of an index, and how it changes: a manifest, append-only shards, atomic
+commits under a lock. What the vectors are for (embedding, FAISS, search) is index.py's.
+
+    INDEX_DIR/
+      index.json        the manifest and the commit point: model, fingerprint, dimension, shards
+      shards/*.npz      one per commit: vectors (n, D) float32 and their side table
+      vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
+      vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
+      skipped.tsv       files that could not be embedded: path <TAB> reason
+      .lock             taken while writing, so concurrent writers wait for each other
+
+Writes are append-only and atomic (temp file, fsync, rename): a shard becomes part of the index
+only when index.json, rewritten last, names it. A build killed at any point loses at most the
+files embedded since its last commit, and re-running it skips what is already in (same path,
+size and modification time). A file that changed is embedded again; its newer rows supersede
+the old ones, so a path never appears twice. Removing a file commits a shard of tombstone rows
+(`removed` true) that supersede its vectors the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fcntl
+import json
+import math
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .. import files
+from ..errors import AudioIndexError
+
+FORMAT = "diverse-embed-index"
+VERSION = 2  # 2: shards may hold tombstone rows (a `removed` column); version 1 indexes read as before
+READABLE_VERSIONS = (1, 2)
+MANIFEST = "index.json"
+TABLE_COLUMNS = ("path", "start", "end", "duration", "size", "mtime_ns")
+
+
+@dataclass
+class AddReport:
+    added: list[str] = field(default_factory=list)
+    unchanged: int = 0  # already indexed with the same size and modification time
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    removed: list[str] = field(default_factory=list)  # by remove or sync: no longer in the index
+
+
+@contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """A failed write (a full disk, a quota, a read-only folder) said as an index error: the last
+    commit stands."""
+    try:
+        yield
+    except OSError as err:
+        raise AudioIndexError(f"cannot write into {folder} ({err.strerror or err}); the index keeps what it had "
+                              "committed before, and running the same command again resumes") from None
+
+
+class IndexStore:
+    """An index folder's manifest, shards and side table; AudioIndex builds on it."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.manifest = self._read_manifest()
+        self._table: dict[str, np.ndarray] | None = None
+        self._faiss = None  # the searchable FAISS index, once loaded (index.py)
+
+    @classmethod
+    def _create(cls, folder: Path, manifest: dict) -> None:
+        """Write the first manifest of a new index into `folder` (missing or empty)."""
+        if (folder / MANIFEST).exists():
+            raise AudioIndexError(f"{folder} already holds an index; open it instead")
+        if folder.exists() and any(folder.iterdir()):
+            raise AudioIndexError(f"{folder} exists and is not empty, and holds no index: refusing to write into it")
+        with writing(folder):
+            (folder / "shards").mkdir(parents=True, exist_ok=True)
+            with cls._locked(folder):
+                if not (folder / MANIFEST).exists():  # another rank may have won the race
+                    cls._write_manifest(folder, manifest)
+
+    def _read_manifest(self) -> dict:
+        path = self.folder / MANIFEST
+        if not self.folder.is_dir():
+            raise AudioIndexError(f"{self.folder}: no such index folder")
+        if not path.is_file():
+            raise AudioIndexError(f"{self.folder}: not an index folder (no {MANIFEST})")
+        try:
+            manifest = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise AudioIndexError(f"{path}: damaged manifest ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise AudioIndexError(f"{self.folder}: {MANIFEST} is not a diverse-embed index manifest")
+        if manifest.get("version") not in READABLE_VERSIONS:
+            raise AudioIndexError(f"{self.folder}: index format version {manifest.get('version')}, this code reads {VERSION}")
+        missing = [name for name in manifest["shards"] if not (self.folder / "shards" / name).is_file()]
+        if missing:
+            raise AudioIndexError(f"{self.folder}: damaged index, shard files missing: {missing[:3]}")
+        return manifest
+
+    @staticmethod
+    def _write_manifest(folder: Path, manifest: dict) -> None:
+        manifest["version"] = VERSION  # a version 1 index is version 2 from its first new commit
+        files.atomic_write(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+
+    @staticmethod
+    @contextmanager
+    def _locked(folder: Path) -> Iterator[None]:
+        """An exclusive lock on the folder: a second writer waits here until the first commits."""
+        with open(Path(folder) / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _refresh(self) -> None:
+        self.manifest = self._read_manifest()
+        self._table, self._faiss = None, None
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def table(self) -> dict[str, np.ndarray]:
+        """The side table of live rows, columns TABLE_COLUMNS, row i = FAISS id i."""
+        if self._table is None:
+            self._table, _ = self._live_rows(with_vectors=False)
+        return self._table
+
+    def __len__(self) -> int:
+        return len(self.table["path"])
+
+    def files(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of every indexed file."""
+        table = self.table
+        return {p: (int(s), int(m)) for p, s, m in zip(table["path"], table["size"], table["mtime_ns"])}
+
+    def skipped(self) -> dict[str, str]:
+        path = self.folder / "skipped.tsv"
+        if not path.exists():
+            return {}
+        rows = [line.split("\t", 1) for line in path.read_text().splitlines()[1:] if "\t" in line]
+        return {p: reason for p, reason in rows}
+
+    def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
+        """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
+        it, none where that shard removes it. A shard's arrays are read only when asked for."""
+        shards = [np.load(self.folder / "shards" / name) for name in self.manifest["shards"]]
+        paths = [shard["path"] for shard in shards]  # an NpzFile reads an array again at each access
+        newest_shard = {}
+        for number, names in enumerate(paths):
+            for path in np.unique(names):
+                newest_shard[path] = number
+        for number, (shard, names) in enumerate(zip(shards, paths)):
+            keep = np.array([newest_shard[p] == number for p in names], dtype=bool)
+            if "removed" in shard.files:
+                keep &= ~shard["removed"]
+            yield shard, keep
+
+    def _live_rows(self, with_vectors: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The side table of live rows and, if asked, their vectors (n, dim) float32."""
+        columns = {name: [] for name in TABLE_COLUMNS}
+        vectors = []
+        for shard, keep in self._live_shards():
+            for name in TABLE_COLUMNS:
+                columns[name].append(shard[name][keep])
+            if with_vectors:
+                vectors.append(shard["vectors"][keep])
+        table = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
+        if not self.manifest["shards"]:
+            table["path"] = np.zeros(0, dtype=str)
+        matrix = None
+        if with_vectors:
+            matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.manifest["dim"]), np.float32)
+        return table, matrix
+
+    def vectors(self) -> np.ndarray:
+        """All live vectors (n, dim) float32, row i = FAISS id i."""
+        return self._live_rows(with_vectors=True)[1]
+
+    def _commit(self, rows: list[tuple[str, object]], failed: list[tuple[str, str]], report: AddReport,
+                removed: list[str] = ()):
+        """One atomic commit: a shard of the embedded rows ((path, EmbeddingOutput) pairs) and of
+        tombstones for `removed`, the files that failed into skipped.tsv (and the removed ones out
+        of it), then the manifest."""
+        if not rows and not failed and not removed:
+            return
+        shard = self._shard_arrays(rows, removed)
+        with writing(self.folder), self._locked(self.folder):
+            manifest = self._read_manifest()  # another writer may have committed meanwhile
+            if rows or removed:
+                name = f"{manifest['generation']:06d}-{uuid.uuid4().hex[:8]}.npz"
+                files.atomic_write(self.folder / "shards" / name, lambda f: np.savez(f, **shard))
+                manifest["shards"].append(name)
+            manifest["generation"] += 1
+            skipped = {**self.skipped(), **dict(failed)}
+            for path in [path for path, _ in rows] + list(removed):
+                skipped.pop(path, None)
+            self._write_skipped(skipped)
+            self._write_manifest(self.folder, manifest)
+        self._refresh()
+        report.added += [path for path, _ in rows]
+        report.skipped += failed
+        report.removed += list(removed)
+
+    def _shard_arrays(self, rows: list[tuple[str, object]], removed: list[str] = ()) -> dict[str, np.ndarray]:
+        """One row per file (the clip vector), plus one per 1-s chunk when the index has segments;
+        and one tombstone row (zero vector, `removed` true) per removed path."""
+        columns = {name: [] for name in TABLE_COLUMNS}
+        vectors = []
+        chunk_seconds = self.manifest["config"]["chunk_seconds"]
+        for path, output in rows:
+            size, mtime_ns = stat(path)
+            for start, end, vector in zip(*output.rows(chunk_seconds, self.manifest["segments"])):
+                vectors.append(vector)
+                for name, value in zip(TABLE_COLUMNS, (path, start, end, output.duration, size, mtime_ns)):
+                    columns[name].append(value)
+        live = len(vectors)
+        for path in removed:
+            vectors.append(np.zeros(self.manifest["dim"], np.float32))
+            for name, value in zip(TABLE_COLUMNS, (path, math.nan, math.nan, math.nan, -1, -1)):
+                columns[name].append(value)
+        arrays = {name: np.array(values) for name, values in columns.items()}
+        arrays["vectors"] = np.array(vectors, dtype=np.float32).reshape(-1, self.manifest["dim"])
+        arrays["removed"] = np.arange(len(vectors)) >= live
+        return arrays
+
+    def _known_under(self, targets: list[Path]) -> list[str]:
+        """Indexed or skipped paths equal to a target or under it (a folder), sorted: found by
+        bisection in the sorted paths, so many targets cost no more than one pass each."""
+        known = sorted(set(self.files()) | set(self.skipped()))
+        found = set()
+        for target in map(str, targets):
+            inside = target.rstrip(os.sep) + os.sep
+            i = bisect.bisect_left(known, target)
+            if i < len(known) and known[i] == target:
+                found.add(target)
+            i = bisect.bisect_left(known, inside)
+            while i < len(known) and known[i].startswith(inside):
+                found.add(known[i])
+                i += 1
+        return sorted(found)
+
+    def _write_skipped(self, skipped: dict[str, str]) -> None:
+        text = "path\treason\n" + "".join(f"{p}\t{r.replace(chr(10), ' ')}\n" for p, r in sorted(skipped.items()))
+        files.atomic_write(self.folder / "skipped.tsv", lambda f: f.write(text.encode()))
+
+
+def stat(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a file, (-1, -1) when it cannot be read."""
+    try:
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return -1, -1

@@ -1,0 +1,50 @@
+"""The `train` and `evaluate` commands. Their options are generated from TrainConfig and DataConfig
+(training/config.py), so each is declared once; this module loads no torch until a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..options import add_options, from_options
+from .config import DataConfig, TrainConfig
+
+DESCRIPTION = """Train a model in the method's phases: the MobileNet of the neuralogram branch, then each
+branch's transformer alone, then the fused head (and the ablation heads) on frozen branches, then
+optionally everything together (--finetune-epochs). The output folder loads with from_pretrained."""
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diverse-embed train", description=DESCRIPTION)
+    add_options(parser, TrainConfig)
+    return parser
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diverse-embed evaluate", description="Metrics of a training output "
+                                     "folder (fused head and ablation heads) on a dataset's val and test splits.")
+    parser.add_argument("run_dir", metavar="RUN", help="a training output folder")
+    add_options(parser, DataConfig)
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = from_options(TrainConfig, train_parser().parse_args(args.options))  # before torch: --help is quick
+    from .train import train
+
+    if cfg.progress:
+        logging.getLogger("diverse_embed.training").setLevel(logging.INFO)  # the training log lines
+    result = train(cfg)
+    if "stopped_at_step" in result:
+        print(f"stopped after step {result['stopped_at_step']} as asked; --resume goes on from the checkpoint",
+              file=sys.stderr)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    options = evaluate_parser().parse_args(args.options)
+    from .evaluate import evaluate_run, metrics_markdown
+
+    print(metrics_markdown(evaluate_run(options.run_dir, from_options(DataConfig, options))))
+    return 0
