@@ -19,8 +19,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .errors import AudioLoadError
 from .config import SAMPLE_RATE, DiverseEmbedConfig
+from .errors import AudioLoadError
 
 LOG = logging.getLogger(__name__)
 

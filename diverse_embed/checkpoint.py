@@ -18,8 +18,8 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from .errors import CheckpointError
 from .config import DiverseEmbedConfig
+from .errors import CheckpointError
 
 SAFETENSORS_FILE = "model.safetensors"
 # Checkpoints that ship inside the package (diverse_embed/pretrained/<name>/), loadable by name

@@ -8,8 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import CommandError
 from .config import DEFAULT_MODEL, UNTRAINED
+from .errors import CommandError
 from .options import positive_int
 from .parallel import DEFAULT_BATCH_SIZE
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 
 Field = dataclasses.Field
@@ -84,8 +85,11 @@ def add_options(parser: argparse.ArgumentParser, kind) -> None:
         if field_type is bool:
             keywords["action"] = "store_false" if default else "store_true"
         else:
-            base = next((t for t in typing.get_args(field_type) if t is not type(None)), field_type)  # X | None -> X
-            keywords.setdefault("type", PARSERS[base])
+            if isinstance(field_type, types.UnionType) or typing.get_origin(field_type) is typing.Union:
+                field_type = next(t for t in typing.get_args(field_type) if t is not type(None))  # X | None -> X
+            keywords.setdefault("type", PARSERS[field_type])
+            if "choices" not in keywords:
+                keywords.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
             if default not in (None, [], {}) and not keywords.get("required"):
                 shown = ",".join(default) if isinstance(default, list) else default
                 help_text += f" (default {shown})"
@@ -94,7 +98,7 @@ def add_options(parser: argparse.ArgumentParser, kind) -> None:
 
 def from_options(kind, args: argparse.Namespace, prefix: str = "", **fixed):
     """The dataclass `kind` from parsed options (its dests as add_options names them); `fixed`
-    fields are given, not parsed."""
+    fields are given, not parsed. A value the dataclass refuses raises its ValueError."""
     values = vars(args)
     hints = typing.get_type_hints(kind)
     built = {}

@@ -1,9 +1,9 @@
 """How work is spread over the machine's cores: one plan for embedding, decoding and training.
 
 The model is many small operations. Run on several OpenMP threads, each operation waits for its
-slowest thread, and a waiting thread spins: next to any other busy process that costs up to 10x
-(benchmarks/results/speed.md). So on CPU the plan runs every operation on one thread and gets its
-parallelism from Python threads instead, each embedding its own slice of a batch (torch releases
+slowest thread, and a waiting thread spins: next to any other busy process that costs many times
+the work (benchmarks/results/speed.md). So on CPU the plan runs every operation on one thread and
+gets its parallelism from Python threads instead, each embedding its own slice of a batch (torch releases
 the GIL inside operations): a busy neighbour then costs a share of a core, not a spin. Files are
 decoded by threads too (libsndfile and torch release the GIL), ahead of the model, so decoding
 neither waits for the model nor adds processes of its own.

@@ -54,6 +54,16 @@ def test_help_loads_no_torch_no_faiss_and_no_training_code():
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_train_help_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom diverse_embed.cli import main\ntry:\n    main(['train', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "--fusion-epochs" in out.stdout and out.stderr.strip() == "False", out.stderr
+
+
 def test_nothing_embedded_writes_nothing_and_fails(tmp_path, capsys):
     (tmp_path / "broken.wav").write_text("not audio")
     out = tmp_path / "e.npz"

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -554,3 +555,24 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
                                                                                 ["speech/no", "speech/yes"])
     unknown = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "birds", "-q")
     assert unknown.returncode == 2 and "esc50, speech" in unknown.stderr
+
+
+def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
+    """tests/fixtures/index_ff8bb69: three samples indexed with segments by main ff8bb69 with
+    untrained-seed0, then noise_bursts.wav removed (a tombstone shard), as its command line did."""
+    import shutil
+    from importlib.resources import files
+
+    from diverse_embed.resolve import untrained_model
+
+    folder = shutil.copytree(REPO / "tests" / "fixtures" / "index_ff8bb69", tmp_path / "old")
+    index = AudioIndex(folder)
+    assert index.info()["files"] == 2 and index.info()["vectors"] == 6 and index.info()["faiss"] == "flat"
+    model = untrained_model()
+    samples = Path(str(files("diverse_embed") / "samples"))
+    hits = index.search_file(samples / "note_220hz_harmonic.wav", model, k=2)
+    assert hits[0].path == "/tmp/fx/samples/note_220hz_harmonic.wav" and hits[0].score > 0.999
+    assert {h.path for h in hits} == {"/tmp/fx/samples/note_220hz_harmonic.wav", "/tmp/fx/samples/clicks_4_per_second.wav"}
+    report = index.add([samples / "noise_bursts.wav"], model, progress=False, num_workers=0)
+    index.build()
+    assert len(report.added) == 1 and AudioIndex(folder).info()["files"] == 3

@@ -70,11 +70,13 @@ def test_decoding_ahead_keeps_order_and_failures(tmp_path):
     inline = list(decode_ahead(files, 0, ahead_seconds=1.0))
     for threads in (1, 3):
         ahead = list(decode_ahead(files, threads, ahead_seconds=1.0))
-        assert [p for p, _ in ahead] == [p for p, _ in inline] == paths
-        for (_, a), (_, b) in zip(ahead, inline):
-            assert type(a) is type(b) and (not isinstance(a, np.ndarray) or np.array_equal(a, b))
-    kinds = [type(w).__name__ for _, w in inline]
-    assert kinds[4] == "AudioLoadError" and kinds.count("str") == 6  # longer than 0.5 s: to be streamed
+        assert [d.path for d in ahead] == [d.path for d in inline] == paths
+        for a, b in zip(ahead, inline):
+            assert type(a.error) is type(b.error) and (a.waveform is None) == (b.waveform is None)
+            assert a.waveform is None or np.array_equal(a.waveform, b.waveform)
+    kinds = ["error" if d.error else "stream" if d.waveform is None else "waveform" for d in inline]
+    assert kinds[4] == "error" and type(inline[4].error).__name__ == "AudioLoadError"
+    assert kinds.count("stream") == 6  # longer than 0.5 s: neither decoded nor failed, to be streamed
     stopped = decode_ahead(files, 2, ahead_seconds=100.0)
     next(stopped)
     stopped.close()  # a caller that stops early leaves no thread behind

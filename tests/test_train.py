@@ -82,6 +82,29 @@ def test_two_process_gloo_job_writes_a_loadable_model(fsd50k, tmp_path):
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["world_size"] == 2
 
 
+def test_the_model_shape_is_set_from_the_command_line(fsd50k, tmp_path):
+    out = tmp_path / "small"
+    train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out), "--cache-dir",
+                str(tmp_path / "cache"), "--branches", "timbre,waveform", "--d-model", "16", "--n-layers", "1",
+                "--n-heads", "2", "--ff-dim", "32", "--hop-seconds", "0.5", "--max-steps-per-phase", "2", *TINY])
+    config = DiverseEmbedder.from_pretrained(out).config
+    assert (config.d_model, config.n_layers, config.n_heads, config.ff_dim, config.hop_seconds) == (16, 1, 2, 32, 0.5)
+    assert config.branches == ["timbre", "waveform"] and config.num_labels == 3  # the labels come from the data
+    hparams = json.loads((out / "hparams.json").read_text())
+    assert hparams["shape"]["d_model"] == 16 and hparams["batch_size"] == 8
+
+
+def test_training_options_are_checked_and_documented(capsys):
+    with pytest.raises(SystemExit) as code:
+        train_main(["--dataset", "csv", "--output", "x", "--branches", "timbre,pich"])
+    assert code.value.code == 2 and "branches must be distinct names" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert "--d-model D_MODEL" in text and "(default 64)" in text and "--no-select-on-val" in text
+    assert "model shape" in text or "the model's shape" in text
+
+
 @pytest.mark.integration
 def test_manifest_training_on_esc50(esc50, tmp_path):
     with open(esc50 / "meta" / "esc50.csv") as f:

@@ -17,9 +17,9 @@ HNSW_EF_SEARCH = 128
 IVFPQ_CODE_BYTES = 32  # PQ sub-quantizers of 8 bits: 32 bytes per 256-d vector
 IVFPQ_NPROBE = 32
 # compressed: IVF lists found through an HNSW graph of their centres, 64-byte PQ codes in RAM;
-# each query's candidates are re-ranked with the exact vectors read from disk. (An OPQ rotation
-# added 0.009 recall@10 at 10^6 and minutes of training: left out.)
-# Chosen by benchmarks/index_scale.py (README, "Collections larger than RAM").
+# each query's candidates are re-ranked with the exact vectors read from disk; no OPQ rotation
+# (little recall for minutes of training). Chosen by benchmarks/index_scale.py (README,
+# "Collections larger than RAM").
 COMPRESSED_CODE_BYTES = 64
 COMPRESSED_NPROBE = 32
 COMPRESSED_CANDIDATES = 20  # candidates re-ranked per hit asked for

@@ -22,8 +22,36 @@ def add_commands(commands) -> None:
     demo.add_argument("-k", type=positive_int, default=5, help="hits to show (default 5)")
     demo.set_defaults(run=run_demo)
 
-    index = commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
-        dest="index_command", required=True)
+    add_index_commands(commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
+        dest="index_command", required=True))
+    search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
+    search.add_argument("index", help="the index folder")
+    search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
+    search.add_argument("--queries", dest="queries_file", metavar="LIST",
+                        help="a text file of query paths, one per line (with or instead of QUERIES)")
+    search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
+    search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
+    search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
+                                                        "starting at the matched second, waveform pictures, scores")
+    add_model_arguments(search, default="default: the model the index was built with")
+    search.set_defaults(run=run_search)
+
+    duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
+    duplicates.add_argument("index", help="the index folder")
+    duplicates.add_argument("--threshold", type=float, default=0.95,
+                            help="cosine similarity of clip vectors at or above which two files are near-duplicates "
+                                 "(default 0.95)")
+    duplicates.add_argument("--neighbours", type=positive_int, default=2,
+                            help="two files are linked only when each is among the other's this many most similar "
+                                 "files (default 2)")
+    formats = duplicates.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="one JSON list of groups")
+    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity")
+    duplicates.set_defaults(run=run_duplicates)
+
+
+def add_index_commands(index) -> None:
+    """build, add, remove, sync, export and info under `index`."""
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
     build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     build.add_argument("--output", "-o", required=True, help="the index folder")
@@ -60,31 +88,6 @@ def add_commands(commands) -> None:
     info.add_argument("index", help="the index folder")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=run_index_info)
-
-    search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
-    search.add_argument("index", help="the index folder")
-    search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
-    search.add_argument("--queries", dest="queries_file", metavar="LIST",
-                        help="a text file of query paths, one per line (with or instead of QUERIES)")
-    search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
-    search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
-    search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
-                                                        "starting at the matched second, waveform pictures, scores")
-    add_model_arguments(search, default="default: the model the index was built with")
-    search.set_defaults(run=run_search)
-
-    duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
-    duplicates.add_argument("index", help="the index folder")
-    duplicates.add_argument("--threshold", type=float, default=0.95,
-                            help="cosine similarity of clip vectors at or above which two files are near-duplicates "
-                                 "(default 0.95)")
-    duplicates.add_argument("--neighbours", type=positive_int, default=2,
-                            help="two files are linked only when each is among the other's this many most similar "
-                                 "files (default 2)")
-    formats = duplicates.add_mutually_exclusive_group()
-    formats.add_argument("--json", action="store_true", help="one JSON list of groups")
-    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity")
-    duplicates.set_defaults(run=run_duplicates)
 
 
 def add_and_build(index, paths: list[Path], model, args, rt) -> int:

@@ -20,11 +20,11 @@ from ..audio import AudioLoadError, find_audio_files, prepare_waveform
 from ..embed import EmbeddingOutput
 from ..model import DiverseEmbedder
 from ..parallel import DEFAULT_BATCH_SIZE
+from .backends import (RefinedIndex, build_compressed_index, build_faiss_index, compressed_training_size, index_kind,
+                       set_search_parameters)
 from .duplicates import near_duplicate_groups
-from .backends import RefinedIndex, build_compressed_index, build_faiss_index, compressed_training_size, index_kind, \
-    set_search_parameters
-from .parquet import write_parquet
 from .index_types import check_index_type, index_type_for
+from .parquet import write_parquet
 from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, stat, writing
 
 LOG = logging.getLogger(__name__)

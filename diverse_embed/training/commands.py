@@ -29,8 +29,17 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, kind, argv: list[str]):
+    """`kind` from the command line; a value it refuses is a usage error (exit 2), as argparse's own are."""
+    options = parser.parse_args(argv)
+    try:
+        return options, from_options(kind, options)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+
+
 def run_train(args: argparse.Namespace) -> int:
-    cfg = from_options(TrainConfig, train_parser().parse_args(args.options))  # before torch: --help is quick
+    _, cfg = parse(train_parser(), TrainConfig, args.options)  # before torch: --help is quick
     from .train import train
 
     if cfg.progress:
@@ -43,8 +52,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    options = evaluate_parser().parse_args(args.options)
+    options, cfg = parse(evaluate_parser(), DataConfig, args.options)
     from .evaluate import evaluate_run, metrics_markdown
 
-    print(metrics_markdown(evaluate_run(options.run_dir, from_options(DataConfig, options))))
+    print(metrics_markdown(evaluate_run(options.run_dir, cfg)))
     return 0

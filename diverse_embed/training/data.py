@@ -18,10 +18,10 @@ import torch
 
 from ..audio import AudioLoadError, cut, load_audio
 from ..config import SAMPLE_RATE, DiverseEmbedConfig
+from ..errors import DataError
 from ..files import atomic_write
 from ..labels import Clip, Dataset, multi_hot, read_fsd50k, read_manifest
 from ..parallel import available_cores
-from ..errors import DataError
 from .config import DataConfig
 
 LOG = logging.getLogger(__name__)

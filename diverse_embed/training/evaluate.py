@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from ..config import DiverseEmbedConfig
+from ..distributed import Runtime
 from ..labels import label_corpora
 from ..metrics import tagging_metrics
 from ..model import DiverseEmbedder
 from .config import DataConfig
 from .data import ChunkDataset, load_splits
-from ..distributed import Runtime
 
 ABLATION_HEADS = "ablation_heads.safetensors"
 

@@ -20,12 +20,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ..distributed import Runtime
+from ..errors import DataError
 from ..model import DiverseEmbedder
 from ..parallel import plan
-from ..errors import DataError
 from .config import STAGES, TrainConfig
 from .data import load_splits
-from ..distributed import Runtime
 from .evaluate import evaluate, load_ablation_heads, save_ablation_heads, write_metrics
 from .losses import resolve_loss
 from .phases import fusion_phase, plan_phases

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import Runtime
 from ..files import atomic_write
 from ..labels import corpus_ids
 from ..model import DiverseEmbedder
 from .config import TrainConfig
 from .data import epoch_loader
-from ..distributed import Runtime
 from .evaluate import chunk_outputs, clip_macro_map, embed_chunks, fit_ablation_heads, head_logits
 from .losses import label_prior_logits, loss_function, mixup, new_head, supervised_contrastive
 from .phases import Phase, phase_module, set_train_mode
@@ -159,12 +159,7 @@ class Trainer:
             for x, targets in batches(epoch, batch_in_epoch):
                 with torch.autocast(rt.device.type, dtype=dtype) if dtype else nullcontext():
                     loss = self.loss(trained, x, targets, contrastive)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                self.step(loss, params, optimizer, scaler)
                 scheduler.step()
                 step += 1
                 if checkpoints:  # stop_after_steps counts the resumable loops' steps
@@ -174,13 +169,7 @@ class Trainer:
                     self.log(phase=phase, step=step, of=total, epoch=epoch, loss=round(loss.item(), 5),
                              lr=float(f"{scheduler.get_last_lr()[0]:.3g}"))
                 if (step % steps_per_epoch == 0 or step == total) and score is not None and cfg.select_on_val:
-                    module.eval()
-                    value = score(module)
-                    self.log(phase=phase, epoch=epoch, val_macro_map=round(value, 5))
-                    if value > best["score"]:
-                        best = {"score": value, "epoch": epoch,
-                                "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
-                    set_train_mode(module, phase, self.model)
+                    best = self.keep_if_best(phase, module, epoch, score, best)
                 stop = checkpoints and cfg.stop_after_steps and self.steps_done >= cfg.stop_after_steps
                 if checkpoints and (step % cfg.checkpoint_every == 0 or step == total or stop):
                     self.checkpoint(phase, {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
@@ -197,6 +186,26 @@ class Trainer:
             self.log(phase=phase, selected_epoch=best["epoch"], val_macro_map=round(best["score"], 5))
         self.log(phase=phase, done=True, chunks_per_second=throughput)
         return throughput
+
+    def step(self, loss: torch.Tensor, params: list, optimizer, scaler) -> None:
+        """One optimiser step on `loss`, its gradients clipped (and unscaled first under fp16)."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def keep_if_best(self, phase: str, module: nn.Module, epoch: int, score, best: dict) -> dict:
+        """Score the module on validation at an epoch's end; its weights become `best` if they beat it."""
+        module.eval()
+        value = score(module)
+        self.log(phase=phase, epoch=epoch, val_macro_map=round(value, 5))
+        if value > best["score"]:
+            best = {"score": value, "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
+        set_train_mode(module, phase, self.model)
+        return best
 
     def train_phase(self, phase: Phase, resume: dict | None) -> None:
         cfg, rt = self.cfg, self.rt
