@@ -18,7 +18,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from .config import DiverseEmbedConfig
+from .config import DEFAULT_MODEL, DiverseEmbedConfig
 from .errors import CheckpointError
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -47,14 +47,21 @@ def read_config(path: str | os.PathLike) -> DiverseEmbedConfig:
         raise CheckpointError(f"{path}: {err}") from None
 
 
-def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> nn.Module:
-    """Load a bundled checkpoint by name (see `bundled_models()`), a `save_pretrained` folder, or
-    a Hugging Face Hub id.
+def from_pretrained(cls, pretrained_model_name_or_path: str | Path = DEFAULT_MODEL, **kwargs) -> nn.Module:
+    """Load a bundled checkpoint by name (see `bundled_models()`; default: DEFAULT_MODEL), a
+    `save_pretrained` folder, or a Hugging Face Hub id.
 
     Keyword arguments as in huggingface_hub: revision, cache_dir, local_files_only, token,
     force_download, map_location. Loading is strict (see `load_weights`).
     """
+    model = _load(cls, str(pretrained_model_name_or_path), **kwargs)
+    # How to load it again, as `model.name_or_path`: the bundled name, the folder made absolute, the Hub id.
     name = str(pretrained_model_name_or_path)
+    model.name_or_path = str(Path(name).resolve()) if os.path.isdir(name) else name
+    return model
+
+
+def _load(cls, name: str, **kwargs) -> nn.Module:
     bundled = bundled_models()
     if name in bundled and not os.path.exists(name):  # a local folder of that name wins
         name = str(bundled[name])

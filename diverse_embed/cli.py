@@ -20,20 +20,17 @@ from .options import positive_int
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    """An .npz of clip vectors, or with a .parquet output a table of clip (and --segments) rows."""
-    import numpy as np
-
+    """An .npz or a Parquet table of clip vectors, and with --segments of every 1-s segment's too."""
     from .audio import AudioLoadError
 
     output_path = Path(args.output)
-    parquet = output_path.suffix.lower() == ".parquet"
-    if args.segments and not parquet:
-        raise CommandError("--segments writes one row per 1-s segment: give a .parquet --output")
+    if output_path.suffix.lower() not in (".npz", ".parquet"):
+        raise CommandError(f"{output_path}: --output must end in .npz (numpy arrays) or .parquet (a table)")
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
     embedded, skipped = [], 0
 
-    def rows():  # (paths, starts, ends, vectors) per embedded file
+    def rows():  # (paths, starts, ends, vectors) per embedded file: its clip row, then its segments' rows
         nonlocal skipped
         for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
             if isinstance(output, AudioLoadError):
@@ -44,35 +41,49 @@ def run_embed(args: argparse.Namespace) -> int:
             starts, ends, vectors = output.rows(model.config.chunk_seconds, args.segments)
             yield [str(path)] * len(vectors), starts, ends, vectors
 
-    if parquet:
-        from .search.parquet import write_parquet
-
-        batches = rows()
-        first = next(batches, None)  # nothing embeddable: write nothing
-        if first is not None:
-            written = write_parquet(output_path, itertools.chain([first], batches),
-                                    model.embedding_dim, model_name, model.fingerprint())
-    else:
-        vectors = [vectors[0] for _, _, _, vectors in rows()]
-        if embedded:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(output_path, embeddings=np.stack(vectors),  # (N, embedding_dim) float32, L2-normalised
-                     paths=np.array(embedded), model=np.array(model_name), fingerprint=np.array(model.fingerprint()))
-            written = len(embedded)
-    if not embedded:
+    batches = rows()
+    first = next(batches, None)  # nothing embeddable: write nothing
+    if first is None:
         say(f"error: none of the {len(paths)} file(s) could be embedded; nothing written")
         return 1
-    print(f"embedded {len(embedded)} file(s) into {output_path} ({written}, {model.embedding_dim})"
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    write = write_parquet_rows if output_path.suffix.lower() == ".parquet" else write_npz_rows
+    written = write(output_path, itertools.chain([first], batches), model, model_name)
+    print(f"embedded {len(embedded)} file(s) into {output_path} ({written} row(s) of {model.embedding_dim})"
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
     return 0
 
 
-def run_tag(args: argparse.Namespace) -> int:
-    """The head's top labels per file (and per 1-s segment): JSON Lines with --json."""
+def write_parquet_rows(path: Path, batches, model, model_name: str) -> int:
+    from .search.parquet import write_parquet
+
+    return write_parquet(path, batches, model.embedding_dim, model_name, model.fingerprint())
+
+
+def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
+    """`embeddings` (N, D) and `paths` (N,) of the files; with segments, the same rows Parquet holds
+    for them as `segment_embeddings` (S, D), `segment_paths`, `segment_starts`, `segment_ends` (S,)."""
     import numpy as np
 
+    from .files import atomic_write
+
+    clips, segments = [], []
+    for names, starts, ends, vectors in batches:
+        clips.append((names[0], vectors[0]))  # the clip row comes first (NaN start)
+        segments += list(zip(names[1:], starts[1:], ends[1:], vectors[1:]))
+    arrays = {"embeddings": np.stack([v for _, v in clips]), "paths": np.array([p for p, _ in clips]),
+              "model": np.array(model_name), "fingerprint": np.array(model.fingerprint())}
+    if segments:
+        arrays.update(segment_paths=np.array([s[0] for s in segments]), segment_starts=np.array([s[1] for s in segments]),
+                      segment_ends=np.array([s[2] for s in segments]), segment_embeddings=np.stack([s[3] for s in segments]))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return len(clips) + len(segments)
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    """The head's top labels per file (and per 1-s segment), per corpus with --corpus all: JSON Lines with --json."""
     from .audio import AudioLoadError
-    from .labels import label_corpora, label_scores, labels_of_corpus, largest_corpus
+    from .labels import label_scores
 
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
@@ -81,18 +92,13 @@ def run_tag(args: argparse.Namespace) -> int:
     if not vocabulary:
         raise CommandError(f"model {model_name} has no label names (id2label): its head was not trained on named "
                            "classes, so there is nothing to tag with")
-    corpus = args.corpus or largest_corpus(vocabulary)
-    if args.corpus is None and corpus is not None and not args.quiet:
-        say(f"labels of corpus {corpus} (the model's largest label set); --corpus NAME for another "
-            f"({', '.join(sorted(set(label_corpora(vocabulary))))}), --corpus all for every corpus")
-    try:
-        shown = np.arange(len(vocabulary)) if corpus in (None, "all") else labels_of_corpus(vocabulary, corpus)
-    except ValueError as err:
-        raise CommandError(f"model {model_name} has {err}") from None
+    groups = shown_labels(vocabulary, args.corpus, model_name, args.quiet)  # corpus -> its label indices
 
-    def top(scores: np.ndarray) -> list[tuple[str, float]]:  # scores (labels,) -> the best k shown
-        best = shown[np.argsort(-scores[shown], kind="stable")[: args.k]]
-        return [(vocabulary[int(i)], float(scores[i])) for i in best]
+    def top(scores) -> dict[str, list[tuple[str, float]]]:  # scores (labels,) -> each group's best k
+        import numpy as np
+
+        best = {name: shown[np.argsort(-scores[shown], kind="stable")[: args.k]] for name, shown in groups.items()}
+        return {name: [(vocabulary[int(i)], float(scores[i])) for i in found] for name, found in best.items()}
 
     failed = 0
     for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
@@ -110,18 +116,56 @@ def run_tag(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def print_tags(path, labels: list[tuple[str, float]], segments: list, as_json: bool) -> None:
-    """One file's labels, and its segments' (start, end, labels) when asked: a JSON line or text."""
+def shown_labels(vocabulary: list[str], corpus: str | None, model_name: str, quiet: bool) -> dict:
+    """The labels `tag` shows, grouped: {corpus: label indices}, one group unless --corpus all on a
+    multi-corpus model; by default the corpus with the most labels (each corpus's softmax is sure of
+    its own labels, so mixing them misleads)."""
+    import numpy as np
+
+    from .labels import label_corpora, labels_of_corpus, largest_corpus
+
+    corpora = label_corpora(vocabulary)
+    if corpora is None:
+        if corpus not in (None, "all"):
+            raise CommandError(f"model {model_name} has no corpus {corpus!r}: it has one label space")
+        return {"": np.arange(len(vocabulary))}
+    names = sorted(set(corpora))
+    if corpus == "all":
+        return {name: labels_of_corpus(vocabulary, name) for name in names}
+    if corpus is None:
+        corpus = largest_corpus(vocabulary)
+        if not quiet:
+            say(f"labels of corpus {corpus} (the model's largest label set); --corpus NAME for another "
+                f"({', '.join(names)}), --corpus all for every corpus, each on its own line")
+    if corpus not in names:
+        raise CommandError(f"model {model_name} has no corpus {corpus!r}: its corpora are {', '.join(names)}")
+    return {corpus: labels_of_corpus(vocabulary, corpus)}
+
+
+def print_tags(path, labels: dict, segments: list, as_json: bool) -> None:
+    """One file's labels ({corpus: [(label, score)]}), and its segments' (start, end, labels) when
+    asked: a JSON line, or text with a line per corpus when there are several."""
+    def listed(found: dict):
+        if len(found) == 1:
+            return [{"label": n, "score": round(s, 4)} for n, s in next(iter(found.values()))]
+        return {corpus: [{"label": n, "score": round(s, 4)} for n, s in pairs] for corpus, pairs in found.items()}
+
+    def text(found: dict, indent: str) -> str:
+        if len(found) == 1:
+            return " " + ", ".join(f"{n} {s:.2f}" for n, s in next(iter(found.values())))
+        return "".join(f"\n{indent}{corpus}: " + ", ".join(f"{n.split('/', 1)[1]} {s:.2f}" for n, s in pairs)
+                       for corpus, pairs in found.items())
+
     if as_json:
-        record = {"path": str(path), "labels": [{"label": n, "score": round(s, 4)} for n, s in labels]}
+        key = "labels" if len(labels) == 1 else "corpora"
+        record = {"path": str(path), key: listed(labels)}
         if segments:
-            record["segments"] = [{"start": a, "end": b, "labels": [{"label": n, "score": round(s, 4)} for n, s in t]}
-                                  for a, b, t in segments]
+            record["segments"] = [{"start": a, "end": b, key: listed(t)} for a, b, t in segments]
         print(json.dumps(record))
         return
-    print(f"{path}: " + ", ".join(f"{n} {s:.2f}" for n, s in labels))
+    print(f"{path}:" + text(labels, "  "))
     for a, b, t in segments:
-        print(f"  {a:6.1f}-{b:.1f} s: " + ", ".join(f"{n} {s:.2f}" for n, s in t))
+        print(f"  {a:6.1f}-{b:.1f} s:" + text(t, "      "))
 
 
 def run_training(args: argparse.Namespace) -> int:

@@ -184,7 +184,8 @@ def iter_embed_files(
     files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
     ahead_seconds = 2 * batch_size * cfg.hop_samples / cfg.sample_rate  # two batches ready while one runs
     pending: list[Decoded] = []
-    with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress) as bar:
+    # No bar for nothing to do (a sync that finds every file unchanged).
+    with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress or not files) as bar:
         for decoded in decode_ahead(files, num_workers, ahead_seconds):
             if decoded.waveform is not None:
                 pending.append(decoded)

@@ -62,8 +62,13 @@ def load_model(model_file_path: str = "", timestamp_hop_ms: int = TIMESTAMP_HOP_
 
 
 def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    if not isinstance(audio, torch.Tensor) or audio.ndim != 2:
-        raise ValueError(f"audio must be a tensor (n_sounds, n_samples), got {getattr(audio, 'shape', type(audio))}")
+    if not isinstance(audio, torch.Tensor):
+        shape = f" of shape {tuple(audio.shape)}" if hasattr(audio, "shape") else ""
+        raise ValueError(f"audio must be a torch.Tensor (n_sounds, n_samples), got a {type(audio).__module__}."
+                         f"{type(audio).__name__}{shape}: convert it with torch.as_tensor(audio)")
+    if audio.ndim != 2:
+        raise ValueError(f"audio must have shape (n_sounds, n_samples), got shape {tuple(audio.shape)}: "
+                         "one sound is audio[None]")
     if audio.shape[1] == 0:
         raise ValueError("audio has no samples")
     return audio.to(model.device, torch.float32)

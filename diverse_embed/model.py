@@ -151,6 +151,7 @@ class DiverseEmbedder(
             config = DiverseEmbedConfig.from_dict(config)
         self.config = config if config is not None else DiverseEmbedConfig()
         self._hub_mixin_config = self.config  # what save_pretrained / push_to_hub write as config.json
+        self.name_or_path: str | None = None  # how it was loaded (from_pretrained sets it), for indexes to record
         self.branches = nn.ModuleDict({name: Branch(build_front_end(name, self.config), self.config)
                                        for name in self.config.branches})
         self.head = nn.Linear(self.config.embedding_dim, self.config.num_labels)

@@ -23,13 +23,14 @@ def resolve_model(name: str | os.PathLike | None = None, **kwargs) -> tuple[Dive
     """
     name = str(name or DEFAULT_MODEL)
     if name == UNTRAINED:
-        return untrained_model(seed=0), UNTRAINED
-    if name.endswith(".safetensors") and os.path.isfile(name):
+        model = untrained_model(seed=0)
+    elif name.endswith(".safetensors") and os.path.isfile(name):
         model = DiverseEmbedder(read_config(Path(name).with_name("config.json")))
         load_weights(model, name)
-        return model.eval(), str(Path(name).resolve())
-    recorded = str(Path(name).resolve()) if os.path.isdir(name) else name
-    return DiverseEmbedder.from_pretrained(name, **kwargs), recorded
+        model.eval().name_or_path = str(Path(name).resolve())
+    else:
+        model = DiverseEmbedder.from_pretrained(name, **kwargs)
+    return model, model.name_or_path
 
 
 def untrained_model(seed: int = 0) -> DiverseEmbedder:
@@ -37,4 +38,6 @@ def untrained_model(seed: int = 0) -> DiverseEmbedder:
     every time (so indexes built with it stay searchable), without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DiverseEmbedder(DiverseEmbedConfig()).eval()
+        model = DiverseEmbedder(DiverseEmbedConfig()).eval()
+    model.name_or_path = UNTRAINED if seed == 0 else None  # only seed 0 has a name to load it by
+    return model

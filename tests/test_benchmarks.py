@@ -140,3 +140,20 @@ def test_threads_report_keeps_embedding_and_training_apart(tmp_path, monkeypatch
     assert all(row == {"idle": 30.0} for row in report["embedding"].values())  # 3 ten-second files in 1 s
     assert all(row == {"idle": 32.0} for row in report["training"].values())  # 64 chunks in 2 s
     assert "| one thread | 30 |" in (tmp_path / "threads.md").read_text()
+
+
+def test_init_from_benchmark_splits_five_categories_into_few_clips_and_held_out_ones(tmp_path):
+    from benchmarks.init_from import few_clips_manifest
+
+    (tmp_path / "meta").mkdir()
+    rows = [f"{fold}-{target}-{n}.flac,{fold},{target},c{target},False,1,A"
+            for fold in "12345" for target in range(50) for n in range(8)]  # ESC-50's shape: 8 clips a class a fold
+    (tmp_path / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows))
+    few_clips_manifest(tmp_path, tmp_path / "few.csv")
+    lines = [line.split(",") for line in (tmp_path / "few.csv").read_text().splitlines()[1:]]
+    train = [(path, label) for path, label, split in lines if split == "train"]
+    test = [(path, label) for path, label, split in lines if split == "test"]
+    assert len(train) == 50 and len(test) == 100 and {label for _, label in train} == set(
+        ["animals", "natural", "human", "domestic", "urban"])
+    assert all(path.startswith("4-") for path, _ in train) and all(path.startswith("5-") for path, _ in test)
+    assert len({path.split("-")[1] for path, label in train if label == "animals"}) == 10  # spread over its classes

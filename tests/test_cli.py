@@ -19,6 +19,38 @@ def test_embed_writes_npz_and_skips_bad_files(tmp_path, capsys):
     assert "broken.wav" in captured.err and "skipped 1" in captured.out
 
 
+def test_embed_refuses_an_output_it_cannot_write_as_named(tmp_path, capsys):
+    write_wav(tmp_path / "a.wav", sine(440, 1.0))
+    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.csv"), "-q"]) == 2
+    assert "must end in .npz" in capsys.readouterr().err and not list(tmp_path.glob("e.csv*"))
+
+
+def test_embed_segments_into_npz_are_the_parquet_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    write_wav(tmp_path / "a.wav", sine(440, 2.5))
+    write_wav(tmp_path / "b.wav", sine(660, 1.0))
+    for suffix in ("npz", "parquet"):
+        assert main(["embed", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "-o", str(tmp_path / f"e.{suffix}"),
+                     "--segments", "-q", "--num-workers", "0"]) == 0
+    saved = np.load(tmp_path / "e.npz")
+    table = pq.read_table(tmp_path / "e.parquet").to_pydict()
+    segments = [i for i, start in enumerate(table["start"]) if start is not None]
+    assert saved["embeddings"].shape == (2, 256) and saved["segment_embeddings"].shape == (len(segments), 256) == (4, 256)
+    assert [p.split("/")[-1] for p in saved["segment_paths"]] == ["a.wav"] * 3 + ["b.wav"]
+    np.testing.assert_allclose(saved["segment_starts"], [table["start"][i] for i in segments])
+    np.testing.assert_allclose(saved["segment_ends"], [0.0 + table["end"][i] for i in segments])
+    np.testing.assert_allclose(saved["segment_embeddings"], [table["vector"][i] for i in segments], atol=1e-6)
+
+
+def test_from_pretrained_with_no_name_is_the_bundled_default():
+    from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
+
+    model = DiverseEmbedder.from_pretrained()
+    assert model.name_or_path == DEFAULT_MODEL
+    assert model.fingerprint() == DiverseEmbedder.from_pretrained(DEFAULT_MODEL).fingerprint()
+
+
 def test_embed_reports_missing_inputs_and_models(tmp_path, capsys):
     assert main(["embed", str(tmp_path / "nothing.wav"), "-o", str(tmp_path / "e.npz"), "-q"]) == 2
     assert "no such file or folder: " in capsys.readouterr().err and not (tmp_path / "e.npz").exists()

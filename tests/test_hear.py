@@ -103,6 +103,8 @@ def test_short_and_bad_inputs(model):
         hear.get_scene_embeddings(torch.zeros(16000), model)
     with pytest.raises(ValueError, match="no samples"):
         hear.get_timestamp_embeddings(torch.zeros(2, 0), model)
+    with pytest.raises(ValueError, match=r"torch.Tensor .* got a numpy.ndarray of shape \(2, 32000\): convert"):
+        hear.get_scene_embeddings(np.zeros((2, 32000), np.float32), model)  # the shape is right, the type is not
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -153,7 +153,7 @@ def test_damaged_or_foreign_folders_are_refused(model, built, tmp_path):
     with pytest.raises(AudioIndexError, match="not an index folder"):
         AudioIndex(tmp_path / "plain")
     with pytest.raises(AudioIndexError, match="not empty"):
-        AudioIndex.create(tmp_path / "plain", model, "m")
+        AudioIndex.create(tmp_path / "plain", model, "untrained-seed0")
     (tmp_path / "plain" / "index.json").write_text('{"format": "something-else"}')
     with pytest.raises(AudioIndexError, match="not a diverse-embed index"):
         AudioIndex(tmp_path / "plain")
@@ -198,6 +198,45 @@ def test_cli_build_info_search_json(collection, tmp_path):
     assert "rank" in table and "sine_500.wav" in table
     again = run_cli("index", "add", tmp_path / "idx", collection, "-q")
     assert "added 0 file(s)" in again.stdout and "8 already indexed" in again.stdout
+
+
+def test_build_onto_an_index_of_other_files_says_so_and_the_same_build_resumes(collection, tmp_path):
+    first = sorted(collection.iterdir())[:3]
+    assert run_cli("index", "build", *first, "--output", tmp_path / "idx", "-q").returncode == 0
+    other = run_cli("index", "build", collection / "noise_3.wav", "--output", tmp_path / "idx", "-q")
+    assert other.returncode == 2 and "already holds an index of other files" in other.stderr
+    assert "index add" in other.stderr and "another --output" in other.stderr and other.stderr.count("\n") == 1
+    assert len(AudioIndex(tmp_path / "idx").files()) == 3  # nothing added behind the user's back
+    again = run_cli("index", "build", *first, collection / "noise_3.wav", "--output", tmp_path / "idx", "-q")
+    assert again.returncode == 0 and "added 1 file(s)" in again.stdout and "3 already indexed" in again.stdout
+
+
+def test_an_index_records_a_model_name_that_loads_it_again(model, tmp_path):
+    from diverse_embed.resolve import untrained_model
+
+    loaded = untrained_model()
+    assert AudioIndex.create(tmp_path / "a", loaded).model_name == "untrained-seed0"  # the name it was loaded by
+    with pytest.raises(AudioIndexError, match="not loaded by a name"):
+        AudioIndex.create(tmp_path / "b", DiverseEmbedder(model.config))  # made in code: no name loads it
+    with pytest.raises(AudioIndexError, match="cannot be loaded"):
+        AudioIndex.create(tmp_path / "c", model, "my-model-name")  # the README's old example
+    with pytest.raises(AudioIndexError, match="loads another model"):
+        AudioIndex.create(tmp_path / "d", DiverseEmbedder(model.config), "untrained-seed0")
+    model.save_pretrained(tmp_path / "saved")
+    saved = DiverseEmbedder.from_pretrained(tmp_path / "saved")
+    index = AudioIndex.create(tmp_path / "e", saved)
+    assert index.model_name == str((tmp_path / "saved").resolve())
+    assert not any((tmp_path / name).exists() for name in "bcd")  # a refused index leaves no folder
+    write_wav(tmp_path / "q.wav", sine(440, 1.0))
+    index.add([tmp_path / "q.wav"], saved, progress=False, num_workers=0)
+    index.build()
+    found = run_cli("search", tmp_path / "e", tmp_path / "q.wav", "--json")  # the CLI loads it by that name
+    assert found.returncode == 0 and json.loads(found.stdout)["results"][0]["score"] > 0.999
+    manifest = json.loads((tmp_path / "e" / "index.json").read_text())  # an index from before: a name that no longer loads
+    (tmp_path / "e" / "index.json").write_text(json.dumps({**manifest, "model": "my-model-name"}))
+    lost = run_cli("search", tmp_path / "e", tmp_path / "q.wav")
+    assert lost.returncode == 2 and "--model" in lost.stderr and "'my-model-name'" in lost.stderr
+    assert run_cli("search", tmp_path / "e", tmp_path / "q.wav", "--model", tmp_path / "saved").returncode == 0
 
 
 def test_killed_build_resumes_to_the_same_index(tmp_path):
@@ -391,8 +430,15 @@ def test_remove_and_sync_commands(collection, tmp_path):
     assert run_cli("index", "build", files, "--output", tmp_path / "idx", "-q").returncode == 0
     removed = run_cli("index", "remove", tmp_path / "idx", files / "noise_0.wav")
     assert removed.returncode == 0 and "removed 1 file(s); 3 file(s)" in removed.stdout
-    synced = run_cli("index", "sync", tmp_path / "idx", files, "-q")  # noise_0 is still there: back it comes
+    synced = run_cli("index", "sync", tmp_path / "idx", files)  # noise_0 is still there: back it comes
     assert synced.returncode == 0 and "1 added or re-embedded, 0 removed, 3 unchanged" in synced.stdout
+    assert f"  added {files / 'noise_0.wav'}" in synced.stdout.splitlines()  # says which
+    (files / "noise_0.wav").unlink()
+    again = run_cli("index", "sync", tmp_path / "idx", files)
+    assert f"  removed {files / 'noise_0.wav'}" in again.stdout.splitlines()
+    assert "embedding" not in again.stderr  # nothing to embed: no empty progress bar
+    (files / "noise_0.wav").write_bytes(next(p for p in sorted(collection.iterdir()) if p.name == "noise_0.wav").read_bytes())
+    assert run_cli("index", "sync", tmp_path / "idx", files, "-q").returncode == 0
     missing = run_cli("index", "sync", tmp_path / "idx", tmp_path / "unplugged_drive", "-q")
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     assert len(AudioIndex(tmp_path / "idx").files()) == 4
@@ -498,6 +544,8 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
     assert [len(g["files"]) for g in listed] == [3]
     rows = run_cli("duplicates", tmp_path / "idx", "--threshold", "0.999", "--csv").stdout.splitlines()
     assert rows[0] == "group,path,similarity" and len(rows) == 4
+    text = run_cli("duplicates", tmp_path / "idx", "--threshold", "0.999").stdout
+    assert "highest cosine similarity to another file of its group" in text  # the column is explained
     assert len(list(files.iterdir())) == 10  # nothing deleted
     assert AudioIndex(tmp_path / "idx").duplicates(threshold=1.01) == []
 
@@ -547,9 +595,11 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
         "esc50/dog", "esc50/rain", "esc50/siren"]
     out = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--corpus", "all", "--json", "-q")
     assert out.returncode == 0, out.stderr
-    scores = {label["label"]: label["score"] for label in json.loads(out.stdout)["labels"]}
-    assert sum(s for n, s in scores.items() if n.startswith("esc50/")) == pytest.approx(1, abs=1e-3)  # each corpus
-    assert sum(s for n, s in scores.items() if n.startswith("speech/")) == pytest.approx(1, abs=1e-3)  # sums to one
+    grouped = json.loads(out.stdout)["corpora"]  # every corpus's own best labels, apart
+    assert sorted(grouped) == ["esc50", "speech"] and [len(grouped[c]) for c in ("esc50", "speech")] == [3, 2]
+    assert all(sum(label["score"] for label in grouped[c]) == pytest.approx(1, abs=1e-3) for c in grouped)  # each sums to one
+    text = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "1", "--corpus", "all", "-q").stdout.splitlines()
+    assert text[0].endswith("tone.wav:") and [line.split(":")[0].strip() for line in text[1:]] == ["esc50", "speech"]
     only = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "speech", "--json", "-q")
     assert [label["label"] for label in json.loads(only.stdout)["labels"]] in (["speech/yes", "speech/no"],
                                                                                 ["speech/no", "speech/yes"])
@@ -576,3 +626,13 @@ def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
     report = index.add([samples / "noise_bursts.wav"], model, progress=False, num_workers=0)
     index.build()
     assert len(report.added) == 1 and AudioIndex(folder).info()["files"] == 3
+
+
+def test_without_a_model_an_index_uses_its_own(collection, tmp_path):
+    index = AudioIndex.create(tmp_path / "idx", model_name="untrained-seed0")  # loaded by that name
+    index.add(sorted(collection.iterdir())[:3], progress=False, num_workers=0)
+    index.build()
+    again = AudioIndex(tmp_path / "idx")
+    hits = again.search_file(sorted(collection.iterdir())[0], k=1)  # the index loads the model it records
+    assert hits[0].path.endswith(sorted(collection.iterdir())[0].name) and hits[0].score > 0.999
+    assert again.check_model() is again.check_model()  # loaded once

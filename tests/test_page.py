@@ -154,3 +154,11 @@ def test_page_names_what_cannot_be_played(tmp_path):
     assert "cannot play" in text and "moved_away.wav" in text  # a vanished hit is named, not fatal
     assert "not an audio file" in text and "broken_query.wav" in text
     assert 'data-start="2.000"' not in text and 'data-start="0.000"' in text
+
+
+def test_a_segment_hit_says_where_it_falls_on_the_players_clock():
+    from diverse_embed.search.page import where_in_file
+
+    assert where_in_file(3.0, 4.0).startswith("3.0-4.0 s") and "clock 0:02" in where_in_file(3.0, 4.0)
+    assert "plays from 1.0 s" in where_in_file(3.0, 4.0)
+    assert "clock 0:01" in where_in_file(1.0, 2.0) and "plays from 0.0 s" in where_in_file(1.0, 2.0)  # clipped at 0

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import safetensors.torch
+import torch
 
 from conftest import REPO
 from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
@@ -92,6 +93,27 @@ def test_the_model_shape_is_set_from_the_command_line(fsd50k, tmp_path):
     assert config.branches == ["timbre", "waveform"] and config.num_labels == 3  # the labels come from the data
     hparams = json.loads((out / "hparams.json").read_text())
     assert hparams["shape"]["d_model"] == 16 and hparams["batch_size"] == 8
+
+
+def test_init_from_keeps_the_pretrained_branches_and_learns_a_new_head(fsd50k, tmp_path):
+    from conftest import tiny_config
+
+    torch.manual_seed(1)
+    base = DiverseEmbedder(tiny_config(branches=["timbre", "waveform"]))
+    base.save_pretrained(tmp_path / "base")
+    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
+              "--init-from", str(tmp_path / "base"), *TINY]
+    train_main([*common, "--output", str(tmp_path / "head")])
+    model = DiverseEmbedder.from_pretrained(tmp_path / "head")
+    assert model.config.id2label == {0: "Bark", 1: "Keyboard_(musical)", 2: "Rain"} and model.config.d_model == 16
+    before, after = base.state_dict(), model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("head."))  # branches kept, frozen
+    assert model.head.weight.shape == (3, 32)
+    log = [json.loads(line) for line in (tmp_path / "head" / "train_log.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in log if r.get("done")} == {f"fusion:{n}" for n in ("fused", "timbre", "waveform")}
+    train_main([*common, "--output", str(tmp_path / "tuned"), "--finetune-epochs", "1"])
+    tuned = DiverseEmbedder.from_pretrained(tmp_path / "tuned").state_dict()
+    assert not all(torch.equal(before[k], tuned[k]) for k in tuned if k.startswith("branches."))  # trained too
 
 
 def test_training_options_are_checked_and_documented(capsys):

@@ -46,7 +46,8 @@ def add_commands(commands) -> None:
                                  "files (default 2)")
     formats = duplicates.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="one JSON list of groups")
-    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity")
+    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity (each file's highest "
+                                                            "cosine similarity to another file of its group)")
     duplicates.set_defaults(run=run_duplicates)
 
 
@@ -90,6 +91,20 @@ def add_index_commands(index) -> None:
     info.set_defaults(run=run_index_info)
 
 
+def index_model(index, name: str | None, device: str | None):
+    """The model --model names, else the one the index records; a recorded name that no longer
+    loads says so, and how to name the model."""
+    from ..errors import CheckpointError
+
+    try:
+        return load_model(name or index.model_name, device, quiet=True)[0]
+    except CheckpointError as err:
+        if name:
+            raise
+        raise CommandError(f"{index.folder} was built with model {index.model_name!r}, which cannot be loaded "
+                           f"here ({err}); give the model it was built with: --model NAME_OR_FOLDER") from None
+
+
 def add_and_build(index, paths: list[Path], model, args, rt) -> int:
     """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index.
     Exit code 1 when the index ends up holding nothing."""
@@ -118,7 +133,7 @@ def add_and_build(index, paths: list[Path], model, args, rt) -> int:
 
 def run_index_build(args: argparse.Namespace) -> int:
     from ..distributed import Runtime
-    from .index import AudioIndex, AudioIndexError
+    from .index import AudioIndex
 
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
@@ -130,10 +145,25 @@ def run_index_build(args: argparse.Namespace) -> int:
             AudioIndex.create(folder, model, model_name, segments=args.segments, index_type=args.index_type)
         rt.barrier()
         index = AudioIndex(folder)
-        if resuming and index.manifest["segments"] != args.segments:
-            raise AudioIndexError(f"{folder} was built {'with' if index.manifest['segments'] else 'without'} "
-                                  "--segments; give the same flag to resume it, or another --output")
+        if resuming:
+            check_resumable(index, paths, args)
         return add_and_build(index, paths, model, args, rt)
+
+
+def check_resumable(index, paths: list[Path], args: argparse.Namespace) -> None:
+    """`index build` onto an existing index resumes it only when it is the same build: the same
+    --segments, and nothing indexed (or skipped) that the inputs do not name."""
+    from .index import AudioIndexError
+
+    if index.manifest["segments"] != args.segments:
+        raise AudioIndexError(f"{index.folder} was built {'with' if index.manifest['segments'] else 'without'} "
+                              "--segments; give the same flag to resume it, or another --output")
+    named = {str(p.resolve()) for p in paths}
+    others = sorted(set(index.files()) - named) + sorted(set(index.skipped()) - named)
+    if others:
+        raise CommandError(f"{index.folder} already holds an index of other files ({len(others)} not among these "
+                           f"inputs, e.g. {others[0]}): `diverse-embed index add {index.folder} ...` adds to it, "
+                           "another --output makes a new index")
 
 
 def run_index_add(args: argparse.Namespace) -> int:
@@ -143,7 +173,7 @@ def run_index_add(args: argparse.Namespace) -> int:
     index = AudioIndex(args.index)
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
-        model, _ = load_model(args.model or index.model_name, str(rt.device), quiet=True)
+        model = index_model(index, args.model, str(rt.device))
         return add_and_build(index, paths, model, args, rt)
 
 
@@ -168,7 +198,7 @@ def run_index_sync(args: argparse.Namespace) -> int:
     index = AudioIndex(args.index)
     if not Path(args.folder).is_dir():
         raise CommandError(f"no such folder: {args.folder} (nothing was removed)")
-    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
+    model = index_model(index, args.model, args.device)
     started = time.perf_counter()
     report = index.sync(args.folder, model, commit_every=args.commit_every, batch_size=args.batch_size,
                         num_workers=args.num_workers, progress=not args.quiet)
@@ -177,6 +207,11 @@ def run_index_sync(args: argparse.Namespace) -> int:
     print(f"{index.folder}: synced with {args.folder} in {time.perf_counter() - started:.1f} s: "
           f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
           f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    if not args.quiet:
+        for path in report.added:
+            print(f"  added {path}")
+        for path in report.removed:
+            print(f"  removed {path}")
     for path, reason in report.skipped:
         print(f"  skipped {path}: {reason}")
     return 0
@@ -217,7 +252,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise CommandError("no query given: name audio files or folders, or --queries LIST")
     queries = find_inputs(named)
     index = AudioIndex(args.index)
-    model, _ = load_model(args.model or index.model_name, args.device, quiet=True)
+    model = index_model(index, args.model, args.device)
     failed, answered = 0, []
     for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k)):
         answered.append((str(query), hits.reason if isinstance(hits, AudioLoadError) else hits))
@@ -258,7 +293,8 @@ def run_duplicates(args: argparse.Namespace) -> int:
             print("\n".join(f"  {s:.3f}  {p}" for p, s in group))
         files = sum(len(g) for g in groups)
         print(f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
-              f"between mutual {args.neighbours} nearest neighbours (nothing was deleted)")
+              f"between mutual {args.neighbours} nearest neighbours (nothing was deleted); the number before "
+              "each path is its highest cosine similarity to another file of its group (1.000: the same sound)")
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .. import files
 from ..audio import AudioLoadError, find_audio_files, prepare_waveform
 from ..embed import EmbeddingOutput
+from ..errors import CheckpointError
 from ..model import DiverseEmbedder
 from ..parallel import DEFAULT_BATCH_SIZE
 from .backends import (RefinedIndex, build_compressed_index, build_faiss_index, compressed_training_size, index_kind,
@@ -31,6 +32,27 @@ LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
 
 
+def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
+    """The name an index records for `model`: one that `resolve_model` turns into this very model
+    (a bundled name, a folder, a Hub id), so that the command line can search the index later."""
+    name = name or model.name_or_path
+    if name is None:
+        raise AudioIndexError("this model was not loaded by a name that loads it again: save it "
+                              "(model.save_pretrained(FOLDER)) and load it from there, or pass model_name")
+    if name != model.name_or_path:
+        from ..resolve import resolve_model
+
+        try:
+            same = resolve_model(name)[0].fingerprint() == model.fingerprint()
+        except CheckpointError as err:
+            raise AudioIndexError(f"model name {name!r} cannot be loaded, so the index could not be searched "
+                                  f"by it later ({err}); give a bundled name, a saved folder or a Hub id") from None
+        if not same:
+            raise AudioIndexError(f"model name {name!r} loads another model than the one given (another fingerprint): "
+                                  "the index must record the model its vectors come from")
+    return name
+
+
 @dataclass
 class Hit:
     rank: int
@@ -41,18 +63,30 @@ class Hit:
 
 
 class AudioIndex(IndexStore):
-    """A searchable collection of audio embeddings in a folder. Create, open, add, search."""
+    """A searchable collection of audio embeddings in a folder. Create, open, add, search. Every
+    method that embeds takes the model, or without one uses the index's own (`check_model`)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__(folder)
+        self._model: DiverseEmbedder | None = None  # the index's own model, once loaded
 
     @classmethod
     def create(
         cls,
         folder: str | os.PathLike,
-        model: DiverseEmbedder,
-        model_name: str,
+        model: DiverseEmbedder | None = None,
+        model_name: str | None = None,
         segments: bool = False,
         index_type: str = "auto",
     ) -> "AudioIndex":
-        """A new, empty index for vectors of `model` (recorded by `model_name` and fingerprint)."""
+        """A new, empty index for vectors of `model` (default: the one `model_name` names, else the
+        bundled default), recorded by its fingerprint and by a name that loads it again (`model_name`;
+        default: the name it was loaded by, `model.name_or_path`)."""
+        if model is None:
+            from ..resolve import resolve_model
+
+            model = resolve_model(model_name)[0]
+        model_name = loadable_name(model, model_name)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -70,8 +104,15 @@ class AudioIndex(IndexStore):
         cls._create(Path(folder), manifest)
         return cls(folder)
 
-    def check_model(self, model: DiverseEmbedder) -> None:
-        """Refuse a model other than the one the index was built with: its vectors live in another space."""
+    def check_model(self, model: DiverseEmbedder | None = None) -> DiverseEmbedder:
+        """The model to embed with: `model`, refused when it is not the one the index was built with
+        (its vectors live in another space); None: the index's own, loaded by the name it records."""
+        if model is None:
+            if self._model is None:
+                from ..resolve import resolve_model
+
+                self._model = resolve_model(self.model_name)[0]
+            return self._model
         fingerprint = model.fingerprint()
         if fingerprint != self.manifest["fingerprint"]:
             raise AudioIndexError(
@@ -79,11 +120,12 @@ class AudioIndex(IndexStore):
                 f"the model given has fingerprint {fingerprint}. Vectors of two models cannot be mixed or compared: "
                 f"use the index's model, or build a new index."
             )
+        return model
 
     def add(
         self,
         paths: list[str | os.PathLike],
-        model: DiverseEmbedder,
+        model: DiverseEmbedder | None = None,
         commit_every: int = 32,
         batch_size: int = DEFAULT_BATCH_SIZE,
         num_workers: int | None = None,
@@ -91,7 +133,7 @@ class AudioIndex(IndexStore):
     ) -> AddReport:
         """Embed and add files, committing every `commit_every` files. Files already indexed with
         the same size and modification time are skipped; unreadable ones are reported, not fatal."""
-        self.check_model(model)
+        model = self.check_model(model)
         report = AddReport()
         known = self.files()
         todo = []
@@ -121,11 +163,11 @@ class AudioIndex(IndexStore):
         self._commit([], [], report, removed=self._known_under([Path(p).absolute().resolve() for p in paths]))
         return report
 
-    def sync(self, folder: str | os.PathLike, model: DiverseEmbedder, **add_options) -> AddReport:
+    def sync(self, folder: str | os.PathLike, model: DiverseEmbedder | None = None, **add_options) -> AddReport:
         """Make the index match `folder`: files under it that vanished are removed (one commit),
         new and changed ones are embedded, unchanged ones kept (`add`). A killed sync resumes when
         run again."""
-        self.check_model(model)
+        model = self.check_model(model)
         folder = Path(folder).absolute().resolve()
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
@@ -226,21 +268,22 @@ class AudioIndex(IndexStore):
                 return hits
             wanted = min(n, wanted * 4)
 
-    def search_audio(self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder, k: int = 10) -> list[Hit]:
-        self.check_model(model)
+    def search_audio(self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder | None = None,
+                     k: int = 10) -> list[Hit]:
+        model = self.check_model(model)
         waveform = prepare_waveform(audio, sample_rate, model.config.sample_rate, source="query")
         return self.search_vector(model.embed(waveform, model.config.sample_rate).embedding, k)
 
-    def search_file(self, path: str | os.PathLike, model: DiverseEmbedder, k: int = 10) -> list[Hit]:
+    def search_file(self, path: str | os.PathLike, model: DiverseEmbedder | None = None, k: int = 10) -> list[Hit]:
         """Query by a file of any length (streamed, so an hour-long query is fine)."""
-        self.check_model(model)
+        model = self.check_model(model)
         return self.search_vector(model.embed_file(path).embedding, k)
 
-    def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder, k: int = 10,
+    def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder | None = None, k: int = 10,
                      progress: bool = False) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
         """Query by several files, embedded together: (query, hits) in the order given, or
         (query, AudioLoadError) for a query that cannot be loaded."""
-        self.check_model(model)
+        model = self.check_model(model)
         for path, output in model.iter_embed_files(paths, progress=progress):
             yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
 

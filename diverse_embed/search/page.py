@@ -84,6 +84,14 @@ def player(path: str, start: float | None, end: float | None) -> str:
             f"<td>{waveform_svg(excerpt, marked)}</td>")
 
 
+def where_in_file(start: float, end: float) -> str:
+    """A segment hit's seconds in the file, and where they fall on the player's clock, which counts
+    from the excerpt's start (CONTEXT_SECONDS earlier), not the file's."""
+    offset = start - max(0.0, start - CONTEXT_SECONDS)
+    return (f"{start:.1f}-{end:.1f} s<br><small>on the player's clock {int(offset // 60)}:{int(offset % 60):02d}: "
+            f"it plays from {start - offset:.1f} s of the file</small>")
+
+
 def search_page(results: list[tuple[str, list[Hit] | str]], model_name: str) -> str:
     """results: (query path, its hits, or the reason the query could not be read) in order."""
     sections = []
@@ -93,7 +101,7 @@ def search_page(results: list[tuple[str, list[Hit] | str]], model_name: str) -> 
             rows.append(f'<tr><td colspan="5" class="error">{html.escape(hits)}</td></tr>')
         else:
             for hit in hits:
-                where = "whole clip" if hit.start is None else f"{hit.start:.1f}-{hit.end:.1f} s"
+                where = "whole clip" if hit.start is None else where_in_file(hit.start, hit.end)
                 rows.append(f"<tr><td>{hit.rank}</td>{player(hit.path, hit.start, hit.end)}"
                             f'<td class="score">{hit.score:.3f}<br>{where}</td>'
                             f'<td class="path">{html.escape(hit.path)}</td></tr>')

@@ -52,6 +52,10 @@ class TrainConfig(DataConfig):
     stage: str = option("all", "run one stage only (the others' weights come from --output's checkpoint or model)",
                         choices=STAGES, group="run")
     resume: bool = option(False, "continue from OUTPUT/checkpoint/last.pt", group="run")
+    init_from: str | None = option(None, "start from this trained model (a bundled name such as diverse-embed-multi, "
+                                         "a folder, a Hub id): its branches are kept and frozen, a new head learns the "
+                                         "data's labels (the fusion phase alone; --finetune-epochs N trains the branches "
+                                         "too); its shape replaces the shape options", group="run")
     # The labels (num_labels, id2label, problem_type) come from the data, the rest from these options.
     shape: DiverseEmbedConfig = option(help="the model's shape", factory=DiverseEmbedConfig)
     mobilenet_weights: str | None = option(None, "safetensors of a trained MobileNet: skips the neuralogram stage",

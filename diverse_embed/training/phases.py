@@ -30,9 +30,11 @@ class Phase:
 
 def plan_phases(cfg: TrainConfig, branches: list[str]) -> list[Phase]:
     """The phases cfg asks for, in order, each with its epochs and learning rate: decided here only."""
-    phases = [Phase("neuralogram", cfg.neuralogram_epochs, cfg.lr)] \
-        if "neuralogram" in branches and not cfg.mobilenet_weights else []
-    phases += [Phase(f"branch:{b}", cfg.branch_epochs, cfg.lr) for b in branches]
+    phases = []
+    if not cfg.init_from:  # a pretrained model's branches are trained already
+        if "neuralogram" in branches and not cfg.mobilenet_weights:
+            phases.append(Phase("neuralogram", cfg.neuralogram_epochs, cfg.lr))
+        phases += [Phase(f"branch:{b}", cfg.branch_epochs, cfg.lr) for b in branches]
     phases.append(fusion_phase(cfg))
     if cfg.finetune_epochs > 0:
         phases.append(Phase("finetune", cfg.finetune_epochs, cfg.finetune_lr))

@@ -22,8 +22,10 @@ from torch import nn
 
 from ..distributed import Runtime
 from ..errors import DataError
+from ..config import DiverseEmbedConfig
 from ..model import DiverseEmbedder
 from ..parallel import plan
+from ..resolve import resolve_model
 from .config import STAGES, TrainConfig
 from .data import load_splits
 from .evaluate import evaluate, load_ablation_heads, save_ablation_heads, write_metrics
@@ -32,14 +34,18 @@ from .phases import fusion_phase, plan_phases
 from .trainer import CHECKPOINT, StoppedEarly, Trainer
 
 
-def build_model(cfg: TrainConfig, vocabulary: list[str], output: Path, resume: dict | None,
-                loss: str) -> DiverseEmbedder:
-    """cfg's shape with the data's labels; on resume its checkpoint's weights, for a later stage the
-    weights already in `output`."""
+def build_model(cfg: TrainConfig, shape: DiverseEmbedConfig, vocabulary: list[str], output: Path,
+                resume: dict | None, loss: str, pretrained: DiverseEmbedder | None = None) -> DiverseEmbedder:
+    """`shape` with the data's labels; its weights from `pretrained` (all but the head), on resume
+    from the checkpoint, for a later stage from what `output` already holds."""
     problem = "single_label_classification" if loss == "softmax" else "multi_label_classification"
-    config = dataclasses.replace(cfg.shape, num_labels=len(vocabulary), id2label=dict(enumerate(vocabulary)),
+    config = dataclasses.replace(shape, num_labels=len(vocabulary), id2label=dict(enumerate(vocabulary)),
                                  problem_type=problem)
     model = DiverseEmbedder(config)
+    if pretrained is not None:
+        kept = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
+        missing, unexpected = model.load_state_dict(kept, strict=False)
+        assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
     if cfg.mobilenet_weights:
         model.branches["neuralogram"].front_end[1].load_state_dict(safetensors.torch.load_file(cfg.mobilenet_weights))
     if resume:
@@ -64,14 +70,15 @@ def train(cfg: TrainConfig) -> dict:
             output.mkdir(parents=True, exist_ok=True)
             (output / "hparams.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         rt.barrier()
-        data, vocabulary, failures = load_splits(cfg, rt, cfg.shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db,
-                                                 cfg.seed)
+        pretrained = resolve_model(cfg.init_from)[0] if cfg.init_from else None
+        shape = pretrained.config if pretrained is not None else cfg.shape  # chunking and shape
+        data, vocabulary, failures = load_splits(cfg, rt, shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db, cfg.seed)
         if "train" not in data:
             raise DataError(f"no training clips in splits {cfg.train_splits}")
         resume = torch.load(output / CHECKPOINT, map_location="cpu", weights_only=True) \
             if cfg.resume and (output / CHECKPOINT).is_file() else None  # weights_only: runs no code on load
         loss = resolve_loss(cfg.loss, data["train"])
-        model = build_model(cfg, vocabulary, output, resume, loss).to(rt.device)
+        model = build_model(cfg, shape, vocabulary, output, resume, loss, pretrained).to(rt.device)
         trainer = Trainer(cfg, rt, model, data, output, loss)
         if resume:
             trainer.completed, trainer.throughput = list(resume["completed"]), dict(resume["throughput"])
