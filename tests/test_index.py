@@ -522,7 +522,8 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
                                [str(tmp_path / "index.parquet")]).fetchone()
     assert path == str(first)
     np.testing.assert_allclose(vector, expected.embedding, atol=1e-5)
-    assert run_cli("embed", collection, "--output", tmp_path / "x.npz", "--segments").returncode == 2
+    assert run_cli("embed", collection, "--output", tmp_path / "x.npz", "--segments", "-q").returncode == 0
+    assert len(np.load(tmp_path / "x.npz")["segment_paths"]) == 16  # the table's segment rows, in the .npz too
 
 
 # ----- duplicates and tags ---------------------------------------------------------------------------
