@@ -31,6 +31,7 @@ from diverse_embed import DEFAULT_MODEL
 
 from .systems import machine, write_results
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 CATEGORIES = {  # ESC-50's target numbers by major category (its README): 0-9 animals, 10-19 natural, ...
     "animals": range(0, 10), "natural": range(10, 20), "human": range(20, 30), "domestic": range(30, 40),
     "urban": range(40, 50),
@@ -51,9 +52,9 @@ def few_clips_manifest(esc50: Path, path: Path, per_category: int = 10, held_out
 
 
 def esc50_manifest(esc50: Path, path: Path) -> None:
-    with open(esc50 / "meta" / "esc50.csv") as f:
-        rows = list(csv.DictReader(f))
-    path.write_text("path,labels,split\n" + "".join(f"{r['filename']},{r['category']},{r['fold']}\n" for r in rows))
+    """The folds as splits, as scripts/esc50_manifest.py writes them."""
+    with open(path, "w") as f:
+        subprocess.run([sys.executable, str(SCRIPTS / "esc50_manifest.py"), str(esc50)], stdout=f, check=True)
 
 
 def train(args: list[str], output: Path) -> dict:

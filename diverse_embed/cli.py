@@ -82,6 +82,8 @@ def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
 
 def run_tag(args: argparse.Namespace) -> int:
     """The head's top labels per file (and per 1-s segment), per corpus with --corpus all: JSON Lines with --json."""
+    import numpy as np
+
     from .audio import AudioLoadError
     from .labels import label_scores
 
@@ -95,8 +97,6 @@ def run_tag(args: argparse.Namespace) -> int:
     groups = shown_labels(vocabulary, args.corpus, model_name, args.quiet)  # corpus -> its label indices
 
     def top(scores) -> dict[str, list[tuple[str, float]]]:  # scores (labels,) -> each group's best k
-        import numpy as np
-
         best = {name: shown[np.argsort(-scores[shown], kind="stable")[: args.k]] for name, shown in groups.items()}
         return {name: [(vocabulary[int(i)], float(scores[i])) for i in found] for name, found in best.items()}
 
@@ -122,7 +122,7 @@ def shown_labels(vocabulary: list[str], corpus: str | None, model_name: str, qui
     its own labels, so mixing them misleads)."""
     import numpy as np
 
-    from .labels import label_corpora, labels_of_corpus, largest_corpus
+    from .labels import label_corpora, largest_corpus
 
     corpora = label_corpora(vocabulary)
     if corpora is None:
@@ -131,7 +131,7 @@ def shown_labels(vocabulary: list[str], corpus: str | None, model_name: str, qui
         return {"": np.arange(len(vocabulary))}
     names = sorted(set(corpora))
     if corpus == "all":
-        return {name: labels_of_corpus(vocabulary, name) for name in names}
+        return {name: np.flatnonzero(np.array(corpora) == name) for name in names}
     if corpus is None:
         corpus = largest_corpus(vocabulary)
         if not quiet:
@@ -139,7 +139,7 @@ def shown_labels(vocabulary: list[str], corpus: str | None, model_name: str, qui
                 f"({', '.join(names)}), --corpus all for every corpus, each on its own line")
     if corpus not in names:
         raise CommandError(f"model {model_name} has no corpus {corpus!r}: its corpora are {', '.join(names)}")
-    return {corpus: labels_of_corpus(vocabulary, corpus)}
+    return {corpus: np.flatnonzero(np.array(corpora) == corpus)}
 
 
 def print_tags(path, labels: dict, segments: list, as_json: bool) -> None:

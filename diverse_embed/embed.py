@@ -184,15 +184,17 @@ def iter_embed_files(
     files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
     ahead_seconds = 2 * batch_size * cfg.hop_samples / cfg.sample_rate  # two batches ready while one runs
     pending: list[Decoded] = []
+    pending_chunks = 0
     # No bar for nothing to do (a sync that finds every file unchanged).
     with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress or not files) as bar:
         for decoded in decode_ahead(files, num_workers, ahead_seconds):
             if decoded.waveform is not None:
                 pending.append(decoded)
-                if sum(cfg.num_chunks(len(d.waveform)) for d in pending) < batch_size:
+                pending_chunks += cfg.num_chunks(len(decoded.waveform))
+                if pending_chunks < batch_size:
                     continue
             yield from _flush(model, pending, batch_size, bar)  # keeps the order of the paths
-            pending = []
+            pending, pending_chunks = [], 0
             if decoded.waveform is None:
                 bar.update(1)
                 yield decoded.path, decoded.error or _streamed(model, decoded.path, batch_size)

@@ -129,12 +129,3 @@ def largest_corpus(vocabulary: list[str]) -> str | None:
     corpora = label_corpora(vocabulary)
     return None if corpora is None else max(set(corpora), key=lambda name: (corpora.count(name), name))
 
-
-def labels_of_corpus(vocabulary: list[str], corpus: str) -> np.ndarray:
-    """The class indices of one corpus's labels; ValueError naming the corpora when it has none."""
-    corpora = label_corpora(vocabulary) or []
-    if corpus not in corpora:
-        known = sorted(set(corpora))
-        raise ValueError(f"no corpus {corpus!r}: " + (f"its corpora are {', '.join(known)}" if known
-                                                      else "it has one label space"))
-    return np.flatnonzero(np.array(corpora) == corpus)

@@ -96,17 +96,17 @@ def add_options(parser: argparse.ArgumentParser, kind) -> None:
         group.add_argument(flag, dest=dest, default=default, help=help_text, **keywords)
 
 
-def from_options(kind, args: argparse.Namespace, prefix: str = "", **fixed):
-    """The dataclass `kind` from parsed options (its dests as add_options names them); `fixed`
-    fields are given, not parsed. A value the dataclass refuses raises its ValueError."""
+def from_options(kind, args: argparse.Namespace, prefix: str = ""):
+    """The dataclass `kind` from parsed options (its dests as add_options names them). A value the
+    dataclass refuses raises its ValueError."""
     values = vars(args)
     hints = typing.get_type_hints(kind)
     built = {}
     for f in dataclasses.fields(kind):
-        if f.name in fixed or "help" not in f.metadata:
+        if "help" not in f.metadata:
             continue
         if dataclasses.is_dataclass(hints[f.name]):
             built[f.name] = from_options(hints[f.name], args, f"{prefix}{f.name}.")
         elif prefix + f.name in values:
             built[f.name] = values[prefix + f.name]
-    return kind(**built, **fixed)
+    return kind(**built)
