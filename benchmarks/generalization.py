@@ -68,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="generalization", help="output file name without extension")
     parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
+    parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
     args = parser.parse_args(argv)
 
     model, _ = resolve_model(args.model)
     reports = {}
     for path in args.manifests:
         labelled = manifest(path)
-        reports[labelled.name] = retrieval.run(labelled, model, args.model, None, args.cache_dir)
+        reports[labelled.name] = retrieval.run(labelled, model, args.model, None, args.cache_dir, args.teacher)
         print(f"{labelled.name}: fused mAP@10 {reports[labelled.name]['systems'][FUSED]['overall']['mAP@10']:.3f}",
               file=sys.stderr)
     report = {"command": "python -m benchmarks.generalization " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

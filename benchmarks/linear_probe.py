@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     labelled = load_set(args, fsd50k_splits=("train", "val", "eval"))
     model, _ = resolve_model(args.model)
     started = time.perf_counter()
-    vectors, descriptions = all_systems(labelled, model, args.model, args.clap, args.cache_dir)
+    vectors, descriptions = all_systems(labelled, model, args.model, args.clap, args.cache_dir, args.teacher)
     results = {}
     for name, x in vectors.items():
         if args.esc50:

@@ -33,9 +33,9 @@ K_MAX = 20
 
 
 def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
-        cache_dir: Path | None = None) -> dict:
+        cache_dir: Path | None = None, teacher: str | None = None) -> dict:
     started = time.perf_counter()
-    vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir)
+    vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir, teacher)
     embed_seconds = time.perf_counter() - started
     targets = labelled.targets()
     results = {}
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     labelled = load_set(args)
     model, _ = resolve_model(args.model)
-    report = run(labelled, model, args.model, args.clap, args.cache_dir)
+    report = run(labelled, model, args.model, args.clap, args.cache_dir, args.teacher)
     report.update(command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                   machine=machine(), model=f"{args.model} (fingerprint {model.fingerprint()[:16]})", clap=args.clap)
     name = args.name or f"retrieval_{labelled.name}"

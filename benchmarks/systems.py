@@ -9,6 +9,8 @@ Systems:
 - CLAP through `transformers`: `ClapModel.get_audio_features` on the files decoded at 48 kHz
   and prepared by its own preprocessing (the processor's audio half, `ClapFeatureExtractor`).
 - MFCC statistics: mean and standard deviation over time of 20 MFCCs (40-d), the classic baseline.
+- aisfx (the teacher of distillation, diverse_embed/teacher.py): the mean of its 512-d vectors of
+  2.3-s blocks every 1.16 s, on the file decoded at 44.1 kHz; with --teacher WHEEL.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from diverse_embed.hear import scene_vector
 
 CLAP_SAMPLE_RATE = 48000
 FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
+AISFX = "aisfx (sound-effects CNN, mean of blocks)"
 
 
 @dataclass
@@ -109,6 +112,7 @@ def add_arguments(parser, output_name: str, folds: bool) -> None:
     parser.add_argument("--limit-per-class", type=int, help="ESC-50: at most this many clips per class and fold (smoke tests)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
     parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
+    parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", help=f"output file name without extension (default {output_name}_DATASET)")
     parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
@@ -216,12 +220,24 @@ def load_clips(labelled: LabelledSet) -> list[np.ndarray]:
     return [load_audio(p) for p in tqdm(labelled.paths, desc="decoding", unit="clip", leave=False)]
 
 
+def aisfx_vectors(paths: list[Path], wheel: str | Path) -> np.ndarray:
+    """The peer's clip vectors, as the issue measured them: (n, 512)."""
+    from tqdm.auto import tqdm
+
+    from diverse_embed import teacher
+
+    network = teacher.load_teacher(wheel)
+    return np.stack([teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
+                     for p in tqdm(paths, desc="aisfx", unit="clip", leave=False)])
+
+
 def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
-                cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                cache_dir: Path | None = None, teacher: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Every system's clip vectors (name -> (n, d)) and a description of each."""
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}.npz"
+        peer = f"-aisfx{Path(teacher).stat().st_size}" if teacher else ""
+        cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}{peer}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as stored:
                 vectors = {k: stored[k] for k in stored.files}
@@ -231,6 +247,8 @@ def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, 
     vectors[MFCC] = mfcc_statistics(clips)
     if clap:
         vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed_files(labelled.paths)
+    if teacher:
+        vectors[AISFX] = aisfx_vectors(labelled.paths, teacher)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **vectors)
@@ -246,6 +264,8 @@ def describe(vectors: dict[str, np.ndarray], model_name: str, clap: str | None) 
     for name, v in vectors.items():
         if name.startswith("CLAP"):
             out[name] = f"{clap}: transformers ClapModel.get_audio_features, {v.shape[1]}-d"
+        elif name == AISFX:
+            out[name] = "aisfx 0.1.2 (Ma & Lerch, ISMIR 2022), mean of 512-d block vectors (2.3-s blocks every 1.16 s), 44.1 kHz"
         elif name.startswith("MFCC"):
             out[name] = "torchaudio MFCC (20 coefficients, 40 mel bands, 25 ms / 10 ms), mean and std over time, standardised, 40-d"
         else:
