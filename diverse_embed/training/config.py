@@ -12,7 +12,7 @@ from ..options import option, positive_int
 from ..parallel import plan
 
 DEFAULT_CACHE_DIR = os.path.expanduser("~/.cache/diverse-embed/audio")
-STAGES = ("all", "neuralogram", "branches", "fusion", "finetune")
+STAGES = ("all", "teacher", "neuralogram", "branches", "fusion", "finetune")  # teacher: fill its cache only
 
 
 @dataclass
@@ -98,5 +98,12 @@ class TrainConfig(DataConfig):
                                group="optimisation")
     min_train_chunk_peak_db: float | None = option(None, "leave out training chunks whose peak is below this "
                                                          "level in dBFS (e.g. -50: silence)", group="optimisation")
+    teacher: str | None = option(None, "distil this teacher: the aisfx wheel (pip download aisfx==0.1.2 --no-deps "
+                                       "-d DIR); its vector of every training chunk is cached once (--stage teacher "
+                                       "fills the cache alone)", group="distillation")
+    distill_weight: float = option(1.0, "weight of the distillation term on the embedding each phase trains (with "
+                                        "--teacher)", group="distillation")
+    distill_temperature: float = option(0.1, "temperature of the neighbour distributions the term matches",
+                                        group="distillation")
     select_on_val: bool = option(True, "keep the last epoch instead of the best validation macro mAP",
                                  flag="--no-select-on-val", group="optimisation")

@@ -92,7 +92,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     """Every chunk of every clip, cut by the model config's rule, with its clip's multi-hot target
     (weak labels).
 
-    Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, clip index).
+    Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, the item's number).
 
     Training options: `crop_jitter` moves each chunk by a random offset of up to half a hop either
     way (drawn from (seed, epoch, item), so a resumed run sees the same crops; call `set_epoch`);
@@ -138,7 +138,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
         chunk = cut(piece, self.chunk_samples, self.hop_samples, 1)[0].clone()  # (chunk_samples,), zero-padded
         target = multi_hot([self.clips[clip_number].labels], self.n_classes)[0]  # (n_classes,)
-        return chunk, torch.from_numpy(target), int(clip_number)
+        return chunk, torch.from_numpy(target), int(item)
 
     def chunk_targets(self) -> np.ndarray:
         """(n_chunks, n_classes): each chunk's clip labels."""
@@ -241,7 +241,7 @@ def epoch_loader(dataset: ChunkDataset, epoch: int, skip_batches: int, batch_siz
                  rank: int = 0, world: int = 1, seed: int = 0, pin_memory: bool = False, chunks: int = 0,
                  corpus_weights: dict[str, float] | None = None) -> torch.utils.data.DataLoader:
     """This rank's share of one training epoch, shuffled by (seed, epoch), its first `skip_batches`
-    batches left out (a run resumed mid-epoch): (chunks, targets, clip numbers) batches. With
+    batches left out (a run resumed mid-epoch): (chunks, targets, item numbers) batches. With
     `chunks`, an epoch is that many chunks, balanced across corpora (`balanced_order`); else every
     training chunk once."""
     if chunks:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -28,10 +29,13 @@ from ..parallel import plan
 from ..resolve import resolve_model
 from .config import STAGES, TrainConfig
 from .data import load_splits
+from .distill import TeacherCache
 from .evaluate import evaluate, load_ablation_heads, save_ablation_heads, write_metrics
 from .losses import resolve_loss
 from .phases import fusion_phase, plan_phases
 from .trainer import CHECKPOINT, StoppedEarly, Trainer
+
+LOG = logging.getLogger(__name__)
 
 
 def build_model(cfg: TrainConfig, shape: DiverseEmbedConfig, vocabulary: list[str], output: Path,
@@ -75,11 +79,14 @@ def train(cfg: TrainConfig) -> dict:
         data, vocabulary, failures = load_splits(cfg, rt, shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db, cfg.seed)
         if "train" not in data:
             raise DataError(f"no training clips in splits {cfg.train_splits}")
+        teacher = teacher_vectors(cfg, rt, data["train"], shape) if cfg.teacher or cfg.stage == "teacher" else None
+        if cfg.stage == "teacher":
+            return {"teacher_vectors": 0 if teacher is None else len(teacher)}
         resume = torch.load(output / CHECKPOINT, map_location="cpu", weights_only=True) \
             if cfg.resume and (output / CHECKPOINT).is_file() else None  # weights_only: runs no code on load
         loss = resolve_loss(cfg.loss, data["train"])
         model = build_model(cfg, shape, vocabulary, output, resume, loss, pretrained).to(rt.device)
-        trainer = Trainer(cfg, rt, model, data, output, loss)
+        trainer = Trainer(cfg, rt, model, data, output, loss, teacher)
         if resume:
             trainer.completed, trainer.throughput = list(resume["completed"]), dict(resume["throughput"])
             trainer.steps_done = resume["steps_done"]
@@ -101,6 +108,23 @@ def train(cfg: TrainConfig) -> dict:
             write_metrics(metrics, output)
             trainer.log(event="done", wall_seconds=metrics["wall_seconds"])
     return metrics
+
+
+def teacher_vectors(cfg: TrainConfig, rt, train_set, shape: DiverseEmbedConfig) -> np.ndarray:
+    """The teacher's vector of every training chunk (n_chunks, 512), computed where not cached yet
+    (by rank 0, while the others wait)."""
+    if cfg.stage == "teacher" and not cfg.teacher:
+        raise DataError("--stage teacher needs --teacher WHEEL")
+    if not Path(cfg.teacher).is_file():
+        raise DataError(f"--teacher {cfg.teacher}: no such file (pip download aisfx==0.1.2 --no-deps -d DIR gives the wheel)")
+    if cfg.mixup_alpha:
+        raise DataError("--teacher and --mixup-alpha: the teacher's vector of a mixed chunk is not cached")
+    cache = TeacherCache(train_set.cache, cfg.teacher, shape)
+    if rt.main:
+        computed = cache.prepare(train_set.clips, progress=cfg.progress)
+        LOG.info("teacher vectors: %d clips computed, %d cached in %s", computed, len(train_set.clips) - computed, cache.folder)
+    rt.barrier()
+    return cache.table(train_set)
 
 
 def run_phases(trainer: Trainer, resume: dict | None) -> dict[str, nn.Linear]:

@@ -21,6 +21,7 @@ from ..labels import corpus_ids
 from ..model import DiverseEmbedder
 from .config import TrainConfig
 from .data import epoch_loader
+from .distill import neighbour_distillation
 from .evaluate import chunk_outputs, clip_macro_map, embed_chunks, fit_ablation_heads, head_logits
 from .losses import label_prior_logits, loss_function, mixup, new_head, supervised_contrastive
 from .phases import Phase, phase_module, set_train_mode
@@ -75,8 +76,12 @@ class Trainer:
     """One loop (`fit`) for every phase and head, with what it shares: the data, the loss, the log,
     the checkpoint."""
 
-    def __init__(self, cfg: TrainConfig, rt: Runtime, model: DiverseEmbedder, data: dict, output: Path, loss: str):
+    def __init__(self, cfg: TrainConfig, rt: Runtime, model: DiverseEmbedder, data: dict, output: Path, loss: str,
+                 teacher: np.ndarray | None = None):
         self.cfg, self.rt, self.model, self.data, self.output = cfg, rt, model, data, output
+        # The teacher's vector of each training chunk (n_chunks, 512), centred: its raw vectors
+        # (after a ReLU and a max) all point one way, and their cosines would barely differ.
+        self.teacher = None if teacher is None else torch.from_numpy(teacher - teacher.mean(axis=0))
         self.steps_done = 0  # across phases, for stop_after_steps
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
@@ -94,12 +99,14 @@ class Trainer:
             LOG.info(" ".join(f"{k}={v}" for k, v in record.items() if k != "time"))
 
     def chunk_batches(self, epoch: int, skip_batches: int):
-        """The training chunks of one epoch, (chunks, targets) on the device, shuffled by (seed, epoch)."""
+        """The training chunks of one epoch, (chunks, targets, teacher vectors or None) on the
+        device, shuffled by (seed, epoch)."""
         cfg, rt, dataset = self.cfg, self.rt, self.data["train"]
         loader = epoch_loader(dataset, epoch, skip_batches, cfg.batch_size, cfg.loader_workers(rt.device), rt.rank, rt.world, cfg.seed,
                               pin_memory=rt.device.type == "cuda", chunks=cfg.chunks_per_epoch, corpus_weights=cfg.corpus_weights)
-        for chunks, targets, _ in loader:
+        for chunks, targets, items in loader:
             chunks, targets = chunks.to(rt.device, non_blocking=True), targets.to(rt.device, non_blocking=True)
+            teacher = None if self.teacher is None else self.teacher[items].to(rt.device)  # (B, 512)
             if cfg.gain_augment_db:
                 gain_db = (torch.rand(len(chunks), 1, device=rt.device) * 2 - 1) * cfg.gain_augment_db
                 chunks = (chunks * 10 ** (gain_db / 20)).clamp(-1, 1)
@@ -109,28 +116,34 @@ class Trainer:
                 chunks = (chunks + torch.randn_like(chunks) * level).clamp(-1, 1)
             if cfg.mixup_alpha:
                 chunks, targets = mixup(chunks, targets, cfg.mixup_alpha, self.corpus_of_label)
-            yield chunks, targets
+            yield chunks, targets, teacher
 
     def steps_per_epoch(self) -> int:
         chunks = self.cfg.chunks_per_epoch or len(self.data["train"])
         return math.ceil(math.ceil(chunks / self.rt.world) / self.cfg.batch_size)
 
-    def loss(self, module: nn.Module, x: torch.Tensor, targets: torch.Tensor, contrastive: bool) -> torch.Tensor:
-        """The phase's loss on a batch: the task loss, plus with `contrastive` the contrastive term on
-        the embedding the phase trains (a Tagger's or FusedTagger's)."""
+    def loss(self, module: nn.Module, x: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None,
+             contrastive: bool) -> torch.Tensor:
+        """The phase's loss on a batch: the task loss, plus with `contrastive` the contrastive term and
+        with `teacher` vectors the distillation term, both on the embedding the phase trains (a
+        Tagger's or FusedTagger's)."""
         cfg = self.cfg
-        output = module(x, with_embedding=True) if contrastive else module(x)
-        logits, embeddings = output if contrastive else (output, None)
+        embedded = contrastive or teacher is not None
+        output = module(x, with_embedding=True) if embedded else module(x)
+        logits, embeddings = output if embedded else (output, None)
         loss = loss_function(self.loss_name, logits.float(), targets, self.corpus_of_label)
         if contrastive:
             loss = loss + cfg.contrastive_weight * supervised_contrastive(embeddings, targets, cfg.contrastive_temperature)
+        if teacher is not None:
+            loss = loss + cfg.distill_weight * neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
         return loss
 
     def fit(self, phase: str, module: nn.Module, batches, steps_per_epoch: int, epochs: int, lr: float,
             score=None, resume: dict | None = None, distributed: bool = True, checkpoints: bool = True) -> float:
-        """Train `module` on batches(epoch, skip_batches) -> (x, targets); keep the epoch that
-        `score(module)` rates best. Without `distributed` (a head on frozen embeddings), every rank
-        trains the same copy, without checkpoints or the contrastive term.
+        """Train `module` on batches(epoch, skip_batches) -> (x, targets, teacher vectors or None);
+        keep the epoch that `score(module)` rates best. Without `distributed` (a head on frozen
+        embeddings), every rank trains the same copy, without checkpoints or the contrastive and
+        distillation terms.
         Returns the training throughput in examples per second."""
         cfg, rt = self.cfg, self.rt
         contrastive = bool(cfg.contrastive_weight) and distributed
@@ -156,9 +169,9 @@ class Trainer:
         while step < total:
             epoch, batch_in_epoch = divmod(step, steps_per_epoch)
             set_train_mode(module, phase, self.model)
-            for x, targets in batches(epoch, batch_in_epoch):
+            for x, targets, teacher in batches(epoch, batch_in_epoch):
                 with torch.autocast(rt.device.type, dtype=dtype) if dtype else nullcontext():
-                    loss = self.loss(trained, x, targets, contrastive)
+                    loss = self.loss(trained, x, targets, teacher if distributed else None, contrastive)
                 self.step(loss, params, optimizer, scaler)
                 scheduler.step()
                 step += 1
@@ -236,7 +249,7 @@ class Trainer:
             def batches(epoch, skip):
                 order = torch.randperm(len(features), generator=torch.Generator().manual_seed(cfg.seed * 1009 + epoch))
                 for batch in order.split(cfg.batch_size)[skip:]:
-                    yield features[batch.to(features.device)], y[batch.to(y.device)]
+                    yield features[batch.to(features.device)], y[batch.to(y.device)], None
 
             score = None
             if "val" in self.embeddings:

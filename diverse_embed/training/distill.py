@@ -1,0 +1,91 @@
+"""Distillation from the aisfx sound-effects CNN (teacher.py): the teacher's 512-d vector of every
+training chunk, computed once and cached beside the 16 kHz audio, and the loss that teaches the
+student its geometry: each chunk's neighbours in the batch, as the teacher ranks them.
+
+No labels are needed: any audio teaches. The teacher sees the 100 frames (2.3 s) centred on the
+chunk, at 44.1 kHz resampled from the cached 16 kHz audio (what the student hears too)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import resample
+from ..config import DiverseEmbedConfig
+from ..files import atomic_write
+from ..labels import Clip
+from .. import teacher as aisfx
+from .data import AudioCache, ChunkDataset
+
+LOG = logging.getLogger(__name__)
+
+TEACHER_CACHE_VERSION = 1  # bump when the teacher's input changes
+
+
+def chunk_windows(audio: np.ndarray, config: DiverseEmbedConfig) -> torch.Tensor:
+    """A clip's cached int16 audio (samples,) -> the teacher's input for each of its chunks:
+    (n_chunks, 100, 96), the log-mel frames centred on the chunk, zero (silence) past the clip."""
+    audio_44k = resample(np.asarray(audio, dtype=np.float32) / 32767.0, config.sample_rate, aisfx.SAMPLE_RATE)
+    frames = aisfx.log_mel(aisfx.peak_normalised(audio_44k))  # (frames, 96)
+    n = config.num_chunks(len(audio))
+    centres = (np.arange(n) * config.hop_samples + config.chunk_samples / 2) / config.sample_rate  # seconds
+    starts = np.round(centres * aisfx.SAMPLE_RATE / aisfx.HOP - aisfx.BLOCK_FRAMES / 2).astype(int)
+    pad = aisfx.BLOCK_FRAMES
+    padded = F.pad(frames, (0, 0, pad, pad + aisfx.BLOCK_FRAMES))  # log-mel of silence is exactly 0
+    return torch.stack([padded[s + pad : s + pad + aisfx.BLOCK_FRAMES] for s in starts])
+
+
+class TeacherCache:
+    """The teacher's vectors of every chunk of a clip, (n_chunks, 512) float16 in one .npy per clip,
+    named like the clip's audio cache file; the folder by the chunking and the teacher file, so a
+    change of either uses new files. Filling it is resumable: what is there is not computed again."""
+
+    def __init__(self, audio_cache: AudioCache, teacher_path: str | Path, config: DiverseEmbedConfig):
+        teacher_path = Path(teacher_path)
+        tag = hashlib.sha1(f"{teacher_path.name}|{teacher_path.stat().st_size}".encode()).hexdigest()[:8]
+        self.audio_cache, self.teacher_path, self.config = audio_cache, teacher_path, config
+        self.folder = (audio_cache.folder.parent /
+                       f"teacher-v{TEACHER_CACHE_VERSION}-{tag}-{config.chunk_samples}-{config.hop_samples}")
+
+    def file_for(self, clip: Clip) -> Path:
+        audio_file = self.audio_cache.file_for(clip.path)
+        return self.folder / audio_file.parent.name / audio_file.name
+
+    def prepare(self, clips: list[Clip], batch_size: int = 32, progress: bool = True) -> int:
+        """Compute what is missing; returns how many clips were computed."""
+        from tqdm.auto import tqdm
+
+        todo = [clip for clip in clips if not self.file_for(clip).is_file()]
+        if not todo:
+            return 0
+        model = aisfx.load_teacher(self.teacher_path)
+        with torch.inference_mode():
+            for clip in tqdm(todo, desc="teacher vectors", unit="clip", disable=not progress):
+                windows = chunk_windows(self.audio_cache.load(clip.path), self.config)  # (n_chunks, 100, 96)
+                vectors = torch.cat([model.embed(w) for w in windows.split(batch_size)])  # (n_chunks, 512)
+                target = self.file_for(clip)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, lambda f: np.save(f, vectors.numpy().astype(np.float16)))
+        return len(todo)
+
+    def table(self, dataset: ChunkDataset) -> np.ndarray:
+        """(n_chunks, 512) float32: the teacher's vector of each of the dataset's chunks, in its order."""
+        per_clip = [np.load(self.file_for(clip)) for clip in dataset.clips]
+        return np.stack([per_clip[clip][k] for clip, k in dataset.index]).astype(np.float32) \
+            if len(dataset.index) else np.zeros((0, aisfx.WIDTH), np.float32)
+
+
+def neighbour_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """student (batch, width), teacher (batch, 512) centred -> scalar: the KL divergence from each
+    chunk's distribution over the batch's other chunks by the teacher's cosine similarity to the
+    same by the student's. What retrieval uses, the neighbours' order, is what is taught."""
+    s, t = F.normalize(student.float(), dim=1), F.normalize(teacher.float(), dim=1)
+    itself = torch.eye(len(s), dtype=torch.bool, device=s.device)
+    student_log_p = F.log_softmax((s @ s.T / temperature).masked_fill(itself, float("-inf")), dim=1)
+    teacher_p = F.softmax((t @ t.T / temperature).masked_fill(itself, float("-inf")), dim=1)
+    return (teacher_p * (teacher_p.clamp(min=1e-12).log() - student_log_p.masked_fill(itself, 0.0))).sum(dim=1).mean()

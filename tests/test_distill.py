@@ -1,0 +1,83 @@
+"""Distillation: the teacher's vector of every training chunk, cached once, and the term that
+teaches the student the teacher's neighbours; end to end with a teacher of random weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import sine, tiny_config
+from diverse_embed.cli import main as cli_main
+from diverse_embed.training.distill import chunk_windows, neighbour_distillation
+from test_teacher import fake_wheel
+from test_train import TINY
+
+
+def test_each_chunk_gets_the_teacher_window_centred_on_it():
+    config = tiny_config()
+    audio = np.zeros(3 * 16000, np.float32)
+    audio[16000:32000] = sine(1000, 1.0)  # the middle second only
+    windows = chunk_windows(np.round(audio * 32767).astype(np.int16), config)
+    assert windows.shape == (3, 100, 96)
+    loud = windows.amax(dim=2) > 0.1  # (chunks, frames): frames with sound
+    # Chunk 1 (1-2 s) sits in the middle of its window; chunk 0's window holds the tone in its last
+    # part, chunk 2's in its first part.
+    assert loud[1, 40:60].all() and not loud[1, :5].any() and not loud[1, -5:].any()
+    assert loud[0, -10:].all() and not loud[0, :40].any()
+    assert loud[2, :10].all() and not loud[2, -40:].any()
+    short = chunk_windows(np.full(4000, 1000, np.int16), config)  # shorter than a chunk: one, padded with silence
+    assert short.shape == (1, 100, 96) and float(short[0, :20].abs().max()) == 0.0
+
+
+def test_the_term_is_zero_when_the_student_ranks_like_the_teacher():
+    teacher = torch.randn(16, 512)
+    same_space = teacher @ torch.linalg.qr(torch.randn(512, 512))[0]  # a rotation keeps every cosine
+    assert float(neighbour_distillation(same_space, teacher, 0.1)) == pytest.approx(0.0, abs=1e-4)
+    student = torch.randn(16, 64, requires_grad=True)
+    loss = neighbour_distillation(student, teacher, 0.1)
+    assert float(loss.detach()) > 0.1
+    loss.backward()
+    assert student.grad.abs().sum() > 0
+    # Descending it moves the student's neighbours toward the teacher's.
+    optimiser = torch.optim.SGD([student], lr=1.0)
+    for _ in range(50):
+        optimiser.zero_grad()
+        neighbour_distillation(student, teacher, 0.1).backward()
+        optimiser.step()
+    assert float(neighbour_distillation(student, teacher, 0.1)) < float(loss.detach()) / 2
+
+
+def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
+    wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
+    cache = tmp_path / "cache"
+    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(cache),
+              "--branches", "timbre,waveform", "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
+              "--ff-dim", "32", *TINY]
+    # Its own step fills the cache, and nothing else.
+    assert cli_main(["train", *common, "--output", str(tmp_path / "t"), "--stage", "teacher", "--teacher", str(wheel)]) == 0
+    vectors = sorted(cache.glob("teacher-*/*/*.npy"))
+    assert len(vectors) == 15 and not (tmp_path / "t" / "model.safetensors").exists()  # one per training clip
+    assert all(np.load(v).shape == (3, 512) for v in vectors)  # 2.5-s clips: 3 chunks
+    stamps = [v.stat().st_mtime_ns for v in vectors]
+    # Training reads it back (computes nothing again) and adds the term to each phase's loss.
+    assert cli_main(["train", *common, "--output", str(tmp_path / "d"), "--teacher", str(wheel),
+                     "--distill-weight", "5", "--seed", "3"]) == 0
+    assert [v.stat().st_mtime_ns for v in vectors] == stamps
+    assert cli_main(["train", *common, "--output", str(tmp_path / "plain"), "--seed", "3"]) == 0
+
+    def losses(run):
+        log = [json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in log if r.get("phase") == "branch:timbre" and "loss" in r]
+
+    assert losses("d") != losses("plain")  # the same run but for the term
+    assert json.loads((tmp_path / "d" / "hparams.json").read_text())["teacher"] == str(wheel)
+
+
+def test_distillation_refuses_what_it_cannot_teach(fsd50k, tmp_path):
+    common = ["train", "--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
+              "--output", str(tmp_path / "x"), *TINY]
+    assert cli_main([*common, "--stage", "teacher"]) == 2  # no --teacher
+    assert cli_main([*common, "--teacher", str(tmp_path / "missing.whl")]) == 2
+    wheel, _ = fake_wheel(tmp_path / "w.whl")
+    assert cli_main([*common, "--teacher", str(wheel), "--mixup-alpha", "0.2"]) == 2
