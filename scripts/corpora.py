@@ -1,8 +1,14 @@
-"""Extract the multi-corpus model's audio from the corpora's public GitHub repositories and write
-its manifests: one builder per corpus says where the labels come from and which recordings belong
-together (a speaker, a source recording), so that no group is in two splits.
+"""Extract the multi-corpus model's audio from the corpora's public GitHub repositories (and,
+with --debian, from Debian packages) and write its manifests: one builder per corpus says where the
+labels come from and which recordings belong together (a speaker, a source recording), so that no
+group is in two splits.
 
     python scripts/corpora.py --repos /work/.mirror --esc50 ../shared/data/esc50 --output ~/data/corpora
+    python scripts/corpora.py --repos /work/.mirror --esc50 ../shared/data/esc50 --output ~/data/corpora --debian ~/data/debs
+
+--debian DIR: the packages of DEBIAN_CORPORA are fetched into DIR with `apt-get download` (when not
+there yet) and unpacked with `dpkg-deb -x` (nothing is installed); each one's licences are read
+from its copyright file and printed.
 
 --repos holds a clone (bare or not) of each repository as OWNER+NAME/repo, OWNER+NAME or NAME.
 Writes OUTPUT/train.csv (path,labels,split,corpus: the training corpora, split train/val/test by
@@ -97,6 +103,60 @@ CORPORA = [
 ]
 
 
+@dataclass
+class DebianCorpus:
+    name: str
+    packages: list[str]
+    label_and_group: Callable[[str, PurePosixPath], tuple[str, str] | None]  # (package, path in it) -> (label, group)
+
+
+def asterisk_prompt(package, path):  # usr/share/asterisk/sounds/<lang>_<country>_<sex>_<voice>/[<dir>/]<prompt>.wav
+    if len(path.parts) < 6 or path.parts[:4] != ("usr", "share", "asterisk", "sounds"):
+        return None
+    # One voice per language, so the label is the language; a prompt's five languages share a split.
+    return path.parts[4].split("_")[0], "/".join(path.parts[5:])[: -len(path.suffix)]
+
+
+DEBIAN_CORPORA = [
+    DebianCorpus("asterisk-prompts", [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")],
+                 asterisk_prompt),
+]
+
+
+def debian_licences(unpacked: Path) -> list[str]:
+    """The License: fields of the package's copyright file (its machine-readable format), but for
+    the stanza of its Debian packaging files (Files: debian/*), which holds no audio."""
+    licences = set()
+    for copyright_file in unpacked.glob("usr/share/doc/*/copyright"):
+        for stanza in copyright_file.read_text(errors="replace").split("\n\n"):
+            fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith(" "))
+            if fields.get("License", "").strip() and not fields.get("Files", "").strip().startswith("debian/"):
+                licences.add(fields["License"].strip())
+    return sorted(licences)
+
+
+def build_debian(corpus: DebianCorpus, debs: Path, output: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """Unpack each package under output/NAME/PACKAGE; returns its (path, label, group) rows and licences."""
+    rows, licences = [], set()
+    debs.mkdir(parents=True, exist_ok=True)
+    for package in corpus.packages:
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if not found:
+            subprocess.run(["apt-get", "download", package], cwd=debs, check=True, capture_output=True)
+            found = sorted(debs.glob(f"{package}_*.deb"))
+        target = output / corpus.name / package
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(target)], check=True)
+        licences |= set(debian_licences(target))
+        for path in sorted(target.rglob("*")):
+            if path.suffix.lower() in AUDIO and path.stat().st_size:
+                chosen = corpus.label_and_group(package, PurePosixPath(path.relative_to(target).as_posix()))
+                if chosen:
+                    rows.append((path, *chosen))
+    return rows, sorted(licences)
+
+
 def split_of(group: str) -> str:
     """train 80 %, val 10 %, test 10 % of groups, by a hash: the same group always lands the same."""
     bucket = int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) % 10
@@ -184,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repos", type=Path, required=True, help="folder holding the repositories' clones")
     parser.add_argument("--esc50", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv, audio/)")
     parser.add_argument("--output", type=Path, required=True, help="where the audio and the manifests go")
+    parser.add_argument("--debian", type=Path, help="also the Debian packages' corpora; their .deb files are kept here")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "unseen").mkdir(exist_ok=True)
@@ -202,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
                 writer = csv.writer(f)
                 writer.writerow(["path", "labels", "split"])
                 writer.writerows((path.relative_to(base).as_posix(), label, "test") for path, label, _ in rows)
+    for corpus in DEBIAN_CORPORA if args.debian else []:
+        rows, licences = build_debian(corpus, args.debian, args.output)
+        print(f"{corpus.name}: {len(rows)} clips, {len({label for _, label, _ in rows})} classes, "
+              f"{len({g for _, _, g in rows})} groups ({', '.join(licences) or 'no licence found'}; training)", file=sys.stderr)
+        training += [(str(path.resolve()), label, split_of(group), corpus.name) for path, label, group in rows]
     with open(args.output / "train.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "labels", "split", "corpus"])

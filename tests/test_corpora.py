@@ -60,3 +60,38 @@ def test_manifests_keep_speakers_in_one_split_and_leave_out_digits(tmp_path):
     assert (output / "unseen" / unseen[0]["path"]).is_file()
     assert not any("animals" in r["path"] for r in rows)  # evaluation-only: never in the training manifest
     np.testing.assert_equal(len(list((output / "arabic-commands").rglob("*.wav"))), 2 * 40 * 2)
+
+
+def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
+    """A .deb laid out like asterisk-core-sounds-*-wav: the language is the label, a prompt's
+    languages share a split, the licence comes from its copyright file (not its packaging's)."""
+    debs, esc50, output = tmp_path / "debs", tmp_path / "esc50", tmp_path / "out"
+    debs.mkdir()
+    for lang, voice in (("en", "en_US_f_Allison"), ("fr", "fr_CA_f_June")):
+        package = f"asterisk-core-sounds-{lang}-wav"
+        root = tmp_path / "pkg" / package
+        (root / "DEBIAN").mkdir(parents=True)
+        (root / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\n"
+                                                 "Maintainer: t <t@t>\nDescription: test\n")
+        for prompt in ("hello", "goodbye", "digits/1"):
+            (root / "usr/share/asterisk/sounds" / voice / prompt).parent.mkdir(parents=True, exist_ok=True)
+            write_wav(root / "usr/share/asterisk/sounds" / voice / f"{prompt}.wav", sine(440, 0.2), rate=8000)
+        (root / "usr/share/doc" / package).mkdir(parents=True)
+        (root / "usr/share/doc" / package / "copyright").write_text(
+            "Format: x\n\nFiles: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n\nFiles: debian/*\nLicense: GPL-2+\n")
+        subprocess.run(["dpkg-deb", "-b", "-Zgzip", str(root), str(debs / f"{package}_1.0-1_all.deb")], check=True,
+                       capture_output=True)
+    (esc50 / "meta").mkdir(parents=True)
+    (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n")
+    corpora["CORPORA"][:] = []
+    corpora["DEBIAN_CORPORA"][0].packages[:] = ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav"]
+    code = corpora["main"](["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output),
+                            "--debian", str(debs)])
+    assert code == 0
+    rows = [r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "asterisk-prompts"]
+    assert sorted(r["labels"] for r in rows) == ["en"] * 3 + ["fr"] * 3
+    split = {}
+    for r in rows:
+        prompt = r["path"].split("_f_")[1].split("/", 1)[1]
+        assert split.setdefault(prompt, r["split"]) == r["split"]  # "hello" in every language: one split
+    assert corpora["debian_licences"](output / "asterisk-prompts" / "asterisk-core-sounds-en-wav") == ["CC-BY-SA-3.0"]
