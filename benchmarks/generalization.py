@@ -21,7 +21,7 @@ from pathlib import Path
 from diverse_embed import DEFAULT_MODEL, resolve_model
 
 from . import retrieval
-from .systems import FUSED, MFCC, machine, manifest, write_results
+from .systems import AISFX, FUSED, MFCC, machine, manifest, write_results
 
 def summary(reports: dict[str, dict]) -> dict[str, dict]:
     """Per set: mAP@10 of every system, the fused vector's multiple of MFCC, the best single branch."""
@@ -34,6 +34,8 @@ def summary(reports: dict[str, dict]) -> dict[str, dict]:
         rows[name] = {"mAP@10": scores, "fused_over_mfcc": scores[FUSED] / mfcc if mfcc else float("inf"),
                       "best_branch": best_branch,
                       "fused_beats_every_branch": all(scores[FUSED] >= v for v in branches.values())}
+        if AISFX in scores:
+            rows[name]["fused_beats_aisfx"] = scores[FUSED] >= scores[AISFX]
     return rows
 
 
@@ -53,6 +55,8 @@ def markdown(report: dict) -> str:
     lines.append("| **fused / MFCC** | " + " | ".join(f"**{s['fused_over_mfcc']:.2f}x**" for s in sets.values()) + " |")
     lines.append("| fused ≥ every branch | " + " | ".join(
         "yes" if s["fused_beats_every_branch"] else f"no ({s['best_branch']})" for s in sets.values()) + " |")
+    if all("fused_beats_aisfx" in s for s in sets.values()):
+        lines.append("| fused ≥ aisfx | " + " | ".join("yes" if s["fused_beats_aisfx"] else "no" for s in sets.values()) + " |")
     lines += ["", "P@1 / P@10 of the fused vector and MFCC:", "",
               "| set | fused P@1 | fused P@10 | MFCC P@1 | MFCC P@10 |", "|---|---|---|---|---|"]
     for name, r in report["sets"].items():

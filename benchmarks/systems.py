@@ -220,15 +220,23 @@ def load_clips(labelled: LabelledSet) -> list[np.ndarray]:
     return [load_audio(p) for p in tqdm(labelled.paths, desc="decoding", unit="clip", leave=False)]
 
 
-def aisfx_vectors(paths: list[Path], wheel: str | Path) -> np.ndarray:
-    """The peer's clip vectors, as the issue measured them: (n, 512)."""
+def aisfx_vectors(labelled: LabelledSet, wheel: str | Path, cache_dir: Path | None = None) -> np.ndarray:
+    """The peer's clip vectors, as the issue measured them: (n, 512); kept in cache_dir apart from
+    the model's (they do not depend on it)."""
     from tqdm.auto import tqdm
 
     from diverse_embed import teacher
 
+    cache = None if cache_dir is None else Path(cache_dir) / f"{labelled.name}-{labelled.key()}-aisfx-{Path(wheel).stat().st_size}.npy"
+    if cache is not None and cache.is_file():
+        return np.load(cache)
     network = teacher.load_teacher(wheel)
-    return np.stack([teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
-                     for p in tqdm(paths, desc="aisfx", unit="clip", leave=False)])
+    vectors = np.stack([teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
+                        for p in tqdm(labelled.paths, desc="aisfx", unit="clip", leave=False)])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+    return vectors
 
 
 def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
@@ -236,22 +244,23 @@ def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, 
     """Every system's clip vectors (name -> (n, d)) and a description of each."""
     cache = None
     if cache_dir is not None:
-        peer = f"-aisfx{Path(teacher).stat().st_size}" if teacher else ""
-        cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}{peer}.npz"
+        cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as stored:
                 vectors = {k: stored[k] for k in stored.files}
+            if teacher:
+                vectors[AISFX] = aisfx_vectors(labelled, teacher, cache_dir)
             return vectors, describe(vectors, model_name, clap)
     clips = load_clips(labelled)
     vectors = diverse_embed_systems(model, clips)
     vectors[MFCC] = mfcc_statistics(clips)
     if clap:
         vectors[f"CLAP ({Path(clap).name if Path(clap).is_dir() else clap})"] = Clap(clap).embed_files(labelled.paths)
-    if teacher:
-        vectors[AISFX] = aisfx_vectors(labelled.paths, teacher)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **vectors)
+    if teacher:
+        vectors[AISFX] = aisfx_vectors(labelled, teacher, cache_dir)
     return vectors, describe(vectors, model_name, clap)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import sine, write_wav
+from test_teacher import fake_wheel
 
 pytest.importorskip("transformers")
 
@@ -71,8 +72,10 @@ def test_generalization_smoke(tiny_setup, tmp_path):
     for i in range(6):  # drum hits shorter than one MFCC frame, and ordinary clips
         write_wav(hits / f"{i}.wav", sine(200 * (1 + i % 2), 0.014 if i < 3 else 0.5))
     (hits / "hits.csv").write_text("path,labels\n" + "".join(f"{i}.wav,{['low', 'high'][i % 2]}\n" for i in range(6)))
+    wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")  # the teacher's row, random weights
     generalization.main([str(root / "clips.csv"), str(hits / "hits.csv"), "--model", str(root / "model"),
-                         "--output-dir", str(tmp_path), "--name", "g"])
+                         "--output-dir", str(tmp_path), "--name", "g", "--teacher", str(wheel),
+                         "--cache-dir", str(tmp_path / "cache")])
     report = json.loads((tmp_path / "g.json").read_text())
     assert list(report["summary"]) == ["clips", "hits"]
     for name, row in report["summary"].items():
@@ -81,7 +84,10 @@ def test_generalization_smoke(tiny_setup, tmp_path):
         assert row["fused_over_mfcc"] == pytest.approx(fused / mfcc)
         branches = [v["overall"]["mAP@10"] for k, v in systems.items() if k.endswith(" branch")]
         assert len(branches) == 4 and row["fused_beats_every_branch"] == (fused >= max(branches))
-    assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text()
+        aisfx = systems["aisfx (sound-effects CNN, mean of blocks)"]["overall"]["mAP@10"]
+        assert row["fused_beats_aisfx"] == (fused >= aisfx)
+    assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text() and "| fused ≥ aisfx |" in (tmp_path / "g.md").read_text()
+    assert len(list((tmp_path / "cache").glob("*-aisfx-*.npy"))) == 2  # the peer's vectors, kept apart from the model's
 
 
 def test_linear_probe_smoke(tiny_setup, tmp_path):
