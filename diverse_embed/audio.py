@@ -47,7 +47,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     if path.stat().st_size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: any name the OS gives, UTF-8 or not
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioLoadError(path, f"not readable as audio, or corrupt ({err})") from None
     if _declares_more_data_than_present(info):
@@ -79,7 +79,7 @@ def stream_audio(
     context = 0 if rate == sample_rate else step_in * math.ceil(256 / step_in)  # > the sinc filter's reach
     decoded = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             for start in range(0, info.frames, block):
                 first = max(0, start - context)
                 f.seek(first)
@@ -100,7 +100,7 @@ def load_excerpt(path: str | os.PathLike, start: float, seconds: float, sample_r
     decoding the rest: for listening to one part of a long file."""
     info = audio_info(path)
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             f.seek(min(info.frames, max(0, round(start * info.samplerate))))
             data = f.read(round(seconds * info.samplerate), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say
+from .console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
 from .options import positive_int
 
 
@@ -49,7 +50,7 @@ def run_embed(args: argparse.Namespace) -> int:
     output_path.parent.mkdir(parents=True, exist_ok=True)
     write = write_parquet_rows if output_path.suffix.lower() == ".parquet" else write_npz_rows
     written = write(output_path, itertools.chain([first], batches), model, model_name)
-    print(f"embedded {len(embedded)} file(s) into {output_path} ({written} row(s) of {model.embedding_dim})"
+    print(f"embedded {len(embedded)} file(s) into {shown(output_path)} ({written} row(s) of {model.embedding_dim})"
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
     return 0
 
@@ -163,7 +164,7 @@ def print_tags(path, labels: dict, segments: list, as_json: bool) -> None:
             record["segments"] = [{"start": a, "end": b, key: listed(t)} for a, b, t in segments]
         print(json.dumps(record))
         return
-    print(f"{path}:" + text(labels, "  "))
+    print(f"{shown(path)}:" + text(labels, "  "))
     for a, b, t in segments:
         print(f"  {a:6.1f}-{b:.1f} s:" + text(t, "      "))
 
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed audio files into an .npz or a Parquet table of L2-normalised vectors")
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True,
-                       help="an .npz (embeddings, paths) or a .parquet table (path, start, end, model, fingerprint, vector)")
+                       help="an .npz (embeddings, paths) or a .parquet table (path, path_bytes, start, end, model, fingerprint, vector)")
     embed.add_argument("--segments", action="store_true", help="with a .parquet output: also a row per 1-s segment")
     add_model_arguments(embed)
     add_embedding_arguments(embed)
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 is printed escaped, never a crash
+        stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING, format="%(levelname)s: %(message)s")
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -223,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         with logging_redirect_tqdm():  # log lines above the progress bars, not into them
             return args.run(args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output piped into `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,10 +15,33 @@ from .parallel import DEFAULT_BATCH_SIZE
 
 
 def say(message: str) -> None:
-    """A note on stderr, printed above any progress bar rather than into it."""
+    """A note on stderr, printed above any progress bar rather than into it; names in it shown escaped."""
     from tqdm.auto import tqdm
 
-    tqdm.write(message, file=sys.stderr)
+    tqdm.write(shown(message), file=sys.stderr)
+
+
+# Bidirectional-text controls: a name holding one can reorder what the terminal shows around it.
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown(text: object) -> str:
+    """Text fit for a terminal: control characters (ESC, CR, TAB, ...), bidirectional controls and the
+    bytes of a file name that are not UTF-8 (os.fsdecode's surrogates) written as escapes, \\x1b,
+    \\u202e, \\xff; everything else as it is."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == "\n" or (char.isprintable() and char not in BIDI_CONTROLS):
+            out.append(char)
+        else:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def load_model(name: str | None, device: str | None, quiet: bool = False):

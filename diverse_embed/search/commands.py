@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..console import (CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say)
+from ..console import (CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown)
 from ..config import UNTRAINED
 from ..options import positive_int
 from .index_types import INDEX_TYPES
@@ -83,7 +83,7 @@ def add_index_commands(index) -> None:
     sync.set_defaults(run=run_index_sync)
     export = index.add_parser("export", help="write an index's rows and vectors to a Parquet table")
     export.add_argument("index", help="the index folder")
-    export.add_argument("output", help="the .parquet file (path, start, end, model, fingerprint, vector)")
+    export.add_argument("output", help="the .parquet file (path, path_bytes, start, end, model, fingerprint, vector)")
     export.set_defaults(run=run_index_export)
     info = index.add_parser("info", help="describe an index folder")
     info.add_argument("index", help="the index folder")
@@ -118,13 +118,13 @@ def add_and_build(index, paths: list[Path], model, args, rt) -> int:
     info = index.info()
     added = sum(len(r.added) for r in reports)
     skipped = [s for r in reports for s in r.skipped]
-    print(f"{index.folder}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
+    print(f"{shown(index.folder)}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
           f"{sum(r.unchanged for r in reports)} already indexed; "
           f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
     if skipped:
-        print(f"skipped {len(skipped)} file(s) that could not be read (listed in {index.folder / 'skipped.tsv'}):")
+        print(f"skipped {len(skipped)} file(s) that could not be read (listed in {shown(index.folder / 'skipped.tsv')}):")
         for path, reason in skipped:
-            print(f"  {path}: {reason}")
+            print(f"  {shown(path)}: {shown(reason)}")
     if info["files"] == 0:
         say("error: the index holds no files: nothing could be embedded")
         return 1
@@ -184,11 +184,11 @@ def run_index_remove(args: argparse.Namespace) -> int:
     report = index.remove(args.paths)
     index.build()
     info = index.info()
-    print(f"{index.folder}: removed {len(report.removed)} file(s); {info['files']} file(s), "
+    print(f"{shown(index.folder)}: removed {len(report.removed)} file(s); {info['files']} file(s), "
           f"{info['vectors']} vector(s) left ({info['faiss']} index)")
     if not args.quiet:
         for path in report.removed:
-            print(f"  {path}")
+            print(f"  {shown(path)}")
     return 0
 
 
@@ -204,16 +204,16 @@ def run_index_sync(args: argparse.Namespace) -> int:
                         num_workers=args.num_workers, progress=not args.quiet)
     index.build()
     info = index.info()
-    print(f"{index.folder}: synced with {args.folder} in {time.perf_counter() - started:.1f} s: "
+    print(f"{shown(index.folder)}: synced with {shown(args.folder)} in {time.perf_counter() - started:.1f} s: "
           f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
           f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
     if not args.quiet:
         for path in report.added:
-            print(f"  added {path}")
+            print(f"  added {shown(path)}")
         for path in report.removed:
-            print(f"  removed {path}")
+            print(f"  removed {shown(path)}")
     for path, reason in report.skipped:
-        print(f"  skipped {path}: {reason}")
+        print(f"  skipped {shown(path)}: {shown(reason)}")
     return 0
 
 
@@ -224,7 +224,7 @@ def run_index_export(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() != ".parquet":
         raise CommandError(f"{args.output}: export writes Parquet; name the file .parquet")
     rows = index.export_parquet(args.output)
-    print(f"exported {rows} row(s) of {index.folder} into {args.output}")
+    print(f"exported {rows} row(s) of {shown(index.folder)} into {shown(args.output)}")
     return 0
 
 
@@ -236,7 +236,7 @@ def run_index_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         width = max(map(len, info))
-        print("\n".join(f"{key:<{width}}  {value}" for key, value in info.items()))
+        print("\n".join(f"{key:<{width}}  {shown(value)}" for key, value in info.items()))
     return 0
 
 
@@ -290,7 +290,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
     else:
         for number, group in enumerate(groups, 1):
             print(f"group {number} ({len(group)} files)")
-            print("\n".join(f"  {s:.3f}  {p}" for p, s in group))
+            print("\n".join(f"  {s:.3f}  {shown(p)}" for p, s in group))
         files = sum(len(g) for g in groups)
         print(f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
               f"between mutual {args.neighbours} nearest neighbours (nothing was deleted); the number before "
@@ -310,10 +310,10 @@ def read_query_list(path: str | None) -> list[str]:
 
 
 def format_hits(query: str, hits) -> str:
-    lines = [f"query: {query}", f"{'rank':>4}  {'score':>6}  {'where':>13}  path"]
+    lines = [f"query: {shown(query)}", f"{'rank':>4}  {'score':>6}  {'where':>13}  path"]
     for hit in hits:
         where = "whole clip" if hit.start is None else f"{hit.start:6.1f}-{hit.end:.1f} s"
-        lines.append(f"{hit.rank:>4}  {hit.score:6.3f}  {where:>13}  {hit.path}")
+        lines.append(f"{hit.rank:>4}  {hit.score:6.3f}  {where:>13}  {shown(hit.path)}")
     return "\n".join(lines)
 
 

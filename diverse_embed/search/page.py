@@ -117,5 +117,5 @@ def search_page(results: list[tuple[str, list[Hit] | str]], model_name: str) -> 
 
 
 def write_search_page(path: str | os.PathLike, results: list[tuple[str, list[Hit] | str]], model_name: str) -> None:
-    page = search_page(results, model_name).encode()
+    page = search_page(results, model_name).encode("utf-8", "backslashreplace")  # a name that is not UTF-8, escaped
     files.atomic_write(path, lambda f: f.write(page))

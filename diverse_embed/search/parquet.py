@@ -1,7 +1,9 @@
 """Embeddings as a Parquet table that any engine reads (DuckDB, pandas, Spark, LanceDB).
 
 One row per clip or 1-s segment: path, start and end in seconds (null for a whole clip), the
-model's name and fingerprint, and the vector as a fixed-size list of float32.
+model's name and fingerprint, and the vector as a fixed-size list of float32. `path` is text, so a
+name whose bytes are not UTF-8 is written there with those bytes as \\xNN escapes; `path_bytes`
+holds every name's exact bytes (os.fsdecode(path_bytes) is the path Python opens).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ROW_GROUP_ROWS = 16_384  # rows buffered per row group: a few MB, and few groups
 
 def schema(dim: int, model: str, fingerprint: str) -> pa.Schema:
     return pa.schema(
-        [("path", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
+        [("path", pa.string()), ("path_bytes", pa.binary()), ("start", pa.float64()), ("end", pa.float64()),
          ("model", pa.string()), ("fingerprint", pa.string()), ("vector", pa.list_(pa.float32(), dim))],
         metadata={"diverse_embed.model": model, "diverse_embed.fingerprint": fingerprint, "diverse_embed.dim": str(dim)},
     )
@@ -35,11 +37,12 @@ def write_parquet(path: str | os.PathLike, batches: Iterable[tuple[list[str], np
     written = 0
 
     def to_table(parts: list) -> pa.Table:
-        paths = [str(p) for part in parts for p in part[0]]
+        paths = [os.fsencode(str(p)) for part in parts for p in part[0]]  # exact bytes, UTF-8 or not
         vectors = np.concatenate([np.asarray(part[3], np.float32).reshape(-1, dim) for part in parts])
         n = len(vectors)
         return pa.Table.from_arrays([
-            pa.array(paths, pa.string()),
+            pa.array([p.decode("utf-8", "backslashreplace") for p in paths], pa.string()),
+            pa.array(paths, pa.binary()),
             pa.array(np.concatenate([np.asarray(part[1], np.float64) for part in parts]), from_pandas=True),  # NaN -> null
             pa.array(np.concatenate([np.asarray(part[2], np.float64) for part in parts]), from_pandas=True),
             pa.array([model] * n, pa.string()),

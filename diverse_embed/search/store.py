@@ -6,7 +6,8 @@ commits under a lock. What the vectors are for (embedding, FAISS, search) is ind
       shards/*.npz      one per commit: vectors (n, D) float32 and their side table
       vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
       vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
-      skipped.tsv       files that could not be embedded: path <TAB> reason
+      skipped.tsv       files that could not be embedded: path <TAB> reason, the name's own bytes,
+                        backslash, tab, newline and CR escaped (\\\\, \\t, \\n, \\r)
       .lock             taken while writing, so concurrent writers wait for each other
 
 Writes are append-only and atomic (temp file, fsync, rename): a shard becomes part of the index
@@ -24,6 +25,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,8 +147,9 @@ class IndexStore:
         path = self.folder / "skipped.tsv"
         if not path.exists():
             return {}
-        rows = [line.split("\t", 1) for line in path.read_text().splitlines()[1:] if "\t" in line]
-        return {p: reason for p, reason in rows}
+        lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[1:]
+        rows = [line.split("\t", 1) for line in lines if "\t" in line]
+        return {unescaped(p): unescaped(reason) for p, reason in rows}
 
     def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
@@ -248,8 +251,8 @@ class IndexStore:
         return sorted(found)
 
     def _write_skipped(self, skipped: dict[str, str]) -> None:
-        text = "path\treason\n" + "".join(f"{p}\t{r.replace(chr(10), ' ')}\n" for p, r in sorted(skipped.items()))
-        files.atomic_write(self.folder / "skipped.tsv", lambda f: f.write(text.encode()))
+        text = "path\treason\n" + "".join(f"{escaped(p)}\t{escaped(r)}\n" for p, r in sorted(skipped.items()))
+        files.atomic_write(self.folder / "skipped.tsv", lambda f: f.write(text.encode("utf-8", "surrogateescape")))
 
 
 def stat(path: str) -> tuple[int, int]:
@@ -259,3 +262,16 @@ def stat(path: str) -> tuple[int, int]:
         return stat.st_size, stat.st_mtime_ns
     except OSError:
         return -1, -1
+
+
+TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+TSV_UNESCAPES = {value[1]: key for key, value in TSV_ESCAPES.items()}
+
+
+def escaped(text: str) -> str:
+    """A skipped.tsv field: any file name (tabs and newlines included) stays one field of one line."""
+    return "".join(TSV_ESCAPES.get(char, char) for char in text)
+
+
+def unescaped(field: str) -> str:
+    return re.sub(r"\\(.)", lambda m: TSV_UNESCAPES.get(m.group(1), m.group(0)), field)

@@ -43,7 +43,7 @@ class AudioCache:
 
     def file_for(self, path: Path) -> Path:
         stat = path.stat()
-        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        key = hashlib.sha1(os.fsencode(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")).hexdigest()
         return self.folder / key[:2] / f"{key}.npy"
 
     def prepare(self, clips: list[Clip], num_workers: int = 2, progress: bool = True) -> tuple[list[Clip], list[tuple[str, str]]]:

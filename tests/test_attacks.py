@@ -1,0 +1,81 @@
+"""The reproductions of the attack on the command line (issue: "Keep every promise of RELIABILITY.md
+under attack"): each one exits with a one-line message and the right code, and loses nothing."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from conftest import sine, write_wav
+from diverse_embed.cli import main
+
+UNTRAINED = ["--model", "untrained-seed0", "-q", "--num-workers", "0"]
+NOT_UTF8 = b"\xff\xfebad.wav"
+
+
+def named(folder: Path, name: bytes | str, audio=None) -> Path:
+    """A WAV under a name of any bytes (soundfile cannot create some of them itself)."""
+    write_wav(folder / "plain.tmp.wav", sine(440, 1.2) if audio is None else audio)
+    target = os.path.join(os.fsencode(folder), os.fsencode(name))
+    os.rename(os.fsencode(folder / "plain.tmp.wav"), target)
+    return Path(os.fsdecode(target))
+
+
+def test_a_name_that_is_not_utf8_is_embedded_indexed_searched_and_tagged(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_wav(src / "good.wav", sine(660, 1.5))
+    bad = named(src, NOT_UTF8)
+    assert main(["embed", str(src), "-o", str(tmp_path / "e.npz"), *UNTRAINED]) == 0
+    assert sorted(np.load(tmp_path / "e.npz")["paths"]) == sorted([str(src / "good.wav"), str(bad)])
+    assert main(["embed", str(src), "-o", str(tmp_path / "e.parquet"), *UNTRAINED]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "e.parquet").to_pydict()
+    assert os.fsencode(bad) in table["path_bytes"] and str(src) + "/\\xff\\xfebad.wav" in table["path"]
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx"), str(bad), "-k", "2", "--model", "untrained-seed0"]) == 0
+    out = capsys.readouterr().out
+    assert "query: " + str(src) + "/\\xff\\xfebad.wav" in out and "\udcff" not in out
+    assert main(["search", str(tmp_path / "idx"), str(bad), "--json", "--model", "untrained-seed0"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert hits[0]["path"] == str(bad) and hits[0]["score"] > 0.999  # JSON gives the name back exactly
+    assert main(["index", "export", str(tmp_path / "idx"), str(tmp_path / "x.parquet")]) == 0
+    capsys.readouterr()
+    assert main(["tag", str(bad), "--json", "-q", "--num-workers", "0"]) == 0  # the bundled model has labels
+    assert json.loads(capsys.readouterr().out)["path"] == str(bad)
+
+
+def test_control_characters_in_names_are_printed_escaped(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    hostile = named(src, "\x1b[2J\rred\u202eevil.wav")
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx"), str(hostile), "--model", "untrained-seed0"]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[2J\\rred\\u202eevil.wav" in out
+    assert not any(char in out for char in "\x1b\r\u202e")
+
+
+def test_skipped_tsv_keeps_names_with_tabs_newlines_and_foreign_bytes(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_wav(src / "good.wav", sine(660, 1.5))
+    hostile = []
+    for name in ("tab\there.wav", "new\nline.wav", "back\\nslash.wav", NOT_UTF8):
+        path = Path(os.fsdecode(os.path.join(os.fsencode(src), os.fsencode(name))))
+        with open(os.fsencode(path), "w") as f:
+            f.write("not audio")
+        hostile.append(str(path))
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    from diverse_embed.search.index import AudioIndex
+
+    index = AudioIndex(tmp_path / "idx")
+    assert sorted(index.skipped()) == sorted(hostile) and list(index.files()) == [str(src / "good.wav")]
+    assert main(["index", "sync", str(tmp_path / "idx"), str(src), *UNTRAINED]) == 0
+    index = AudioIndex(tmp_path / "idx")
+    assert "0 removed" in capsys.readouterr().out  # no ghost entries, nothing real removed
+    assert sorted(index.skipped()) == sorted(hostile) and list(index.files()) == [str(src / "good.wav")]
