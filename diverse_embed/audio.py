@@ -184,14 +184,33 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
 
 
 def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (searched recursively) into a sorted list of audio files."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-            if not found:
-                LOG.warning("%s: no audio files found (looked for %s)", item, ", ".join(AUDIO_EXTENSIONS))
-            files.extend(found)
-        else:
-            files.append(item)  # a named file is kept whatever its extension; loading will judge it
+    """Expand files and folders (searched recursively) into a sorted list of audio files; a folder
+    that cannot be read is logged (scan_audio_files says which, for a caller that must know)."""
+    files, unreadable = scan_audio_files(inputs)
+    for folder, reason in unreadable:
+        LOG.warning("%s: cannot read this folder (%s); its files are left out", folder, reason)
     return files
+
+
+def scan_audio_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The audio files under `inputs` (named files kept whatever their extension), and the folders
+    that could not be listed, with why: what is under those is unknown, not absent."""
+    files: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+    for item in map(Path, inputs):
+        if not item.is_dir():
+            files.append(item)  # a named file is kept whatever its extension; loading will judge it
+            continue
+        found = []
+
+        def refused(err: OSError):
+            unreadable.append((Path(err.filename), err.strerror or str(err)))
+
+        # Like Path.rglob: symlinked folders are not entered (no loops); symlinked files are kept.
+        for folder, _, names in os.walk(item, onerror=refused):
+            found += [Path(folder, n) for n in names if Path(n).suffix.lower() in AUDIO_EXTENSIONS
+                      and Path(folder, n).is_file()]
+        if not found and not unreadable:
+            LOG.warning("%s: no audio files found (looked for %s)", item, ", ".join(AUDIO_EXTENSIONS))
+        files.extend(sorted(found))
+    return files, unreadable

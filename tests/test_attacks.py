@@ -79,3 +79,29 @@ def test_skipped_tsv_keeps_names_with_tabs_newlines_and_foreign_bytes(tmp_path, 
     index = AudioIndex(tmp_path / "idx")
     assert "0 removed" in capsys.readouterr().out  # no ghost entries, nothing real removed
     assert sorted(index.skipped()) == sorted(hostile) and list(index.files()) == [str(src / "good.wav")]
+
+
+def test_sync_keeps_the_files_of_a_folder_it_cannot_read(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "src"
+    for part, freq in (("a", 440), ("b", 660)):
+        (src / part).mkdir(parents=True)
+        for i in range(2):
+            write_wav(src / part / f"{i}.wav", sine(freq + 50 * i, 1.2))
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    (src / "a" / "0.wav").unlink()  # really gone: removed
+    scandir = os.scandir
+
+    def refusing(path="."):  # what chmod 000 does to a user without root's access
+        if os.fspath(path) == str(src / "b"):
+            raise PermissionError(13, "Permission denied", str(src / "b"))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    capsys.readouterr()
+    assert main(["index", "sync", str(tmp_path / "idx"), str(src), *UNTRAINED]) == 1
+    captured = capsys.readouterr()
+    assert "1 removed" in captured.out and f"error: cannot read {src / 'b'} (Permission denied)" in captured.err
+    from diverse_embed.search.index import AudioIndex
+
+    assert sorted(AudioIndex(tmp_path / "idx").files()) == [str(src / "a" / "1.wav"), str(src / "b" / "0.wav"),
+                                                            str(src / "b" / "1.wav")]

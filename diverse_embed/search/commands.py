@@ -214,7 +214,10 @@ def run_index_sync(args: argparse.Namespace) -> int:
             print(f"  removed {shown(path)}")
     for path, reason in report.skipped:
         print(f"  skipped {shown(path)}: {shown(reason)}")
-    return 0
+    for path, reason in report.unreadable:
+        say(f"error: cannot read {path} ({reason}): the {report.kept_unread} indexed file(s) under unreadable "
+            "folders are kept, not removed; sync again once they can be read")
+    return 1 if report.unreadable else 0
 
 
 def run_index_export(args: argparse.Namespace) -> int:

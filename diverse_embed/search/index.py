@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from .. import files
-from ..audio import AudioLoadError, find_audio_files, prepare_waveform
+from ..audio import AudioLoadError, prepare_waveform, scan_audio_files
 from ..embed import EmbeddingOutput
 from ..errors import CheckpointError
 from ..model import DiverseEmbedder
@@ -171,13 +171,17 @@ class AudioIndex(IndexStore):
         folder = Path(folder).absolute().resolve()
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
-        present = [str(p.resolve()) for p in find_audio_files([folder])]
+        found, unreadable = scan_audio_files([folder])
+        present = [str(p.resolve()) for p in found]
         present_set = set(present)
-        vanished = [p for p in self._known_under([folder]) if p not in present_set]
+        unknown = set(self._known_under([path for path, _ in unreadable]))  # not seen is not gone: kept
+        vanished = [p for p in self._known_under([folder]) if p not in present_set and p not in unknown]
         removed = AddReport()
         self._commit([], [], removed, removed=vanished)
         report = self.add(present, model, **add_options)
         report.removed = removed.removed
+        report.unreadable = [(str(path), reason) for path, reason in unreadable]
+        report.kept_unread = len(unknown)
         return report
 
     def build(self) -> faiss.Index | RefinedIndex:

@@ -50,6 +50,8 @@ class AddReport:
     unchanged: int = 0  # already indexed with the same size and modification time
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     removed: list[str] = field(default_factory=list)  # by remove or sync: no longer in the index
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # sync: folders it could not list, and why
+    kept_unread: int = 0  # sync: indexed files under those folders, kept since nothing says they are gone
 
 
 @contextmanager
