@@ -54,7 +54,17 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioLoadError(path, "truncated: the file ends before the data its header declares")
     if info.frames <= 0:
         raise AudioLoadError(path, "zero samples")
+    check_rate(info.samplerate, path)
     return info
+
+
+# Below this a "sample rate" is not audio: resampling 7,200 samples at 1 Hz to 16 kHz makes 2 hours.
+MIN_SAMPLE_RATE = 1000
+
+
+def check_rate(rate: int, source: str | os.PathLike) -> None:
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioLoadError(source, f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio that can be embedded")
 
 
 # MPEG audio (an .mp3, or MP3 data inside a WAV): libsndfile estimates its frame count from the bit
@@ -129,6 +139,7 @@ def prepare_waveform(
         raise AudioLoadError(source, "sample_rate is required (e.g. embed(audio, sample_rate=16000))")
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioLoadError(source, f"sample_rate must be a positive integer, got {sample_rate!r}")
+    check_rate(sample_rate, source)
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().numpy()
     audio = np.asarray(audio)

@@ -66,7 +66,17 @@ def embed_batch(
     """
     waveforms = [prepare_waveform(clip, sample_rate, model.config.sample_rate, source=f"clip {i}")
                  for i, clip in enumerate(clips)]
-    return embed_waveforms(model, waveforms, batch_size)
+    outputs = embed_waveforms(model, waveforms, batch_size)
+    return [finite(output, f"clip {i}", waveform) for i, (output, waveform) in enumerate(zip(outputs, waveforms))]
+
+
+def finite(output: EmbeddingOutput, source, waveform: np.ndarray | None = None) -> EmbeddingOutput:
+    """The output, or AudioLoadError naming the source when the model gave NaN or infinity (finite
+    samples so large that the front ends overflow): never a NaN vector in an index or a table."""
+    if np.isfinite(output.embedding).all() and np.isfinite(output.logits).all():
+        return output
+    peak = f": its samples reach {float(np.abs(waveform).max()):.3g}" if waveform is not None else ""
+    raise AudioLoadError(source, f"the model's output is not finite{peak} (audio is expected in [-1, 1])")
 
 
 def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
@@ -158,7 +168,7 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
     logits = torch.cat([l for _, l in results])[:n_chunks]
     starts = np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate
-    return clip_output(model, embeddings, logits, starts, total)
+    return finite(clip_output(model, embeddings, logits, starts, total), path)
 
 
 def iter_embed_files(
@@ -237,7 +247,11 @@ def _flush(model: nn.Module, pending: list[Decoded], batch_size: int, bar) -> It
         return
     outputs = embed_waveforms(model, [d.waveform for d in pending], batch_size)
     bar.update(len(pending))
-    yield from ((d.path, output) for d, output in zip(pending, outputs))
+    for decoded, output in zip(pending, outputs):
+        try:
+            yield decoded.path, finite(output, decoded.path, decoded.waveform)
+        except AudioLoadError as err:
+            yield decoded.path, err
 
 
 def embed_files(model: nn.Module, paths: list[str | os.PathLike], **options) -> np.ndarray:

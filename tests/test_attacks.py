@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import sine, write_wav
 from diverse_embed.cli import main
@@ -105,3 +106,70 @@ def test_sync_keeps_the_files_of_a_folder_it_cannot_read(tmp_path, capsys, monke
 
     assert sorted(AudioIndex(tmp_path / "idx").files()) == [str(src / "a" / "1.wav"), str(src / "b" / "0.wav"),
                                                             str(src / "b" / "1.wav")]
+
+
+def test_huge_finite_samples_are_refused_not_embedded_as_nan(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_wav(src / "good.wav", sine(660, 1.5))
+    write_wav(src / "huge.wav", sine(440, 2.0) * 3e29, subtype="FLOAT")
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    out = capsys.readouterr().out
+    assert "huge.wav: the model's output is not finite: its samples reach 1.5e+29" in out
+    from diverse_embed.search.index import AudioIndex
+
+    index = AudioIndex(tmp_path / "idx")
+    assert list(index.files()) == [str(src / "good.wav")] and list(index.skipped()) == [str(src / "huge.wav")]
+    assert main(["search", str(tmp_path / "idx"), str(src / "huge.wav"), "--json", *UNTRAINED[:2]]) == 1
+    assert json.loads(capsys.readouterr().out)["error"].startswith("the model's output is not finite")
+    assert main(["tag", str(src / "huge.wav"), "--json", "-q", "--num-workers", "0"]) == 1
+    assert "NaN" not in capsys.readouterr().out
+    from diverse_embed import AudioLoadError
+    from diverse_embed.resolve import untrained_model
+
+    with pytest.raises(AudioLoadError, match="clip 0: the model's output is not finite"):
+        untrained_model().embed(sine(440, 1.0) * 1e30, 16000)
+
+
+def test_a_one_hertz_file_is_refused_before_it_is_resampled(tmp_path, capsys):
+    write_wav(tmp_path / "slow.wav", sine(0.1, 7200, rate=1), rate=1)
+    assert main(["embed", str(tmp_path / "slow.wav"), "-o", str(tmp_path / "e.npz"), *UNTRAINED]) == 1
+    assert "slow.wav: sample rate 1 Hz is below 1000 Hz" in capsys.readouterr().err
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_remove_refuses_an_empty_path(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_wav(src / "a.wav", sine(660, 1.5))
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    monkeypatch.chdir(tmp_path)  # "" was the current folder, which holds everything
+    assert main(["index", "remove", str(tmp_path / "idx"), ""]) == 2
+    assert "empty path" in capsys.readouterr().err
+    from diverse_embed.search.index import AudioIndex
+
+    assert list(AudioIndex(tmp_path / "idx").files()) == [str(src / "a.wav")]
+
+
+def test_a_file_changed_while_it_is_embedded_is_embedded_again(tmp_path):
+    from diverse_embed.resolve import untrained_model
+    from diverse_embed.search.index import AudioIndex
+
+    model = untrained_model()
+    target = write_wav(tmp_path / "target.wav", sine(440, 2.0))
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0")
+    iter_embed_files = model.iter_embed_files
+
+    def changing_meanwhile(paths, *args, **kwargs):  # another clip copied over it once it has been read
+        for path, output in iter_embed_files(paths, *args, **kwargs):
+            write_wav(target, sine(3000, 3.0) * 0.1)
+            os.utime(target, ns=(1, 10**18))
+            yield path, output
+
+    model.iter_embed_files = changing_meanwhile
+    index.add([target], model, num_workers=0, progress=False)
+    model.iter_embed_files = iter_embed_files
+    report = index.add([target], model, num_workers=0, progress=False)
+    assert report.added == [str(target)] and report.unchanged == 0  # not "already indexed"
+    stored = AudioIndex(tmp_path / "idx").vectors()[0]
+    np.testing.assert_allclose(stored, model.embed_files([target], num_workers=0, progress=False)[0], atol=1e-6)

@@ -136,20 +136,21 @@ class AudioIndex(IndexStore):
         model = self.check_model(model)
         report = AddReport()
         known = self.files()
-        todo = []
+        todo = {}  # path -> (size, mtime_ns) before it is read: a file changed while embedded looks changed
         for path in dict.fromkeys(str(Path(p).resolve()) for p in paths):  # absolute, first occurrence
-            if path in known and known[path] == stat(path):
+            before = stat(path)
+            if path in known and known[path] == before:
                 report.unchanged += 1
             else:
-                todo.append(path)
-        rows: list[tuple[str, EmbeddingOutput]] = []
+                todo[path] = before
+        rows: list[tuple[str, EmbeddingOutput, tuple[int, int]]] = []
         failed: list[tuple[str, str]] = []
-        for path, output in model.iter_embed_files(todo, batch_size, num_workers, progress):
+        for path, output in model.iter_embed_files(list(todo), batch_size, num_workers, progress):
             if isinstance(output, AudioLoadError):
                 failed.append((str(path), output.reason))
                 LOG.warning("skipped %s", output)
             else:
-                rows.append((str(path), output))
+                rows.append((str(path), output, todo[str(path)]))
             if len(rows) + len(failed) >= commit_every:
                 self._commit(rows, failed, report)
                 rows, failed = [], []
@@ -160,6 +161,8 @@ class AudioIndex(IndexStore):
         """Drop files, and every file under a folder, from the index in one commit. The paths need
         not exist any more; ones not in the index are ignored (so running it again is harmless)."""
         report = AddReport()
+        if any(not str(p).strip() for p in paths):  # Path("") is the current folder: never a way to say "all"
+            raise AudioIndexError("an empty path names no file or folder to remove (nothing was removed)")
         self._commit([], [], report, removed=self._known_under([Path(p).absolute().resolve() for p in paths]))
         return report
 
@@ -250,6 +253,8 @@ class AudioIndex(IndexStore):
         query = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.manifest["dim"]:
             raise ValueError(f"query has dimension {query.shape[1]}, the index {self.manifest['dim']}")
+        if not np.isfinite(query).all():
+            raise ValueError("the query vector holds NaN or infinite values")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         n = len(self)
         if n == 0 or k <= 0:

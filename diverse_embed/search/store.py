@@ -189,9 +189,10 @@ class IndexStore:
         """All live vectors (n, dim) float32, row i = FAISS id i."""
         return self._live_rows(with_vectors=True)[1]
 
-    def _commit(self, rows: list[tuple[str, object]], failed: list[tuple[str, str]], report: AddReport,
+    def _commit(self, rows: list[tuple[str, object, tuple[int, int]]], failed: list[tuple[str, str]], report: AddReport,
                 removed: list[str] = ()):
-        """One atomic commit: a shard of the embedded rows ((path, EmbeddingOutput) pairs) and of
+        """One atomic commit: a shard of the embedded rows ((path, EmbeddingOutput, (size, mtime_ns)
+        read before embedding)) and of
         tombstones for `removed`, the files that failed into skipped.tsv (and the removed ones out
         of it), then the manifest."""
         if not rows and not failed and not removed:
@@ -205,23 +206,22 @@ class IndexStore:
                 manifest["shards"].append(name)
             manifest["generation"] += 1
             skipped = {**self.skipped(), **dict(failed)}
-            for path in [path for path, _ in rows] + list(removed):
+            for path in [row[0] for row in rows] + list(removed):
                 skipped.pop(path, None)
             self._write_skipped(skipped)
             self._write_manifest(self.folder, manifest)
         self._refresh()
-        report.added += [path for path, _ in rows]
+        report.added += [row[0] for row in rows]
         report.skipped += failed
         report.removed += list(removed)
 
-    def _shard_arrays(self, rows: list[tuple[str, object]], removed: list[str] = ()) -> dict[str, np.ndarray]:
+    def _shard_arrays(self, rows: list[tuple[str, object, tuple[int, int]]], removed: list[str] = ()) -> dict[str, np.ndarray]:
         """One row per file (the clip vector), plus one per 1-s chunk when the index has segments;
         and one tombstone row (zero vector, `removed` true) per removed path."""
         columns = {name: [] for name in TABLE_COLUMNS}
         vectors = []
         chunk_seconds = self.manifest["config"]["chunk_seconds"]
-        for path, output in rows:
-            size, mtime_ns = stat(path)
+        for path, output, (size, mtime_ns) in rows:
             for start, end, vector in zip(*output.rows(chunk_seconds, self.manifest["segments"])):
                 vectors.append(vector)
                 for name, value in zip(TABLE_COLUMNS, (path, start, end, output.duration, size, mtime_ns)):
