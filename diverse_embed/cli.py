@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not into them
             return args.run(args)
+    except OSError as err:  # what the file system refused: a full disk, a folder named as a file, no permission
+        print(f"error: {shown(err.filename or '')}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except USER_ERRORS as err:
         print(f"error: {shown(err)}", file=sys.stderr)
         return 2

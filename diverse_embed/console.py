@@ -5,6 +5,7 @@ decide what the user sees."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def find_inputs(inputs: list[str]) -> list[Path]:
 
     missing = [name for name in inputs if not Path(name).exists()]
     if missing:
+        broken = [name for name in missing if os.path.lexists(name)]
+        if broken:
+            raise CommandError("a symbolic link to nothing, or a loop of links: " + ", ".join(broken))
         raise CommandError("no such file or folder: " + ", ".join(missing))
     paths = find_audio_files(inputs)
     if not paths:

@@ -173,3 +173,39 @@ def test_a_file_changed_while_it_is_embedded_is_embedded_again(tmp_path):
     assert report.added == [str(target)] and report.unchanged == 0  # not "already indexed"
     stored = AudioIndex(tmp_path / "idx").vectors()[0]
     np.testing.assert_allclose(stored, model.embed_files([target], num_workers=0, progress=False)[0], atol=1e-6)
+
+
+def test_outputs_that_cannot_be_written_fail_in_one_line_and_keep_the_old_file(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        write_wav(src / f"{i}.wav", sine(300 + 40 * i, 1.5))
+    command = [sys.executable, "-m", "diverse_embed.cli", "embed", str(src), *UNTRAINED, "--segments", "-o"]
+
+    def small_disk():  # every file this process writes may hold at most 4 kB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000, 4_000))
+
+    for name in ("e.npz", "e.parquet"):
+        good = tmp_path / name
+        assert main(["embed", str(src / "0.wav"), *UNTRAINED, "-o", str(good)]) == 0
+        before = good.read_bytes()
+        full = subprocess.run([*command, str(good)], cwd=REPO, capture_output=True, text=True, preexec_fn=small_disk)
+        assert full.returncode == 2 and full.stderr.strip().splitlines() == [f"error: {good}: File too large"]
+        assert good.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "folder.npz").mkdir()
+    named_folder = subprocess.run([*command, str(tmp_path / "folder.npz")], cwd=REPO, capture_output=True, text=True)
+    assert named_folder.returncode == 2 and named_folder.stderr.strip() == f"error: {tmp_path / 'folder.npz'}: is a folder, not a file"
+    nested = tmp_path / "new" / "deeper" / "e.parquet"  # missing folders are made, for Parquet as for .npz
+    assert main(["embed", str(src / "0.wav"), *UNTRAINED, "-o", str(nested)]) == 0 and nested.is_file()
+
+
+def test_a_named_link_loop_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert main(["embed", str(tmp_path / "loop"), "-o", str(tmp_path / "e.npz"), *UNTRAINED]) == 2
+    assert "a symbolic link to nothing, or a loop of links" in capsys.readouterr().err
