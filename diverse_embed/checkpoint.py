@@ -43,6 +43,8 @@ def read_config(path: str | os.PathLike) -> DiverseEmbedConfig:
         return DiverseEmbedConfig.from_dict(json.loads(path.read_text()))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a config (JSON nested too deeply)") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: {err}") from None
 
@@ -143,6 +145,9 @@ def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
         problems.append(f"shape mismatch {_short(mismatched)}")
     if problems:
         raise CheckpointError(f"{model_file} does not match the model its config.json describes: " + "; ".join(problems))
+    not_finite = [key for key in sorted(state) if state[key].is_floating_point() and not state[key].isfinite().all()]
+    if not_finite:
+        raise CheckpointError(f"{model_file}: damaged weights, NaN or infinite values in {_short(not_finite)}")
     state = {key: value.to(expected[key].dtype) for key, value in state.items()}
     model.load_state_dict(state, strict=True)
 

@@ -113,13 +113,20 @@ class DiverseEmbedConfig:
     neuralogram: NeuralogramConfig = field(default_factory=NeuralogramConfig)
 
     def __post_init__(self):
+        if not isinstance(self.branches, list) or not all(isinstance(name, str) for name in self.branches):
+            raise ValueError(f"branches must be a list of names among {BRANCHES}, got {self.branches!r}")
         unknown = [name for name in self.branches if name not in BRANCHES]
         if unknown or not self.branches or len(set(self.branches)) != len(self.branches):
             raise ValueError(f"branches must be distinct names among {BRANCHES}, got {self.branches}")
         for name, kind in SUBCONFIGS.items():  # as read from JSON: a dict per branch
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, _strict(kind, getattr(self, name), f"{name}."))
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"{name} must be a JSON object of {kind.__name__}'s fields, got {getattr(self, name)!r}")
+        check_ranges(self)
         if self.id2label is not None:
+            if not isinstance(self.id2label, dict):
+                raise ValueError(f"id2label must map class indices to names, got {type(self.id2label).__name__}")
             # JSON turns integer keys into strings; bring them back.
             self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
             if sorted(self.id2label) != list(range(self.num_labels)):
@@ -128,6 +135,24 @@ class DiverseEmbedConfig:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.chunk_samples % self.waveform_patch_samples:
             raise ValueError("chunk_seconds must hold a whole number of waveform patches")
+        for group in ("pitch", "neuralogram"):
+            band = getattr(self, group)
+            if not band.fmin_hz < band.fmax_hz:
+                raise ValueError(f"{group}.fmin_hz must be below {group}.fmax_hz, got {band.fmin_hz} and {band.fmax_hz}")
+        if self.timbre.n_mfcc > self.timbre.n_mels:
+            raise ValueError(f"timbre.n_mfcc ({self.timbre.n_mfcc}) cannot exceed timbre.n_mels ({self.timbre.n_mels})")
+        if not self.min_final_chunk_seconds <= self.chunk_seconds:
+            raise ValueError("min_final_chunk_seconds cannot exceed chunk_seconds")
+        weights = self.transformer_weights()
+        if weights > MAX_TRANSFORMER_WEIGHTS:
+            raise ValueError(f"d_model {self.d_model}, n_layers {self.n_layers}, n_heads {self.n_heads}, head_dim "
+                             f"{self.head_dim}, ff_dim {self.ff_dim} make {weights:,} transformer weights, more than "
+                             f"{MAX_TRANSFORMER_WEIGHTS:,}: not a model of this kind")
+
+    def transformer_weights(self) -> int:
+        """About how many weights the branches' transformers hold (what a config could make huge)."""
+        attention = 4 * self.d_model * self.n_heads * self.head_dim
+        return len(self.branches) * self.n_layers * (attention + 2 * self.d_model * self.ff_dim)
 
     def samples(self, milliseconds: float) -> int:
         return round(milliseconds * self.sample_rate / 1000)
@@ -194,6 +219,8 @@ class DiverseEmbedConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "DiverseEmbedConfig":
         """Build from a config.json dict; an unknown key is a ValueError, not silently dropped."""
+        if not isinstance(values, dict):
+            raise ValueError(f"config must be a JSON object, got {type(values).__name__}")
         values = dict(values)
         for flat in [key for key in values if key in FLAT_NAMES]:
             group, name = FLAT_NAMES[flat]
@@ -208,3 +235,34 @@ def _strict(kind, values: dict, prefix: str = ""):
     if unknown:
         raise ValueError(f"config has fields this version of diverse-embed does not know: {[prefix + u for u in unknown]}")
     return kind(**values)
+
+
+# Every number a config.json may hold: (type, lowest, highest), checked before anything is built, so
+# a hostile or mistyped file fails in one line instead of allocating gigabytes. Generous bounds.
+RANGES = {
+    DiverseEmbedConfig: {"num_labels": (int, 1, 100_000), "sample_rate": (int, 1000, 384_000),
+                         "chunk_seconds": (float, 0.05, 60.0), "hop_seconds": (float, 0.01, 60.0),
+                         "min_final_chunk_seconds": (float, 0.0, 60.0), "frame_hop_ms": (float, 1.0, 1000.0),
+                         "d_model": (int, 1, 4096), "n_layers": (int, 1, 64), "n_heads": (int, 1, 256),
+                         "head_dim": (int, 1, 1024), "ff_dim": (int, 1, 65_536), "dropout": (float, 0.0, 0.99)},
+    PitchConfig: {"n_fft": (int, 16, 65_536), "fmin_hz": (float, 0.0, 192_000.0), "fmax_hz": (float, 1.0, 192_000.0),
+                  "max_peaks": (int, 1, 4096), "threshold_db": (float, -200.0, 0.0), "floor_dbfs": (float, -300.0, 0.0)},
+    TimbreConfig: {"n_mfcc": (int, 1, 512), "window_ms": (float, 1.0, 1000.0), "n_mels": (int, 1, 512)},
+    WaveformConfig: {"patch_ms": (float, 1.0, 1000.0)},
+    NeuralogramConfig: {"mel_bins": (int, 8, 512), "window_ms": (float, 1.0, 1000.0), "fmin_hz": (float, 0.0, 192_000.0),
+                        "fmax_hz": (float, 1.0, 192_000.0), "mobilenet_width": (float, 0.05, 4.0),
+                        "mobilenet_time_stride": (int, 1, 256)},
+}
+MAX_TRANSFORMER_WEIGHTS = 200_000_000  # the default's are 0.4 M
+
+
+def check_ranges(config: DiverseEmbedConfig) -> None:
+    """ValueError naming the first field of wrong type or out of range, the branches' groups included."""
+    for owner, prefix in [(config, "")] + [(getattr(config, name), f"{name}.") for name in SUBCONFIGS]:
+        for name, (kind, low, high) in RANGES[type(owner)].items():
+            value = getattr(owner, name)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or (kind is int and not isinstance(value, int)):
+                raise ValueError(f"{prefix}{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+            if not low <= value <= high:  # NaN fails this too
+                raise ValueError(f"{prefix}{name} must be between {low} and {high}, got {value!r}")

@@ -209,3 +209,65 @@ def test_a_named_link_loop_is_refused_in_one_line(tmp_path, capsys):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     assert main(["embed", str(tmp_path / "loop"), "-o", str(tmp_path / "e.npz"), *UNTRAINED]) == 2
     assert "a symbolic link to nothing, or a loop of links" in capsys.readouterr().err
+
+
+HOSTILE_CONFIGS = [
+    ({"n_layers": 5000}, "n_layers must be between 1 and 64"),
+    ({"d_model": 100_000, "n_layers": 1000}, "d_model must be between 1 and 4096"),
+    ({"d_model": 4096, "n_layers": 64, "ff_dim": 65_536}, "transformer weights, more than"),
+    ({"num_labels": 10**9}, "num_labels must be between"),
+    ({"chunk_seconds": 1e6}, "chunk_seconds must be between"),
+    ({"waveform": {"patch_ms": 0}}, "waveform.patch_ms must be between"),
+    ({"sample_rate": 0}, "sample_rate must be between"),
+    ({"d_model": -64}, "d_model must be between"),
+    ({"id2label": ["a", "b"], "num_labels": 2}, "id2label must map class indices"),
+    ({"pitch": [2048]}, "pitch must be a JSON object"),
+    ({"pitch": {"n_fft": 0}}, "pitch.n_fft must be between"),
+    ({"dropout": float("nan")}, "dropout must be between"),
+    ({"n_heads": 12.5}, "n_heads must be an integer"),
+    ({"n_layers": True}, "n_layers must be an integer"),
+    ({"neuralogram": {"fmin_hz": 8000.0, "fmax_hz": 200.0}}, "neuralogram.fmin_hz must be below neuralogram.fmax_hz"),
+]
+
+
+@pytest.mark.parametrize("changes, message", HOSTILE_CONFIGS, ids=[m.split()[0] for _, m in HOSTILE_CONFIGS])
+def test_a_hostile_config_fails_in_one_line_before_anything_is_built(tmp_path, capsys, changes, message):
+    import time
+
+    from diverse_embed.config import DiverseEmbedConfig
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**DiverseEmbedConfig().to_dict(), **changes}))
+    write_wav(tmp_path / "a.wav", sine(440, 1.0))
+    started = time.perf_counter()
+    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--model", str(folder), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(folder / "config.json") in err, err
+    assert time.perf_counter() - started < 5  # refused from the numbers, not after building the network
+
+
+@pytest.mark.parametrize("text, message", [("[]", "config must be a JSON object"),
+                                           ("[" * 100_000 + "]" * 100_000, "nested too deeply")])
+def test_a_config_that_is_not_an_object_is_refused(tmp_path, text, message):
+    from diverse_embed.checkpoint import read_config
+    from diverse_embed.errors import CheckpointError
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(CheckpointError, match=message):
+        read_config(tmp_path / "config.json")
+
+
+def test_weights_holding_nan_are_refused(tmp_path):
+    import torch
+
+    from diverse_embed.errors import CheckpointError
+    from diverse_embed.model import DiverseEmbedder
+    from diverse_embed.resolve import untrained_model
+
+    model = untrained_model()
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(CheckpointError, match="damaged weights, NaN or infinite values in"):
+        DiverseEmbedder.from_pretrained(tmp_path / "model")
