@@ -271,3 +271,146 @@ def test_weights_holding_nan_are_refused(tmp_path):
     model.save_pretrained(tmp_path / "model")
     with pytest.raises(CheckpointError, match="damaged weights, NaN or infinite values in"):
         DiverseEmbedder.from_pretrained(tmp_path / "model")
+
+
+def small_index(tmp_path, files=3):
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for i in range(files):
+        write_wav(src / f"{i}.wav", sine(300 + 100 * i, 1.2))
+    assert main(["index", "build", str(src), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
+    return src, tmp_path / "idx"
+
+
+def break_shard(idx: Path, how: str) -> None:
+    manifest = json.loads((idx / "index.json").read_text())
+    shard = idx / "shards" / manifest["shards"][0]
+    if how == "truncated":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    elif how == "empty":
+        shard.write_bytes(b"")
+    elif how == "foreign":
+        shard.write_text("not a shard")
+    elif how == "flipped":
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        shard.write_bytes(bytes(data))
+    elif how == "column missing":
+        arrays = dict(np.load(shard))
+        del arrays["vectors"]
+        np.savez(shard, **arrays)
+        shard.with_suffix(".npz.npz").rename(shard) if shard.with_suffix(".npz.npz").exists() else None
+    else:  # a manifest field
+        key, value = how.split("=", 1)
+        if value == "<absent>":
+            del manifest[key]
+        else:
+            manifest[key] = json.loads(value)
+        (idx / "index.json").write_text(json.dumps(manifest))
+
+
+DAMAGE = ["truncated", "empty", "foreign", "flipped", "column missing", "shards=<absent>", 'generation="7"',
+          "dim=-3", 'shards=["../../other/shards/x.npz"]', 'faiss={"type": 1}']
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_index_is_one_line_and_exit_2(tmp_path, capsys, how):
+    src, idx = small_index(tmp_path)
+    break_shard(idx, how)
+    for command in (["search", str(idx), str(src / "0.wav"), "--model", "untrained-seed0"], ["index", "info", str(idx)],
+                    ["index", "add", str(idx), str(src), *UNTRAINED]):
+        capsys.readouterr()
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "damaged" in err, err
+
+
+def test_a_damaged_faiss_file_is_never_trusted_and_add_rewrites_it(tmp_path, capsys, caplog):
+    from diverse_embed.search.index import AudioIndex
+
+    src, idx = small_index(tmp_path)
+    faiss_file = idx / "vectors.faiss"
+    whole = faiss_file.read_bytes()
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        data = bytearray(whole[: len(whole) - 7] if trial == 0 else whole)
+        if trial:
+            for i in rng.integers(0, len(data), 3):
+                data[i] ^= 1 + int(rng.integers(0, 255))
+        faiss_file.write_bytes(bytes(data))
+        hits = AudioIndex(idx).search_file(src / "1.wav", None, k=3)
+        assert hits[0].path == str(src / "1.wav") and hits[0].score > 0.999 and len(hits) == 3
+    assert "vectors.faiss is damaged" in caplog.text
+    write_wav(src / "new.wav", sine(1234, 1.0))
+    assert main(["index", "add", str(idx), str(src / "new.wav"), *UNTRAINED]) == 0
+    caplog.clear()
+    assert AudioIndex(idx).search_file(src / "new.wav", None, k=1)[0].path == str(src / "new.wav")
+    assert "damaged" not in caplog.text
+
+
+def test_a_first_build_killed_before_its_manifest_is_resumed_and_leftovers_go(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        write_wav(src / f"{i}.wav", sine(300 + 100 * i, 1.2))
+    idx = tmp_path / "idx"
+    (idx / "shards").mkdir(parents=True)  # what a kill at the first rename leaves
+    (idx / ".lock").touch()
+    (idx / ".index.json.1234abcd.tmp").write_text("{")
+    (idx / "shards" / "000000-deadbeef.npz").write_bytes(b"half a shard")
+    assert main(["index", "build", str(src), "-o", str(idx), *UNTRAINED]) == 0
+    assert sorted(p.name for p in idx.iterdir()) == [".lock", "index.json", "shards", "skipped.tsv", "vectors.faiss"]
+    manifest = json.loads((idx / "index.json").read_text())
+    assert sorted(p.name for p in (idx / "shards").iterdir()) == sorted(manifest["shards"])
+    (idx / "shards" / "000009-orphan01.npz").write_bytes(b"a later kill's orphan")
+    (idx / ".vectors.faiss.5678.tmp").write_bytes(b"x")
+    write_wav(src / "3.wav", sine(900, 1.0))
+    assert main(["index", "add", str(idx), str(src), *UNTRAINED]) == 0
+    assert not list(idx.glob(".*.tmp")) and not (idx / "shards" / "000009-orphan01.npz").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")  # a folder of someone else's is still refused
+    assert main(["index", "build", str(src), "-o", str(other), *UNTRAINED]) == 2
+
+
+def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
+    import threading
+
+    from diverse_embed.embed import EmbeddingOutput
+    from diverse_embed.resolve import untrained_model
+    from diverse_embed.search.index import AudioIndex
+    from diverse_embed.search.store import AddReport
+
+    index = AudioIndex.create(tmp_path / "idx", untrained_model(), "untrained-seed0")
+    rng = np.random.default_rng(0)
+
+    def commit(names):
+        rows = [(name, EmbeddingOutput(v, {}, v[None], np.zeros(1), np.zeros(1), 1.0), (-1, -1))
+                for name, v in zip(names, rng.standard_normal((len(names), 256)).astype(np.float32))]
+        index._commit(rows, [], AddReport())
+        index.build()
+
+    commit([f"/nowhere/{i}.wav" for i in range(50)])
+    done, failures = threading.Event(), []
+
+    def write():
+        for cycle in range(40):
+            commit([f"/nowhere/new_{cycle}.wav"])
+            index._commit([], [], AddReport(), removed=[f"/nowhere/new_{cycle}.wav"] if cycle % 2 else [])
+            index.build()
+        done.set()
+
+    def read():
+        query = np.ones(256, np.float32)
+        while not done.is_set():
+            try:
+                AudioIndex(tmp_path / "idx").search_vector(query, k=5)
+            except Exception as err:  # any failure is the defect
+                failures.append(repr(err))
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]

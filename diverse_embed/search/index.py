@@ -4,6 +4,7 @@ searched by vector, array or file."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -30,6 +31,11 @@ from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, stat
 
 LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
+
+
+def damaged(folder: Path, why: str) -> None:
+    LOG.warning("%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
+                "index add, remove or sync rewrites it", folder, why)
 
 
 def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
@@ -199,8 +205,10 @@ class AudioIndex(IndexStore):
             else:
                 index = faiss_index = build_faiss_index(self.vectors(), kind)
                 (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
-            files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(faiss.serialize_index(faiss_index).tobytes()))
-            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index)}
+            data = faiss.serialize_index(faiss_index).tobytes()
+            files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(data))
+            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index),
+                                      "sha256": hashlib.sha256(data).hexdigest()}
             self._write_manifest(self.folder, self.manifest)
         self._faiss = index
         return index
@@ -230,23 +238,38 @@ class AudioIndex(IndexStore):
     @property
     def faiss_index(self) -> faiss.Index:
         if self._faiss is None:
-            built = self.manifest.get("faiss")
-            exact = self.folder / EXACT_VECTORS
-            if built and built["type"] == "compressed" and (
-                    not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
-                built = None  # its exact vectors are missing or of another build
-            if built and built["generation"] == self.manifest["generation"] and (self.folder / "vectors.faiss").is_file():
-                data = np.fromfile(self.folder / "vectors.faiss", dtype=np.uint8)
-                self._faiss = faiss.deserialize_index(data)
-                set_search_parameters(self._faiss)
-                if built["type"] == "compressed":
-                    self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
-            else:  # stale (an add after the last build): search the current vectors all the same
-                LOG.info("%s: vectors.faiss is stale, building in memory", self.folder)
-                self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
+            with self._snapshot():  # the manifest, the table and vectors.faiss of one generation
+                self._refresh()
+                self._load_faiss()
         if self._faiss.ntotal != len(self):
             raise AudioIndexError(f"{self.folder}: vectors.faiss holds {self._faiss.ntotal} vectors, the table {len(self)}")
         return self._faiss
+
+    def _load_faiss(self) -> None:
+        """vectors.faiss when it is of this generation and whole, else the vectors searched from memory."""
+        built = self.manifest.get("faiss")
+        exact = self.folder / EXACT_VECTORS
+        if built and built["type"] == "compressed" and (
+                not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
+            built = None  # its exact vectors are missing or of another build
+        data = None
+        if built and built["generation"] == self.manifest["generation"] and (self.folder / "vectors.faiss").is_file():
+            data = np.fromfile(self.folder / "vectors.faiss", dtype=np.uint8)
+            if "sha256" in built and hashlib.sha256(data).hexdigest() != built["sha256"]:  # older indexes have none
+                data = damaged(self.folder, "its checksum differs from the manifest's")
+        if data is not None:
+            try:
+                self._faiss = faiss.deserialize_index(data)
+            except RuntimeError as err:
+                data = damaged(self.folder, str(err).splitlines()[0][:200])
+        if data is not None:
+            set_search_parameters(self._faiss)
+            if built["type"] == "compressed":
+                self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
+        else:  # stale (an add after the last build) or damaged: search the current vectors all the same
+            LOG.info("%s: vectors.faiss is stale or damaged, building in memory", self.folder)
+            self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
+        len(self)  # the table of this generation, read inside the snapshot
 
     def search_vector(self, query: np.ndarray, k: int = 10, one_hit_per_file: bool = True) -> list[Hit]:
         """query (dim,) -> the k best hits, best first. With segments, a file's best row stands for it."""
@@ -256,13 +279,13 @@ class AudioIndex(IndexStore):
         if not np.isfinite(query).all():
             raise ValueError("the query vector holds NaN or infinite values")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        n = len(self)
+        searched = self.faiss_index  # first: it reads the table of its own generation
+        table, n = self.table, len(self)
         if n == 0 or k <= 0:
             return []
-        table = self.table
         wanted = min(n, k * 4 if one_hit_per_file and self.manifest["segments"] else k)
         while True:
-            scores, ids = self.faiss_index.search(query, wanted)  # D, I: (1, wanted)
+            scores, ids = searched.search(query, wanted)  # D, I: (1, wanted)
             hits, seen = [], set()
             for score, i in zip(scores[0], ids[0]):
                 if i < 0 or (one_hit_per_file and table["path"][i] in seen):

@@ -79,7 +79,7 @@ class IndexStore:
         """Write the first manifest of a new index into `folder` (missing or empty)."""
         if (folder / MANIFEST).exists():
             raise AudioIndexError(f"{folder} already holds an index; open it instead")
-        if folder.exists() and any(folder.iterdir()):
+        if folder.exists() and not only_leftovers(folder):
             raise AudioIndexError(f"{folder} exists and is not empty, and holds no index: refusing to write into it")
         with writing(folder):
             (folder / "shards").mkdir(parents=True, exist_ok=True)
@@ -101,6 +101,9 @@ class IndexStore:
             raise AudioIndexError(f"{self.folder}: {MANIFEST} is not a diverse-embed index manifest")
         if manifest.get("version") not in READABLE_VERSIONS:
             raise AudioIndexError(f"{self.folder}: index format version {manifest.get('version')}, this code reads {VERSION}")
+        problem = manifest_problem(manifest)
+        if problem:
+            raise AudioIndexError(f"{path}: damaged manifest ({problem})")
         missing = [name for name in manifest["shards"] if not (self.folder / "shards" / name).is_file()]
         if missing:
             raise AudioIndexError(f"{self.folder}: damaged index, shard files missing: {missing[:3]}")
@@ -125,6 +128,23 @@ class IndexStore:
     def _refresh(self) -> None:
         self.manifest = self._read_manifest()
         self._table, self._faiss = None, None
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Read under a shared lock: no commit or build lands meanwhile, so the manifest, the table
+        and vectors.faiss read inside are one generation (a folder that cannot be locked, read-only
+        media say, is read as it is)."""
+        try:
+            lock = open(self.folder / ".lock", "rb")
+        except OSError:
+            yield
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @property
     def model_name(self) -> str:
@@ -156,7 +176,7 @@ class IndexStore:
     def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
         it, none where that shard removes it. A shard's arrays are read only when asked for."""
-        shards = [np.load(self.folder / "shards" / name) for name in self.manifest["shards"]]
+        shards = [DamageChecked(self.folder / "shards" / name) for name in self.manifest["shards"]]
         paths = [shard["path"] for shard in shards]  # an NpzFile reads an array again at each access
         newest_shard = {}
         for number, names in enumerate(paths):
@@ -210,6 +230,7 @@ class IndexStore:
                 skipped.pop(path, None)
             self._write_skipped(skipped)
             self._write_manifest(self.folder, manifest)
+            remove_leftovers(self.folder, manifest)
         self._refresh()
         report.added += [row[0] for row in rows]
         report.skipped += failed
@@ -277,3 +298,75 @@ def escaped(text: str) -> str:
 
 def unescaped(field: str) -> str:
     return re.sub(r"\\(.)", lambda m: TSV_UNESCAPES.get(m.group(1), m.group(0)), field)
+
+
+SHARD_COLUMNS = TABLE_COLUMNS + ("vectors",)
+
+
+class DamageChecked:
+    """A shard's arrays, read as np.load reads them, where a damaged file (truncated, foreign, a
+    column missing; zip's CRC catches altered bytes) is an AudioIndexError naming it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.npz = np.load(path)
+        except Exception as err:  # BadZipFile, EOFError, ValueError, OSError: whatever a broken file gives
+            raise self.damaged(err) from None
+        missing = [name for name in SHARD_COLUMNS if name not in self.npz.files]
+        if missing:
+            raise AudioIndexError(f"{path}: damaged index shard (no {', '.join(missing)}); rebuild the index "
+                                  "(a new index build of the same files)")
+        self.files = self.npz.files
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.npz[name]
+        except Exception as err:
+            raise self.damaged(err) from None
+
+    def damaged(self, err: Exception) -> AudioIndexError:
+        return AudioIndexError(f"{self.path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); "
+                               "rebuild the index (a new index build of the same files)")
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with a manifest's fields, or None; shard names must be plain files of shards/."""
+    kinds = {"model": str, "fingerprint": str, "dim": int, "config": dict, "segments": bool, "index_type": str,
+             "generation": int, "shards": list}
+    for key, kind in kinds.items():
+        if not isinstance(manifest.get(key), kind) or (kind is int and isinstance(manifest[key], bool)):
+            return f"{key} missing or not a {kind.__name__}"
+    if not 1 <= manifest["dim"] <= 65_536 or manifest["generation"] < 0:
+        return "dim or generation out of range"
+    for name in manifest["shards"]:
+        if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or not name.endswith(".npz"):
+            return f"shard name {name!r} is not a file of shards/"
+    built = manifest.get("faiss")
+    if built is not None and not (isinstance(built, dict) and isinstance(built.get("generation"), int)
+                                  and isinstance(built.get("type"), str)):
+        return "faiss entry malformed"
+    if not isinstance(manifest["config"].get("chunk_seconds"), (int, float)):
+        return "config without chunk_seconds"
+    return None
+
+
+def only_leftovers(folder: Path) -> bool:
+    """Whether a folder without a manifest holds nothing but what a first build killed before its
+    first commit leaves: the lock, temp files, an empty or orphan shards/ folder."""
+    for entry in folder.iterdir():
+        if entry.name == "shards" and entry.is_dir():
+            if any(not (e.is_file() and e.name.endswith((".npz", ".tmp"))) for e in entry.iterdir()):
+                return False
+        elif not (entry.is_file() and (entry.name == ".lock" or entry.name.endswith(".tmp"))):
+            return False
+    return True
+
+
+def remove_leftovers(folder: Path, manifest: dict) -> None:
+    """Under the writers' lock every temp file and every shard the manifest does not name is a dead
+    writer's: removed, so kills leave no litter behind the next commit."""
+    named = set(manifest["shards"])
+    for entry in list(folder.glob(".*.tmp")) + list((folder / "shards").iterdir()):
+        if entry.is_file() and (entry.name.endswith(".tmp") or entry.name not in named):
+            entry.unlink(missing_ok=True)
