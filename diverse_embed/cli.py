@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 is printed escaped, never a crash
-        stream.reconfigure(errors="backslashreplace")
+        if hasattr(stream, "reconfigure"):  # not a StringIO of a caller's
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING, format="%(levelname)s: %(message)s")
     from tqdm.contrib.logging import logging_redirect_tqdm

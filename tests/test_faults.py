@@ -5,12 +5,14 @@ test_index.py.)"""
 
 import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 import safetensors.torch
 
 from conftest import REPO, sine, write_wav
@@ -109,3 +111,15 @@ def _model():
     from diverse_embed.resolve import untrained_model
 
     return untrained_model()
+
+
+@pytest.mark.integration
+def test_the_fault_injection_script_loses_nothing(tmp_path):
+    """scripts/fault_injection.py: kills at each rename (strace), a full disk, fuzzed index files."""
+    if not shutil.which("strace"):
+        pytest.skip("strace not found (apt-get install strace; .ci/run installs it): no kills at renames")
+    done = subprocess.run([sys.executable, "scripts/fault_injection.py", "--work", tmp_path / "work", "--json",
+                           tmp_path / "counts.json", "--fuzz", "30"], cwd=REPO, capture_output=True, text=True)
+    counts = json.loads((tmp_path / "counts.json").read_text())["all"]
+    assert done.returncode == 0 and counts["lost"] == 0 and counts["tracebacks"] == 0, done.stdout[-3000:]
+    assert counts["injected"] >= 80 and counts["survived"] == counts["injected"]
