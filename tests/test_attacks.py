@@ -414,3 +414,18 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     for thread in threads:
         thread.join()
     assert not failures, failures[:3]
+
+
+def test_the_page_runs_only_its_own_script():
+    import base64
+    import hashlib
+    import re
+
+    from diverse_embed.search.page import search_page
+
+    page = search_page([("<q>.wav", "unreadable")], "untrained-seed0")
+    policy = re.search(r'Content-Security-Policy" content="([^"]+)"', page).group(1)
+    script = re.search(r"<script>(.*)</script>", page, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy and "script-src 'unsafe-inline'" not in policy
+    assert page.count("<script>") == 1
