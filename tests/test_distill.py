@@ -45,7 +45,7 @@ def test_the_term_is_zero_when_the_student_ranks_like_the_teacher():
         optimiser.zero_grad()
         neighbour_distillation(student, teacher, 0.1).backward()
         optimiser.step()
-    assert float(neighbour_distillation(student, teacher, 0.1)) < float(loss.detach()) / 2
+    assert float(neighbour_distillation(student, teacher, 0.1).detach()) < float(loss.detach()) / 2
 
 
 def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
