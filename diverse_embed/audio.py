@@ -208,19 +208,19 @@ def scan_audio_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[
     that could not be listed, with why: what is under those is unknown, not absent."""
     files: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
+
+    def refused(err: OSError):
+        unreadable.append((Path(err.filename), err.strerror or str(err)))
+
     for item in map(Path, inputs):
         if not item.is_dir():
             files.append(item)  # a named file is kept whatever its extension; loading will judge it
             continue
         found = []
-
-        def refused(err: OSError):
-            unreadable.append((Path(err.filename), err.strerror or str(err)))
-
         # Like Path.rglob: symlinked folders are not entered (no loops); symlinked files are kept.
         for folder, _, names in os.walk(item, onerror=refused):
-            found += [Path(folder, n) for n in names if Path(n).suffix.lower() in AUDIO_EXTENSIONS
-                      and Path(folder, n).is_file()]
+            candidates = (Path(folder, n) for n in names if Path(n).suffix.lower() in AUDIO_EXTENSIONS)
+            found += [path for path in candidates if path.is_file()]
         if not found and not unreadable:
             LOG.warning("%s: no audio files found (looked for %s)", item, ", ".join(AUDIO_EXTENSIONS))
         files.extend(sorted(found))

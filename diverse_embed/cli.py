@@ -47,7 +47,6 @@ def run_embed(args: argparse.Namespace) -> int:
     if first is None:
         say(f"error: none of the {len(paths)} file(s) could be embedded; nothing written")
         return 1
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     write = write_parquet_rows if output_path.suffix.lower() == ".parquet" else write_npz_rows
     written = write(output_path, itertools.chain([first], batches), model, model_name)
     print(f"embedded {len(embedded)} file(s) into {shown(output_path)} ({written} row(s) of {model.embedding_dim})"

@@ -33,11 +33,6 @@ LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
 
 
-def damaged(folder: Path, why: str) -> None:
-    LOG.warning("%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
-                "index add, remove or sync rewrites it", folder, why)
-
-
 def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
     """The name an index records for `model`: one that `resolve_model` turns into this very model
     (a bundled name, a folder, a Hub id), so that the command line can search the index later."""
@@ -252,17 +247,9 @@ class AudioIndex(IndexStore):
         if built and built["type"] == "compressed" and (
                 not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
             built = None  # its exact vectors are missing or of another build
-        data = None
-        if built and built["generation"] == self.manifest["generation"] and (self.folder / "vectors.faiss").is_file():
-            data = np.fromfile(self.folder / "vectors.faiss", dtype=np.uint8)
-            if "sha256" in built and hashlib.sha256(data).hexdigest() != built["sha256"]:  # older indexes have none
-                data = damaged(self.folder, "its checksum differs from the manifest's")
-        if data is not None:
-            try:
-                self._faiss = faiss.deserialize_index(data)
-            except RuntimeError as err:
-                data = damaged(self.folder, str(err).splitlines()[0][:200])
-        if data is not None:
+        current = built and built["generation"] == self.manifest["generation"]
+        self._faiss = self._read_faiss_file(built) if current else None
+        if self._faiss is not None:
             set_search_parameters(self._faiss)
             if built["type"] == "compressed":
                 self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
@@ -270,6 +257,23 @@ class AudioIndex(IndexStore):
             LOG.info("%s: vectors.faiss is stale or damaged, building in memory", self.folder)
             self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
         len(self)  # the table of this generation, read inside the snapshot
+
+    def _read_faiss_file(self, built: dict) -> faiss.Index | None:
+        """vectors.faiss as written by `build`, or None (logged) when it is missing or damaged."""
+        path = self.folder / "vectors.faiss"
+        if not path.is_file():
+            return None
+        data = np.fromfile(path, dtype=np.uint8)
+        if "sha256" in built and hashlib.sha256(data).hexdigest() != built["sha256"]:  # older indexes have none
+            why = "its checksum differs from the manifest's"
+        else:
+            try:
+                return faiss.deserialize_index(data)
+            except RuntimeError as err:
+                why = str(err).splitlines()[0][:200]
+        LOG.warning("%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
+                    "index add, remove or sync rewrites it", self.folder, why)
+        return None
 
     def search_vector(self, query: np.ndarray, k: int = 10, one_hit_per_file: bool = True) -> list[Hit]:
         """query (dim,) -> the k best hits, best first. With segments, a file's best row stands for it."""

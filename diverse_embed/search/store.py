@@ -312,22 +312,21 @@ class DamageChecked:
         try:
             self.npz = np.load(path)
         except Exception as err:  # BadZipFile, EOFError, ValueError, OSError: whatever a broken file gives
-            raise self.damaged(err) from None
+            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
         missing = [name for name in SHARD_COLUMNS if name not in self.npz.files]
         if missing:
-            raise AudioIndexError(f"{path}: damaged index shard (no {', '.join(missing)}); rebuild the index "
-                                  "(a new index build of the same files)")
+            raise self.damaged(f"no {', '.join(missing)}")
         self.files = self.npz.files
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
             return self.npz[name]
         except Exception as err:
-            raise self.damaged(err) from None
+            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
 
-    def damaged(self, err: Exception) -> AudioIndexError:
-        return AudioIndexError(f"{self.path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); "
-                               "rebuild the index (a new index build of the same files)")
+    def damaged(self, why: str) -> AudioIndexError:
+        return AudioIndexError(f"{self.path}: damaged index shard ({why}); rebuild the index (a new index build "
+                               "of the same files)")
 
 
 def manifest_problem(manifest: dict) -> str | None:
