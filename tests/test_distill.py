@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import sine, tiny_config
+from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main as cli_main
-from diverse_embed.training.distill import chunk_windows, neighbour_distillation
+from diverse_embed.training.distill import chunk_windows, neighbour_distillation, regression_distillation
 from test_teacher import fake_wheel
 from test_train import TINY
 
@@ -48,6 +49,21 @@ def test_the_term_is_zero_when_the_student_ranks_like_the_teacher():
     assert float(neighbour_distillation(student, teacher, 0.1).detach()) < float(loss.detach()) / 2
 
 
+def test_the_regression_term_is_zero_when_the_map_predicts_the_teacher():
+    teacher = torch.randn(16, 512)
+    assert float(regression_distillation(3 * teacher, teacher)) == pytest.approx(0.0, abs=1e-5)  # cosine: any scale
+    assert float(regression_distillation(-teacher, teacher)) == pytest.approx(2.0, abs=1e-5)
+    embedding = torch.randn(16, 64)
+    to_teacher = torch.nn.Linear(64, 512)
+    first = float(regression_distillation(to_teacher(embedding), teacher).detach())
+    optimiser = torch.optim.Adam(to_teacher.parameters(), lr=0.01)
+    for _ in range(100):
+        optimiser.zero_grad()
+        regression_distillation(to_teacher(embedding), teacher).backward()
+        optimiser.step()
+    assert float(regression_distillation(to_teacher(embedding), teacher).detach()) < first / 2
+
+
 def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
     cache = tmp_path / "cache"
@@ -71,6 +87,11 @@ def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
         return [r["loss"] for r in log if r.get("phase") == "branch:timbre" and "loss" in r]
 
     assert losses("d") != losses("plain")  # the same run but for the term
+    assert cli_main(["train", *common, "--output", str(tmp_path / "r"), "--teacher", str(wheel),
+                     "--distill-loss", "regression", "--distill-weight", "5", "--seed", "3"]) == 0
+    assert losses("r") not in (losses("d"), losses("plain"))
+    saved = DiverseEmbedder.from_pretrained(tmp_path / "r").state_dict()
+    assert saved.keys() == DiverseEmbedder.from_pretrained(tmp_path / "plain").state_dict().keys()  # the map is not kept
     assert json.loads((tmp_path / "d" / "hparams.json").read_text())["teacher"] == str(wheel)
 
 

@@ -116,6 +116,30 @@ def test_init_from_keeps_the_pretrained_branches_and_learns_a_new_head(fsd50k, t
     assert not all(torch.equal(before[k], tuned[k]) for k in tuned if k.startswith("branches."))  # trained too
 
 
+def test_retrain_trains_the_named_stages_of_a_pretrained_model_again(fsd50k, tmp_path, capsys):
+    from conftest import tiny_config
+
+    torch.manual_seed(1)
+    base = DiverseEmbedder(tiny_config(branches=["timbre", "waveform", "neuralogram"]))
+    base.save_pretrained(tmp_path / "base")
+    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
+              "--init-from", str(tmp_path / "base"), *TINY]
+    train_main([*common, "--output", str(tmp_path / "again"), "--retrain", "neuralogram,branch:neuralogram"])
+    before = base.state_dict()
+    after = DiverseEmbedder.from_pretrained(tmp_path / "again").state_dict()
+    moved = {k.split(".")[1] for k in after if k.startswith("branches.") and not torch.equal(before[k], after[k])}
+    assert moved == {"neuralogram"}  # the named stages trained, the other branches kept bit for bit
+    log = [json.loads(line) for line in (tmp_path / "again" / "train_log.jsonl").read_text().splitlines()]
+    done = [r["phase"] for r in log if r.get("done")]
+    assert done[:2] == ["neuralogram", "branch:neuralogram"] and "branch:timbre" not in done
+    capsys.readouterr()
+    assert cli_main(["train", *common, "--output", str(tmp_path / "x"), "--retrain", "branch:pitch"]) == 2
+    assert "branch:pitch: not a stage of this model" in capsys.readouterr().err
+    plain = [a for a in common if a not in ("--init-from", str(tmp_path / "base"))]
+    assert cli_main(["train", *plain, "--output", str(tmp_path / "y"), "--retrain", "branch:timbre"]) == 2
+    assert "--retrain needs --init-from" in capsys.readouterr().err
+
+
 def test_training_options_are_checked_and_documented(capsys):
     with pytest.raises(SystemExit) as code:
         train_main(["--dataset", "csv", "--output", "x", "--branches", "timbre,pich"])

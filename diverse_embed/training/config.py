@@ -56,6 +56,9 @@ class TrainConfig(DataConfig):
                                          "a folder, a Hub id): its branches are kept and frozen, a new head learns the "
                                          "data's labels (the fusion phase alone; --finetune-epochs N trains the branches "
                                          "too); its shape replaces the shape options", group="run")
+    retrain: list[str] = option(help="with --init-from, train these of its stages again before fusion, e.g. "
+                                     "neuralogram,branch:neuralogram (the MobileNet, then a branch's transformer)",
+                                factory=list, group="run")
     # The labels (num_labels, id2label, problem_type) come from the data, the rest from these options.
     shape: DiverseEmbedConfig = option(help="the model's shape", factory=DiverseEmbedConfig)
     mobilenet_weights: str | None = option(None, "safetensors of a trained MobileNet: skips the neuralogram stage",
@@ -103,6 +106,10 @@ class TrainConfig(DataConfig):
                                        "fills the cache alone)", group="distillation")
     distill_weight: float = option(1.0, "weight of the distillation term on the embedding each phase trains (with "
                                         "--teacher)", group="distillation")
+    distill_loss: str = option("neighbours", "neighbours: match each chunk's neighbours in the batch as the teacher "
+                                             "ranks them; regression: a linear map of the embedding predicts the "
+                                             "teacher's vector (cosine)", choices=["neighbours", "regression"],
+                               group="distillation")
     distill_temperature: float = option(0.1, "temperature of the neighbour distributions the term matches",
                                         group="distillation")
     select_on_val: bool = option(True, "keep the last epoch instead of the best validation macro mAP",

@@ -1,6 +1,8 @@
 """Distillation from the aisfx sound-effects CNN (teacher.py): the teacher's 512-d vector of every
 training chunk, computed once and cached beside the 16 kHz audio, and the loss that teaches the
-student its geometry: each chunk's neighbours in the batch, as the teacher ranks them.
+student what it knows: each chunk's neighbours in the batch as the teacher ranks them
+(neighbour_distillation), or the teacher's vector itself through a linear map of the student's
+embedding (regression_distillation).
 
 No labels are needed: any audio teaches. The teacher sees the 100 frames (2.3 s) centred on the
 chunk, at 44.1 kHz resampled from the cached 16 kHz audio (what the student hears too)."""
@@ -43,7 +45,8 @@ def chunk_windows(audio: np.ndarray, config: DiverseEmbedConfig) -> torch.Tensor
 class TeacherCache:
     """The teacher's vectors of every chunk of a clip, (n_chunks, 512) float16 in one .npy per clip,
     named like the clip's audio cache file; the folder by the chunking and the teacher file, so a
-    change of either uses new files. Filling it is resumable: what is there is not computed again."""
+    change of either uses new files. Filling it is resumable: what is there is not computed again, and
+two processes can fill it together (given the clips in different orders)."""
 
     def __init__(self, audio_cache: AudioCache, teacher_path: str | Path, config: DiverseEmbedConfig):
         teacher_path = Path(teacher_path)
@@ -66,6 +69,8 @@ class TeacherCache:
         model = aisfx.load_teacher(self.teacher_path)
         with torch.inference_mode():
             for clip in tqdm(todo, desc="teacher vectors", unit="clip", disable=not progress):
+                if self.file_for(clip).is_file():  # another process filling the same cache made it meanwhile
+                    continue
                 windows = chunk_windows(self.audio_cache.load(clip.path), self.config)  # (n_chunks, 100, 96)
                 vectors = torch.cat([model.embed(w) for w in windows.split(batch_size)])  # (n_chunks, 512)
                 target = self.file_for(clip)
@@ -89,3 +94,10 @@ def neighbour_distillation(student: torch.Tensor, teacher: torch.Tensor, tempera
     student_log_p = F.log_softmax((s @ s.T / temperature).masked_fill(itself, float("-inf")), dim=1)
     teacher_p = F.softmax((t @ t.T / temperature).masked_fill(itself, float("-inf")), dim=1)
     return (teacher_p * (teacher_p.clamp(min=1e-12).log() - student_log_p.masked_fill(itself, 0.0))).sum(dim=1).mean()
+
+
+def regression_distillation(predicted: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """predicted (batch, 512), a linear map of the student's embedding, teacher (batch, 512) centred
+    -> scalar: the mean of 1 - cosine. The embedding is taught to hold what the teacher's vector
+    says, in any linear form."""
+    return (1 - F.cosine_similarity(predicted.float(), teacher.float(), dim=1)).mean()

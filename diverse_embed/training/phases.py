@@ -31,10 +31,11 @@ class Phase:
 def plan_phases(cfg: TrainConfig, branches: list[str]) -> list[Phase]:
     """The phases cfg asks for, in order, each with its epochs and learning rate: decided here only."""
     phases = []
-    if not cfg.init_from:  # a pretrained model's branches are trained already
-        if "neuralogram" in branches and not cfg.mobilenet_weights:
-            phases.append(Phase("neuralogram", cfg.neuralogram_epochs, cfg.lr))
-        phases += [Phase(f"branch:{b}", cfg.branch_epochs, cfg.lr) for b in branches]
+    if "neuralogram" in branches and not cfg.mobilenet_weights:
+        phases.append(Phase("neuralogram", cfg.neuralogram_epochs, cfg.lr))
+    phases += [Phase(f"branch:{b}", cfg.branch_epochs, cfg.lr) for b in branches]
+    if cfg.init_from:  # a pretrained model's branches are trained already: only those named again
+        phases = [p for p in phases if p.name in cfg.retrain]
     phases.append(fusion_phase(cfg))
     if cfg.finetune_epochs > 0:
         phases.append(Phase("finetune", cfg.finetune_epochs, cfg.finetune_lr))
@@ -50,32 +51,43 @@ def fusion_phase(cfg: TrainConfig) -> Phase:
 
 class Tagger(nn.Module):
     """A part of the model with a temporary linear head: chunks -> logits (batch, n_classes), and
-    with `with_embedding` also the embedding the head reads (batch, width)."""
+    with `with_embedding` (logits, the embedding the head reads (batch, width), the teacher's vector
+    as `to_teacher` predicts it from that embedding (batch, teacher width), or None without it)."""
 
     def __init__(self, body: nn.Module, head: nn.Linear, pool_time: bool):
         super().__init__()
         self.body, self.head, self.pool_time = body, head, pool_time
+        self.to_teacher: nn.Linear | None = None  # a temporary map for regression distillation
 
     def forward(self, chunks: torch.Tensor, with_embedding: bool = False):
         features = self.body(chunks)  # (B, width), or (B, T, width) for the MobileNet
         embedding = features.mean(dim=1) if self.pool_time else features
-        return (self.head(embedding), embedding) if with_embedding else self.head(embedding)
+        return with_outputs(self, self.head(embedding), embedding, with_embedding)
 
 
 class FusedTagger(nn.Module):
-    """The whole model through its fused head (joint fine-tuning)."""
+    """The whole model through its fused head (joint fine-tuning); outputs as Tagger's."""
 
     def __init__(self, model: DiverseEmbedder):
         super().__init__()
         self.model = model
+        self.to_teacher: nn.Linear | None = None
 
     def forward(self, chunks: torch.Tensor, with_embedding: bool = False):
         output = self.model(chunks)
-        return (output.logits, output.embeddings) if with_embedding else output.logits
+        return with_outputs(self, output.logits, output.embeddings, with_embedding)
 
 
-def phase_module(name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, seed: int) -> nn.Module:
-    """The module a phase trains, its trainable parameters unfrozen and everything else frozen."""
+def with_outputs(tagger: nn.Module, logits: torch.Tensor, embedding: torch.Tensor, with_embedding: bool):
+    if not with_embedding:
+        return logits
+    return logits, embedding, None if tagger.to_teacher is None else tagger.to_teacher(embedding)
+
+
+def phase_module(name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, seed: int,
+                 teacher_width: int = 0) -> nn.Module:
+    """The module a phase trains, its trainable parameters unfrozen and everything else frozen;
+    with `teacher_width`, with a `to_teacher` map from its embedding to the teacher's vectors."""
     model.requires_grad_(False)
     if name == "neuralogram":
         mobilenet = model.branches["neuralogram"].front_end
@@ -84,6 +96,11 @@ def phase_module(name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, 
         module = Tagger(model.branches[name.split(":", 1)[1]], new_head(model.config.d_model, prior_logits, seed), False)
     else:
         module = FusedTagger(model)
+    if teacher_width:
+        width = module.head.in_features if isinstance(module, Tagger) else model.head.in_features
+        with torch.random.fork_rng(devices=[]):  # drawn from the seed, leaving the global RNG alone
+            torch.manual_seed(seed + 7919)
+            module.to_teacher = nn.Linear(width, teacher_width)
     module.requires_grad_(True)
     if name == "branch:neuralogram":
         model.branches["neuralogram"].front_end.requires_grad_(False)  # the MobileNet stays as stage 1 left it

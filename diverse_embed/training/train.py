@@ -76,6 +76,7 @@ def train(cfg: TrainConfig) -> dict:
         rt.barrier()
         pretrained = resolve_model(cfg.init_from)[0] if cfg.init_from else None
         shape = pretrained.config if pretrained is not None else cfg.shape  # chunking and shape
+        check_retrain(cfg, shape)
         data, vocabulary, failures = load_splits(cfg, rt, shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db, cfg.seed)
         if "train" not in data:
             raise DataError(f"no training clips in splits {cfg.train_splits}")
@@ -108,6 +109,15 @@ def train(cfg: TrainConfig) -> dict:
             write_metrics(metrics, output)
             trainer.log(event="done", wall_seconds=metrics["wall_seconds"])
     return metrics
+
+
+def check_retrain(cfg: TrainConfig, shape: DiverseEmbedConfig) -> None:
+    stages = ["neuralogram"] * ("neuralogram" in shape.branches) + [f"branch:{b}" for b in shape.branches]
+    if cfg.retrain and not cfg.init_from:
+        raise DataError("--retrain needs --init-from MODEL (without it every stage is trained)")
+    unknown = [name for name in cfg.retrain if name not in stages]
+    if unknown:
+        raise DataError(f"--retrain {','.join(unknown)}: not a stage of this model (its stages: {','.join(stages)})")
 
 
 def teacher_vectors(cfg: TrainConfig, rt, train_set, shape: DiverseEmbedConfig) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..labels import corpus_ids
 from ..model import DiverseEmbedder
 from .config import TrainConfig
 from .data import epoch_loader
-from .distill import neighbour_distillation
+from .distill import neighbour_distillation, regression_distillation
 from .evaluate import chunk_outputs, clip_macro_map, embed_chunks, fit_ablation_heads, head_logits
 from .losses import label_prior_logits, loss_function, mixup, new_head, supervised_contrastive
 from .phases import Phase, phase_module, set_train_mode
@@ -129,12 +129,13 @@ class Trainer:
         Tagger's or FusedTagger's)."""
         cfg = self.cfg
         embedded = contrastive or teacher is not None
-        output = module(x, with_embedding=True) if embedded else module(x)
-        logits, embeddings = output if embedded else (output, None)
+        logits, embeddings, predicted = module(x, with_embedding=True) if embedded else (module(x), None, None)
         loss = loss_function(self.loss_name, logits.float(), targets, self.corpus_of_label)
         if contrastive:
             loss = loss + cfg.contrastive_weight * supervised_contrastive(embeddings, targets, cfg.contrastive_temperature)
-        if teacher is not None:
+        if teacher is not None and predicted is not None:
+            loss = loss + cfg.distill_weight * regression_distillation(predicted, teacher)
+        elif teacher is not None:
             loss = loss + cfg.distill_weight * neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
         return loss
 
@@ -222,7 +223,9 @@ class Trainer:
 
     def train_phase(self, phase: Phase, resume: dict | None) -> None:
         cfg, rt = self.cfg, self.rt
-        module = phase_module(phase.name, self.model, self.prior_logits, cfg.seed).to(rt.device)
+        regression = self.teacher is not None and cfg.distill_loss == "regression"
+        module = phase_module(phase.name, self.model, self.prior_logits, cfg.seed,
+                              self.teacher.shape[1] if regression else 0).to(rt.device)
         score = None
         if "val" in self.data:
             val = self.data["val"]
