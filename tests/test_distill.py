@@ -90,6 +90,10 @@ def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
     assert cli_main(["train", *common, "--output", str(tmp_path / "r"), "--teacher", str(wheel),
                      "--distill-loss", "regression", "--distill-weight", "5", "--seed", "3"]) == 0
     assert losses("r") not in (losses("d"), losses("plain"))
+    log = [json.loads(line) for line in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines()]
+    distill = [r["distill"] for r in log if "distill" in r]
+    assert distill and all(0 <= d <= 2 for d in distill)  # 1 - cosine, logged beside the loss
+    assert not any("distill" in r for r in log if r.get("phase", "").startswith("fusion:"))  # heads have no term
     saved = DiverseEmbedder.from_pretrained(tmp_path / "r").state_dict()
     assert saved.keys() == DiverseEmbedder.from_pretrained(tmp_path / "plain").state_dict().keys()  # the map is not kept
     assert json.loads((tmp_path / "d" / "hparams.json").read_text())["teacher"] == str(wheel)

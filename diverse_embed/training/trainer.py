@@ -82,6 +82,7 @@ class Trainer:
         # The teacher's vector of each training chunk (n_chunks, 512), centred: its raw vectors
         # (after a ReLU and a max) all point one way, and their cosines would barely differ.
         self.teacher = None if teacher is None else torch.from_numpy(teacher - teacher.mean(axis=0))
+        self.distill_term: torch.Tensor | None = None  # the last step's distillation term
         self.steps_done = 0  # across phases, for stop_after_steps
         self.throughput: dict[str, float] = {}  # phase -> training chunks per second
         self.completed: list[str] = []  # phases done
@@ -133,10 +134,11 @@ class Trainer:
         loss = loss_function(self.loss_name, logits.float(), targets, self.corpus_of_label)
         if contrastive:
             loss = loss + cfg.contrastive_weight * supervised_contrastive(embeddings, targets, cfg.contrastive_temperature)
-        if teacher is not None and predicted is not None:
-            loss = loss + cfg.distill_weight * regression_distillation(predicted, teacher)
-        elif teacher is not None:
-            loss = loss + cfg.distill_weight * neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
+        if teacher is not None:
+            term = regression_distillation(predicted, teacher) if predicted is not None else \
+                neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
+            self.distill_term = term.detach()  # logged beside the loss: how near the teacher the student is
+            loss = loss + cfg.distill_weight * term
         return loss
 
     def fit(self, phase: str, module: nn.Module, batches, steps_per_epoch: int, epochs: int, lr: float,
@@ -167,6 +169,7 @@ class Trainer:
             step, best = resume["step"], resume["best"]
             set_rng_state(resume["rng"])
         seen, started = 0, time.perf_counter()
+        self.distill_term = None
         while step < total:
             epoch, batch_in_epoch = divmod(step, steps_per_epoch)
             set_train_mode(module, phase, self.model)
@@ -180,7 +183,8 @@ class Trainer:
                     self.steps_done += 1
                 seen += len(x) * (rt.world if distributed else 1)
                 if step % cfg.log_every == 0 or step == total:
-                    self.log(phase=phase, step=step, of=total, epoch=epoch, loss=round(loss.item(), 5),
+                    terms = {"distill": round(self.distill_term.item(), 5)} if self.distill_term is not None else {}
+                    self.log(phase=phase, step=step, of=total, epoch=epoch, loss=round(loss.item(), 5), **terms,
                              lr=float(f"{scheduler.get_last_lr()[0]:.3g}"))
                 if (step % steps_per_epoch == 0 or step == total) and score is not None and cfg.select_on_val:
                     best = self.keep_if_best(phase, module, epoch, score, best)
