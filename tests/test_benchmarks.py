@@ -2,6 +2,7 @@
 (synthetic clips, a saved random DiverseEmbedder, a tiny random CLAP with real transformers classes)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from test_teacher import fake_wheel
 
 pytest.importorskip("transformers")
 
-from benchmarks import generalization, linear_probe, retrieval  # noqa: E402
+from benchmarks import fusion, generalization, linear_probe, retrieval  # noqa: E402
 from benchmarks.systems import tiny_clap  # noqa: E402
 
 
@@ -88,6 +89,28 @@ def test_generalization_smoke(tiny_setup, tmp_path):
         assert row["fused_beats_aisfx"] == (fused >= aisfx)
     assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text() and "| fused ≥ aisfx |" in (tmp_path / "g.md").read_text()
     assert len(list((tmp_path / "cache").glob("*-aisfx-*.npy"))) == 2  # the peer's vectors, kept apart from the model's
+
+
+def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
+    root, _ = tiny_setup
+    cache = tmp_path / "cache"
+    generalization.main([str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path),
+                         "--cache-dir", str(cache)])
+    half = tmp_path / "half.csv"  # a second set: some variants are fitted on the other sets
+    half.write_text("".join((root / "clips.csv").read_text().splitlines(True)[:13]))
+    for i in range(12):
+        shutil.copy(root / f"{i}.wav", tmp_path)
+    fusion.main([str(root / "clips.csv"), str(half), "--model", str(root / "model"), "--output-dir", str(tmp_path),
+                 "--name", "f", "--cache-dir", str(cache)])
+    scores = json.loads((tmp_path / "f.json").read_text())["mAP@10"]
+    assert len(scores) == 6 and all(set(row) == {"clips", "half"} for row in scores.values())
+    plain = json.loads((tmp_path / "generalization.json").read_text())["sets"]["clips"]["systems"]
+    assert scores["concatenated (the model's fused vector)"]["clips"] == \
+        pytest.approx(plain["diverse-embed (fused)"]["overall"]["mAP@10"], abs=1e-4)  # the same vectors, the same metric
+    x = np.random.default_rng(0).standard_normal((200, 8)) @ np.diag([5, 4, 3, 2, 1, 1, 1, 0.5])
+    assert np.allclose(np.cov(fusion.whitened(x, x, floor=0.0).T), np.eye(8), atol=1e-6)
+    with pytest.raises(SystemExit):
+        fusion.main([str(half), "--model", str(root / "model")])
 
 
 def test_linear_probe_smoke(tiny_setup, tmp_path):
