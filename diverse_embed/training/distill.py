@@ -46,7 +46,7 @@ class TeacherCache:
     """The teacher's vectors of every chunk of a clip, (n_chunks, 512) float16 in one .npy per clip,
     named like the clip's audio cache file; the folder by the chunking and the teacher file, so a
     change of either uses new files. Filling it is resumable: what is there is not computed again, and
-two processes can fill it together (given the clips in different orders)."""
+    two processes can fill it together (given the clips in different orders)."""
 
     def __init__(self, audio_cache: AudioCache, teacher_path: str | Path, config: DiverseEmbedConfig):
         teacher_path = Path(teacher_path)
@@ -67,16 +67,18 @@ two processes can fill it together (given the clips in different orders)."""
         if not todo:
             return 0
         model = aisfx.load_teacher(self.teacher_path)
+        computed = 0
         with torch.inference_mode():
             for clip in tqdm(todo, desc="teacher vectors", unit="clip", disable=not progress):
-                if self.file_for(clip).is_file():  # another process filling the same cache made it meanwhile
+                target = self.file_for(clip)
+                if target.is_file():  # another process filling the same cache made it meanwhile
                     continue
                 windows = chunk_windows(self.audio_cache.load(clip.path), self.config)  # (n_chunks, 100, 96)
                 vectors = torch.cat([model.embed(w) for w in windows.split(batch_size)])  # (n_chunks, 512)
-                target = self.file_for(clip)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, lambda f: np.save(f, vectors.numpy().astype(np.float16)))
-        return len(todo)
+                computed += 1
+        return computed
 
     def table(self, dataset: ChunkDataset) -> np.ndarray:
         """(n_chunks, 512) float32: the teacher's vector of each of the dataset's chunks, in its order."""

@@ -30,10 +30,8 @@ class Phase:
 
 def plan_phases(cfg: TrainConfig, branches: list[str]) -> list[Phase]:
     """The phases cfg asks for, in order, each with its epochs and learning rate: decided here only."""
-    phases = []
-    if "neuralogram" in branches and not cfg.mobilenet_weights:
-        phases.append(Phase("neuralogram", cfg.neuralogram_epochs, cfg.lr))
-    phases += [Phase(f"branch:{b}", cfg.branch_epochs, cfg.lr) for b in branches]
+    phases = [Phase(name, cfg.neuralogram_epochs if name == "neuralogram" else cfg.branch_epochs, cfg.lr)
+              for name in branch_stages(branches) if not (name == "neuralogram" and cfg.mobilenet_weights)]
     if cfg.init_from:  # a pretrained model's branches are trained already: only those named again
         phases = [p for p in phases if p.name in cfg.retrain]
     phases.append(fusion_phase(cfg))
@@ -42,6 +40,11 @@ def plan_phases(cfg: TrainConfig, branches: list[str]) -> list[Phase]:
     if cfg.stage == "all":
         return phases
     return [p for p in phases if p.name == cfg.stage or (cfg.stage == "branches" and p.name.startswith("branch:"))]
+
+
+def branch_stages(branches: list[str]) -> list[str]:
+    """The stages before fusion, in order: the MobileNet's (with a neuralogram branch), then each branch's."""
+    return ["neuralogram"] * ("neuralogram" in branches) + [f"branch:{b}" for b in branches]
 
 
 def fusion_phase(cfg: TrainConfig) -> Phase:

@@ -32,7 +32,7 @@ from .data import load_splits
 from .distill import TeacherCache
 from .evaluate import evaluate, load_ablation_heads, save_ablation_heads, write_metrics
 from .losses import resolve_loss
-from .phases import fusion_phase, plan_phases
+from .phases import branch_stages, fusion_phase, plan_phases
 from .trainer import CHECKPOINT, StoppedEarly, Trainer
 
 LOG = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def check_retrain(cfg: TrainConfig, shape: DiverseEmbedConfig) -> None:
-    stages = ["neuralogram"] * ("neuralogram" in shape.branches) + [f"branch:{b}" for b in shape.branches]
+    stages = branch_stages(shape.branches)
     if cfg.retrain and not cfg.init_from:
         raise DataError("--retrain needs --init-from MODEL (without it every stage is trained)")
     unknown = [name for name in cfg.retrain if name not in stages]
