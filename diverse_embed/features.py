@@ -17,6 +17,7 @@ All of them work on each chunk alone, so a chunk's features never depend on its 
 from __future__ import annotations
 
 import torch
+import torchaudio.functional as AF
 import torchaudio.transforms as T
 from torch import nn
 
@@ -27,6 +28,35 @@ def not_saved(module: nn.Module) -> nn.Module:
     """Mark every buffer of `module` and its children non-persistent (left out of state_dict)."""
     for sub in module.modules():
         sub._non_persistent_buffers_set.update(sub._buffers)
+    return module
+
+
+class Float64Spectrogram(nn.Module):
+    """A torchaudio Spectrogram computed in float64; a power spectrum comes back in float32, a
+    complex one as it is (its user takes the power).
+
+    Float32 FFTs of different libraries (torch's on CPU, cuFFT, onnxruntime's for the ONNX export)
+    disagree in the quietest bins, and the logarithms of the log-mel and the MFCCs magnify that;
+    in float64 they agree. The STFTs are a small part of the model's cost.
+    """
+
+    def __init__(self, spectrogram: T.Spectrogram):
+        super().__init__()
+        self.spectrogram = spectrogram
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        s = self.spectrogram  # its window cast here: a model moved to another dtype keeps working
+        spectrum = AF.spectrogram(waveform.double(), s.pad, s.window.double(), s.n_fft, s.hop_length, s.win_length,
+                                  s.power, s.normalized, s.center, s.pad_mode, s.onesided)
+        return spectrum if spectrum.is_complex() else spectrum.float()
+
+
+def stft_in_float64(module: nn.Module) -> nn.Module:
+    """Every torchaudio Spectrogram inside `module` (a MelSpectrogram's, an MFCC's) made a Float64Spectrogram."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, T.Spectrogram):
+                setattr(parent, name, Float64Spectrogram(child))
     return module
 
 
@@ -47,7 +77,8 @@ class SpectralPeaks(nn.Module):
         super().__init__()
         pitch = config.pitch
         # Complex output: only the kept bins (and their two neighbours) are turned into power.
-        self.spectrogram = T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True)
+        self.spectrogram = Float64Spectrogram(
+            T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True))
         all_frequencies = torch.fft.rfftfreq(pitch.n_fft, d=1.0 / config.sample_rate)
         kept = ((all_frequencies >= pitch.fmin_hz) & (all_frequencies <= pitch.fmax_hz)).nonzero().flatten()
         self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
@@ -69,7 +100,7 @@ class SpectralPeaks(nn.Module):
         # The kept bins plus one neighbour each side (where there is one), for the local-maximum test.
         low, high = max(self.first_bin - 1, 0), min(self.last_bin + 1, spectrum.shape[-1])
         kept = spectrum[..., low:high]
-        power = kept.real.square() + kept.imag.square()  # (B, frames, high - low)
+        power = (kept.real.square() + kept.imag.square()).float()  # (B, frames, high - low)
         centre = power[..., 1:-1]
         # Strict on the left, loose on the right: a two-bin plateau counts once.
         is_peak = (centre > power[..., :-2]) & (centre >= power[..., 2:])
@@ -90,12 +121,12 @@ class MFCCFrames(nn.Module):
     def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
         timbre = config.timbre
-        self.mfcc = T.MFCC(
+        self.mfcc = stft_in_float64(T.MFCC(
             sample_rate=config.sample_rate,
             n_mfcc=timbre.n_mfcc,
             melkwargs={"n_fft": config.samples(timbre.window_ms), "hop_length": config.frame_hop_samples,
                        "n_mels": timbre.n_mels},
-        )
+        ))
         not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -129,7 +160,7 @@ class LogMel(nn.Module):
         super().__init__()
         settings = config.neuralogram
         window = config.samples(settings.window_ms)
-        self.mel = T.MelSpectrogram(
+        self.mel = stft_in_float64(T.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=1 << (window - 1).bit_length(),  # the next power of two above the window
             win_length=window,
@@ -138,7 +169,7 @@ class LogMel(nn.Module):
             f_max=settings.fmax_hz,
             n_mels=settings.mel_bins,
             power=1.0,
-        )
+        ))
         not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
