@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import DEFAULT_MODEL
 from .console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
 from .options import positive_int
 
@@ -168,6 +169,32 @@ def print_tags(path, labels: dict, segments: list, as_json: bool) -> None:
         print(f"  {a:6.1f}-{b:.1f} s:" + text(t, "      "))
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """One ONNX file of the model, front ends inside, checked against the package on the packaged samples."""
+    from importlib.resources import files
+
+    from .audio import load_audio
+    from .export import PARITY, export_onnx, max_differences, onnx_session, require_exporter
+
+    output_path = Path(args.output)
+    if output_path.suffix.lower() != ".onnx":
+        raise CommandError(f"{output_path}: --output must end in .onnx")
+    require_exporter()  # before the model loads: a missing extra is said in a second, not after the export
+    model, model_name = load_model(args.model, "cpu", args.quiet)
+    export_onnx(model, output_path, model_name)
+    samples = sorted(Path(str(files("diverse_embed") / "samples")).glob("*.wav"))
+    worst = max_differences(model, onnx_session(output_path), [load_audio(path) for path in samples])
+    largest = max(worst[name] for name in ["embedding", *model.config.branches])
+    print(f"exported {model_name} to {shown(output_path)} ({output_path.stat().st_size / 1e6:.1f} MB): chunks "
+          f"(batch, {model.config.chunk_samples}) at {model.config.sample_rate} Hz -> embedding, "
+          f"{', '.join(model.config.branches)}, logits; onnxruntime against the package on the {len(samples)} "
+          f"packaged samples: largest difference {largest:.1e}")
+    if largest > PARITY:
+        say(f"error: that is more than {PARITY:g}: this onnxruntime does not compute what the package does")
+        return 1
+    return 0
+
+
 def run_training(args: argparse.Namespace) -> int:
     from .training import commands
 
@@ -202,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     tag.set_defaults(run=run_tag)
 
     add_search_commands(commands)
+
+    export = commands.add_parser("export", help="write the model as one ONNX file, front ends inside (needs the export extra)")
+    export.add_argument("--output", "-o", required=True, help="the .onnx file to write")
+    export.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file or a "
+                                        f"Hugging Face Hub id (default: {DEFAULT_MODEL})")
+    export.add_argument("--quiet", "-q", action="store_true", help="no notes")
+    export.set_defaults(run=run_export)
 
     # Training's options are parsed when the command runs (training/commands.py), so --help loads no torch.
     for name, text in [("train", "train on FSD-50K or a labelled manifest (train --help for options)"),
