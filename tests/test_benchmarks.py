@@ -186,3 +186,19 @@ def test_init_from_benchmark_splits_five_categories_into_few_clips_and_held_out_
         ["animals", "natural", "human", "domestic", "urban"])
     assert all(path.startswith("4-") for path, _ in train) and all(path.startswith("5-") for path, _ in test)
     assert len({path.split("-")[1] for path, label in train if label == "animals"}) == 10  # spread over its classes
+
+
+def test_onnx_speed_smoke(tmp_path):
+    pytest.importorskip("onnxscript", reason="the export extra is not installed")
+    from benchmarks import onnx_speed
+    from conftest import tiny_config
+    from diverse_embed.model import DiverseEmbedder
+
+    DiverseEmbedder(tiny_config()).eval().save_pretrained(tmp_path / "tiny")
+    onnx_speed.main(["--model", str(tmp_path / "tiny"), "--files", "2", "--batches", "1", "--repeats", "1",
+                     "--conditions", "busy", "--output", str(tmp_path / "onnx")])
+    report = json.loads((tmp_path / "onnx.json").read_text())
+    speeds = report["results"]["busy"]
+    assert set(speeds) == {"arrays, 1 per call", "2 files"} and all(v > 0 for row in speeds.values() for v in row.values())
+    assert report["max_difference"] < 1e-4 and 0 < report["operator_shares"]["STFT"] < 1
+    assert "one core busy" in (tmp_path / "onnx.md").read_text()
