@@ -2,9 +2,10 @@
 branch vectors and the logits, with the four front ends inside, and the clip rule in its metadata.
 
 torch's exporter turns each torchaudio STFT into ONNX's STFT operator, and the rest of the
-network into plain operators: the graph is the model as it is. The front ends compute their STFTs
-in float64 (features.Float64Spectrogram), and so does the graph: onnxruntime's float32 STFT is far
-less exact than torch's FFT, its float64 one as exact.
+network into plain operators. The graph computes its three STFTs in float64
+(features.Float64Spectrogram): onnxruntime's float32 STFT is far less exact than torch's FFT, its
+float64 one as exact. The package computes the log-mel's in float64 too, the two others in float32
+(where torch's float32 FFT is as good as exact for the vectors).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from . import __version__
 from .errors import CommandError
+from .features import stft_in_float64
 from .files import atomic_write
 
 PARITY = 1e-4  # the largest difference from the package's vectors that an export may have
@@ -38,7 +40,7 @@ class ExportGraph(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = copy.deepcopy(model).float().eval().cpu()
+        self.model = stft_in_float64(copy.deepcopy(model).float().eval().cpu())
 
     def forward(self, chunks: torch.Tensor) -> tuple[torch.Tensor, ...]:
         output = self.model(chunks)

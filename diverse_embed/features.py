@@ -36,8 +36,9 @@ class Float64Spectrogram(nn.Module):
     complex one as it is (its user takes the power).
 
     Float32 FFTs of different libraries (torch's on CPU, cuFFT, onnxruntime's for the ONNX export)
-    disagree in the quietest bins, and the logarithms of the log-mel and the MFCCs magnify that;
-    in float64 they agree. The STFTs are a small part of the model's cost.
+    disagree in the quietest bins, and the log-mel's logarithm magnifies that; in float64 they
+    agree. The log-mel's STFT is computed so (the spectral peaks' and the MFCCs' in float64 would
+    cost a quarter of the model's time); the ONNX export computes all three so.
     """
 
     def __init__(self, spectrogram: T.Spectrogram):
@@ -55,7 +56,7 @@ def stft_in_float64(module: nn.Module) -> nn.Module:
     """Every torchaudio Spectrogram inside `module` (a MelSpectrogram's, an MFCC's) made a Float64Spectrogram."""
     for parent in list(module.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, T.Spectrogram):
+            if isinstance(child, T.Spectrogram) and not isinstance(parent, Float64Spectrogram):
                 setattr(parent, name, Float64Spectrogram(child))
     return module
 
@@ -77,8 +78,7 @@ class SpectralPeaks(nn.Module):
         super().__init__()
         pitch = config.pitch
         # Complex output: only the kept bins (and their two neighbours) are turned into power.
-        self.spectrogram = Float64Spectrogram(
-            T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True))
+        self.spectrogram = T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True)
         all_frequencies = torch.fft.rfftfreq(pitch.n_fft, d=1.0 / config.sample_rate)
         kept = ((all_frequencies >= pitch.fmin_hz) & (all_frequencies <= pitch.fmax_hz)).nonzero().flatten()
         self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
@@ -100,6 +100,7 @@ class SpectralPeaks(nn.Module):
         # The kept bins plus one neighbour each side (where there is one), for the local-maximum test.
         low, high = max(self.first_bin - 1, 0), min(self.last_bin + 1, spectrum.shape[-1])
         kept = spectrum[..., low:high]
+        # float32 whatever the STFT ran in (the ONNX export runs it in float64)
         power = (kept.real.square() + kept.imag.square()).float()  # (B, frames, high - low)
         centre = power[..., 1:-1]
         # Strict on the left, loose on the right: a two-bin plateau counts once.
@@ -121,12 +122,12 @@ class MFCCFrames(nn.Module):
     def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
         timbre = config.timbre
-        self.mfcc = stft_in_float64(T.MFCC(
+        self.mfcc = T.MFCC(
             sample_rate=config.sample_rate,
             n_mfcc=timbre.n_mfcc,
             melkwargs={"n_fft": config.samples(timbre.window_ms), "hop_length": config.frame_hop_samples,
                        "n_mels": timbre.n_mels},
-        ))
+        )
         not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

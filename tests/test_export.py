@@ -13,6 +13,7 @@ import torch
 
 from conftest import REPO, noise, sine, tiny_config, write_wav
 from diverse_embed.audio import load_audio
+from diverse_embed.checkpoint import bundled_models
 from diverse_embed.cli import main
 from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.export import PARITY, export_onnx, max_differences, onnx_session
@@ -136,12 +137,14 @@ def test_export_refuses_other_outputs_and_names_a_missing_extra(tmp_path, capsys
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", ["diverse-embed-multi", "diverse-embed-esc50"])
-def test_bundled_models_export_within_parity(esc50, tmp_path, name):
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     from diverse_embed.resolve import resolve_model
 
-    model, recorded = resolve_model(name)
-    session = onnx_session(export_onnx(model, tmp_path / f"{name}.onnx", recorded))
+    assert main(["export", "--model", name, "--output", str(tmp_path / "m.onnx"), "-q"]) == 0  # checks the samples
+    session = onnx_session(tmp_path / "m.onnx")
+    model, _ = resolve_model(name)
+    assert session.get_modelmeta().custom_metadata_map["fingerprint"] == model.fingerprint()
     clips = sorted((esc50 / "audio").glob("*.flac"))[::20][:100]  # 100 clips, every class
     assert len(clips) == 100
     worst = max_differences(model, session, [load_audio(p) for p in SAMPLES + clips])
