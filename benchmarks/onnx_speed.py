@@ -123,8 +123,8 @@ def markdown(report: dict) -> str:
     shares = ", ".join(f"{op} {share:.0%}" for op, share in list(report["operator_shares"].items())[:5])
     lines += [f"Largest difference between the two systems' clip vectors on these clips: {report['max_difference']:.1e}.", "",
               f"Where onnxruntime's time goes (its profiler, 1 thread, 64 chunks a run): {shares}. Its STFT "
-              "operator runs the front ends' three STFTs in float64, as the package does (in float32 it is far "
-              "less exact than torch's FFT); the 800-point one (the MFCCs' 50-ms window) is not a power of two.", ""]
+              "operator runs the front ends' three STFTs in float64 (in float32 it is far less exact than torch's "
+              "FFT); the 800-point one (the MFCCs' 50-ms window) is not a power of two.", ""]
     return "\n".join(lines)
 
 
