@@ -7,7 +7,7 @@ run by run, the median of --repeats runs after a warm-up, idle and next to a pro
 core busy), for the bundled default model:
 
 - from arrays: one ten-second 16-kHz clip per call, and 32 per call. The package: `embed_batch`.
-  onnxruntime: the README's clip rule, every chunk of the call's clips in one `session.run`.
+  onnxruntime: the clip rule (the package's chunking), every chunk of the call's clips in one `session.run`.
 - from files: 32 ten-second 44.1-kHz WAV files. The package: `embed_files` (its decoding threads,
   resampling, the model). onnxruntime: each file decoded and resampled by `diverse_embed.audio.load_audio`
   (as the package does it), then the clip rule; so the two differ in the model's runtime only.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from diverse_embed import resolve_model
-from diverse_embed.audio import load_audio
+from diverse_embed.audio import chunk, load_audio
 from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.export import export_onnx, onnx_session
 
@@ -36,20 +36,16 @@ from .systems import machine, write_results
 
 
 class OnnxClips:
-    """The README's clip rule over an onnxruntime session (16-kHz clips in, clip vectors out)."""
+    """The clip rule (the package's `audio.chunk`, as the README writes it out) over an onnxruntime
+    session: 16-kHz clips in, clip vectors out."""
 
     def __init__(self, path: Path, threads: int, config):
         self.session, self.config = onnx_session(path, threads), config
 
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        size, hop = self.config.chunk_samples, self.config.hop_samples
-        chunks, counts = [], []
-        for audio in clips:
-            n = self.config.num_chunks(len(audio))
-            padded = np.pad(audio, (0, max(0, (n - 1) * hop + size - len(audio))))
-            chunks += [padded[i * hop : i * hop + size] for i in range(n)]
-            counts.append(n)
-        embeddings = self.session.run(["embedding"], {"chunks": np.stack(chunks)})[0]  # (total_chunks, D)
+        chunked = [chunk(audio, self.config)[0].numpy() for audio in clips]  # each (n_chunks, chunk_samples)
+        counts = [len(c) for c in chunked]
+        embeddings = self.session.run(["embedding"], {"chunks": np.concatenate(chunked)})[0]  # (total_chunks, D)
         means = np.stack([rows.mean(axis=0) for rows in np.split(embeddings, np.cumsum(counts)[:-1])])
         return means / np.linalg.norm(means, axis=1, keepdims=True)
 

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_MODEL
 from .console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
 from .options import positive_int
 
@@ -232,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the model as one ONNX file, front ends inside (needs the export extra)")
     export.add_argument("--output", "-o", required=True, help="the .onnx file to write")
-    export.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file or a "
-                                        f"Hugging Face Hub id (default: {DEFAULT_MODEL})")
+    add_model_arguments(export, device=False)  # exported from the CPU
     export.add_argument("--quiet", "-q", action="store_true", help="no notes")
     export.set_defaults(run=run_export)
 

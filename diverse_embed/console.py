@@ -72,10 +72,12 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def add_model_arguments(command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}") -> None:
+def add_model_arguments(command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}",
+                        device: bool = True) -> None:
     command.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file "
                                          f"or a Hugging Face Hub id ({default}); {UNTRAINED} for random weights")
-    command.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
+    if device:
+        command.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
 
 
 def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = False) -> None:

@@ -115,15 +115,19 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
     import numpy as np
 
     from .audio import chunk
-    from .embed import embed_waveforms, forward_chunks
+    from .embed import forward_chunks
 
     worst: dict[str, float] = {}
 
     def note(key: str, a, b) -> None:
         worst[key] = max(worst.get(key, 0.0), float(np.abs(np.asarray(a) - np.asarray(b)).max()))
 
+    def clip_vector(embeddings) -> np.ndarray:  # (n_chunks, D) -> (D,), as embed.clip_output makes it
+        mean = np.asarray(embeddings).mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
     names = output_names(model.config)
-    for waveform, clip in zip(waveforms, embed_waveforms(model, list(waveforms), batch_size=64)):
+    for waveform in waveforms:
         chunks = chunk(waveform, model.config)[0]  # (n_chunks, chunk_samples)
         outputs = dict(zip(names, session.run(None, {INPUT: chunks.numpy()})))
         embeddings, logits = forward_chunks(model, chunks, batch_size=64)
@@ -131,6 +135,5 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
         note("logits", outputs["logits"], logits)
         for name in model.config.branches:
             note(name, outputs[name], embeddings[:, model.config.branch_slice(name)])
-        mean = outputs["embedding"].mean(axis=0)
-        note("clip embedding", mean / np.linalg.norm(mean), clip.embedding)
+        note("clip embedding", clip_vector(outputs["embedding"]), clip_vector(embeddings))
     return worst
