@@ -115,25 +115,23 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
     import numpy as np
 
     from .audio import chunk
-    from .embed import forward_chunks
+    from .embed import clip_output, forward_chunks
 
     worst: dict[str, float] = {}
 
     def note(key: str, a, b) -> None:
         worst[key] = max(worst.get(key, 0.0), float(np.abs(np.asarray(a) - np.asarray(b)).max()))
 
-    def clip_vector(embeddings) -> np.ndarray:  # (n_chunks, D) -> (D,), as embed.clip_output makes it
-        mean = np.asarray(embeddings).mean(axis=0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
-
     names = output_names(model.config)
     for waveform in waveforms:
-        chunks = chunk(waveform, model.config)[0]  # (n_chunks, chunk_samples)
+        chunks, starts = chunk(waveform, model.config)  # (n_chunks, chunk_samples)
         outputs = dict(zip(names, session.run(None, {INPUT: chunks.numpy()})))
         embeddings, logits = forward_chunks(model, chunks, batch_size=64)
         note("embedding", outputs["embedding"], embeddings)
         note("logits", outputs["logits"], logits)
         for name in model.config.branches:
             note(name, outputs[name], embeddings[:, model.config.branch_slice(name)])
-        note("clip embedding", clip_vector(outputs["embedding"]), clip_vector(embeddings))
+        exported = clip_output(model, torch.from_numpy(outputs["embedding"]), torch.from_numpy(outputs["logits"]),
+                               starts, len(waveform))
+        note("clip embedding", exported.embedding, clip_output(model, embeddings, logits, starts, len(waveform)).embedding)
     return worst
