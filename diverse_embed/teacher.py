@@ -25,6 +25,8 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
+from .audio import resample
+from .config import DiverseEmbedConfig
 from .errors import CheckpointError
 
 SAMPLE_RATE = 44100
@@ -93,6 +95,19 @@ def blocks(frames: torch.Tensor, hop: int = BLOCK_FRAMES) -> torch.Tensor:
     count = max(1, -(-(len(frames) - BLOCK_FRAMES) // hop) + 1)
     padded = F.pad(frames, (0, 0, 0, (count - 1) * hop + BLOCK_FRAMES - len(frames)))
     return padded.unfold(0, BLOCK_FRAMES, hop).transpose(1, 2)
+
+
+def chunk_windows(audio: np.ndarray, config: DiverseEmbedConfig) -> torch.Tensor:
+    """A clip's audio at config.sample_rate (samples,) -> the teacher's input for each of the
+    student's chunks: (n_chunks, 100, 96), the log-mel frames centred on the chunk, zero (silence)
+    past the clip. Distillation's targets, and the benchmark of what 1-s chunks can hold."""
+    audio_44k = resample(np.asarray(audio, dtype=np.float32), config.sample_rate, SAMPLE_RATE)
+    frames = log_mel(peak_normalised(audio_44k))  # (frames, 96)
+    n = config.num_chunks(len(audio))
+    centres = (np.arange(n) * config.hop_samples + config.chunk_samples / 2) / config.sample_rate  # seconds
+    starts = np.round(centres * SAMPLE_RATE / HOP - BLOCK_FRAMES / 2).astype(int)
+    padded = F.pad(frames, (0, 0, BLOCK_FRAMES, 2 * BLOCK_FRAMES))  # log-mel of silence is exactly 0
+    return torch.stack([padded[s + BLOCK_FRAMES : s + 2 * BLOCK_FRAMES] for s in starts])
 
 
 @torch.inference_mode()

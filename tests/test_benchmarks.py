@@ -6,13 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import sine, write_wav
 from test_teacher import fake_wheel
 
 pytest.importorskip("transformers")
 
-from benchmarks import fusion, generalization, linear_probe, retrieval  # noqa: E402
+from benchmarks import fusion, generalization, linear_probe, retrieval, teacher_context  # noqa: E402
 from benchmarks.systems import tiny_clap  # noqa: E402
 
 
@@ -89,6 +90,23 @@ def test_generalization_smoke(tiny_setup, tmp_path):
         assert row["fused_beats_aisfx"] == (fused >= aisfx)
     assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text() and "| fused ≥ aisfx |" in (tmp_path / "g.md").read_text()
     assert len(list((tmp_path / "cache").glob("*-aisfx-*.npy"))) == 2  # the peer's vectors, kept apart from the model's
+
+
+def test_teacher_context_keeps_only_the_chunk_in_the_chunk_alone_windows(tiny_setup, tmp_path):
+    from diverse_embed.resolve import untrained_model
+
+    config = untrained_model().config
+    kept = teacher_context.chunk_alone(torch.ones(2, 100, 96), config)[0, :, 0]  # (frames,)
+    inside = kept.nonzero().flatten()
+    assert 43 <= len(inside) <= 44 and inside.tolist() == list(range(inside[0], inside[-1] + 1))  # 1 s, in one piece
+    assert abs((inside[0] + inside[-1]) / 2 - 49.5) <= 0.5  # centred in the window
+    root, _ = tiny_setup
+    wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
+    teacher_context.main([str(root / "clips.csv"), "--teacher", str(wheel), "--model", str(root / "model"),
+                          "--output-dir", str(tmp_path), "--name", "t"])
+    scores = json.loads((tmp_path / "t.json").read_text())["sets"]["clips"]
+    assert len(scores) == 3 and all(0 <= v <= 1 for v in scores.values())
+    assert "| each 1-s chunk alone" in (tmp_path / "t.md").read_text()
 
 
 def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):

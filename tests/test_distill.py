@@ -10,7 +10,8 @@ import torch
 from conftest import sine, tiny_config
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main as cli_main
-from diverse_embed.training.distill import chunk_windows, neighbour_distillation, regression_distillation
+from diverse_embed.teacher import chunk_windows
+from diverse_embed.training.distill import neighbour_distillation, regression_distillation
 from test_teacher import fake_wheel
 from test_train import TINY
 
@@ -19,7 +20,7 @@ def test_each_chunk_gets_the_teacher_window_centred_on_it():
     config = tiny_config()
     audio = np.zeros(3 * 16000, np.float32)
     audio[16000:32000] = sine(1000, 1.0)  # the middle second only
-    windows = chunk_windows(np.round(audio * 32767).astype(np.int16), config)
+    windows = chunk_windows(audio, config)
     assert windows.shape == (3, 100, 96)
     loud = windows.amax(dim=2) > 0.1  # (chunks, frames): frames with sound
     # Chunk 1 (1-2 s) sits in the middle of its window; chunk 0's window holds the tone in its last
@@ -27,7 +28,7 @@ def test_each_chunk_gets_the_teacher_window_centred_on_it():
     assert loud[1, 40:60].all() and not loud[1, :5].any() and not loud[1, -5:].any()
     assert loud[0, -10:].all() and not loud[0, :40].any()
     assert loud[2, :10].all() and not loud[2, -40:].any()
-    short = chunk_windows(np.full(4000, 1000, np.int16), config)  # shorter than a chunk: one, padded with silence
+    short = chunk_windows(np.full(4000, 0.03, np.float32), config)  # shorter than a chunk: one, padded with silence
     assert short.shape == (1, 100, 96) and float(short[0, :20].abs().max()) == 0.0
 
 

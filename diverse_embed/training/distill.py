@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import resample
 from ..config import DiverseEmbedConfig
 from ..files import atomic_write
 from ..labels import Clip
@@ -27,19 +26,6 @@ from .data import AudioCache, ChunkDataset
 LOG = logging.getLogger(__name__)
 
 TEACHER_CACHE_VERSION = 1  # bump when the teacher's input changes
-
-
-def chunk_windows(audio: np.ndarray, config: DiverseEmbedConfig) -> torch.Tensor:
-    """A clip's cached int16 audio (samples,) -> the teacher's input for each of its chunks:
-    (n_chunks, 100, 96), the log-mel frames centred on the chunk, zero (silence) past the clip."""
-    audio_44k = resample(np.asarray(audio, dtype=np.float32) / 32767.0, config.sample_rate, aisfx.SAMPLE_RATE)
-    frames = aisfx.log_mel(aisfx.peak_normalised(audio_44k))  # (frames, 96)
-    n = config.num_chunks(len(audio))
-    centres = (np.arange(n) * config.hop_samples + config.chunk_samples / 2) / config.sample_rate  # seconds
-    starts = np.round(centres * aisfx.SAMPLE_RATE / aisfx.HOP - aisfx.BLOCK_FRAMES / 2).astype(int)
-    pad = aisfx.BLOCK_FRAMES
-    padded = F.pad(frames, (0, 0, pad, pad + aisfx.BLOCK_FRAMES))  # log-mel of silence is exactly 0
-    return torch.stack([padded[s + pad : s + pad + aisfx.BLOCK_FRAMES] for s in starts])
 
 
 class TeacherCache:
@@ -73,7 +59,8 @@ class TeacherCache:
                 target = self.file_for(clip)
                 if target.is_file():  # another process filling the same cache made it meanwhile
                     continue
-                windows = chunk_windows(self.audio_cache.load(clip.path), self.config)  # (n_chunks, 100, 96)
+                audio = self.audio_cache.load(clip.path).astype(np.float32) / 32767.0  # cached int16
+                windows = aisfx.chunk_windows(audio, self.config)  # (n_chunks, 100, 96)
                 vectors = torch.cat([model.embed(w) for w in windows.split(batch_size)])  # (n_chunks, 512)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, lambda f: np.save(f, vectors.numpy().astype(np.float16)))

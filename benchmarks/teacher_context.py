@@ -1,0 +1,114 @@
+"""How much of the teacher can a student of 1-s chunks copy? The aisfx teacher's retrieval scores
+with the context it is given cut down to what the student hears.
+
+    python -m benchmarks.teacher_context ~/data/corpora/unseen/*.csv --esc50 ../shared/data/esc50 \\
+        --teacher aisfx-0.1.2-py2.py3-none-any.whl --model diverse-embed-multi
+
+Three clip vectors of the same teacher, each the mean of its window vectors, scored like
+benchmarks/generalization.py (leave-one-out mAP@10, exact cosine search):
+- as the issue measured it: 2.3-s blocks every 1.16 s of the 44.1 kHz file;
+- the distillation targets: the 2.3-s window centred on each of the model's 1-s chunks, from the
+  16 kHz audio the student hears (diverse_embed.teacher.chunk_windows; a student that copied
+  its targets exactly would score this);
+- each chunk alone: the same windows with every frame outside the chunk silenced (what the
+  teacher makes of the student's context only).
+--model gives the chunking (1 s, hop 1 s for the bundled models). Writes teacher_context[_NAME]
+.json/.md to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diverse_embed import DEFAULT_MODEL, teacher
+from diverse_embed.audio import load_audio
+from diverse_embed.config import DiverseEmbedConfig
+from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
+from diverse_embed.resolve import resolve_model
+
+from .systems import LabelledSet, aisfx_vectors, esc50, machine, manifest, write_results
+
+AS_MEASURED, TARGETS, CHUNK_ALONE = ("as the issue measured it (2.3-s blocks every 1.16 s)",
+                                     "the distillation targets (2.3 s centred on each 1-s chunk)",
+                                     "each 1-s chunk alone (frames outside it silenced)")
+
+
+def chunk_alone(windows: torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
+    """(n, 100, 96) windows centred on their chunks -> the same with the frames outside the chunk zeroed."""
+    half = config.chunk_samples / config.sample_rate * teacher.SAMPLE_RATE / teacher.HOP / 2  # frames
+    first, last = round(teacher.BLOCK_FRAMES / 2 - half), round(teacher.BLOCK_FRAMES / 2 + half)
+    kept = torch.zeros_like(windows)
+    kept[:, first:last] = windows[:, first:last]
+    return kept
+
+
+@torch.inference_mode()
+def chunk_vectors(network: teacher.SoundEffectsCNN, clips: list[np.ndarray], config: DiverseEmbedConfig,
+                  batch_size: int = 32) -> dict[str, np.ndarray]:
+    """The targets' and the chunk-alone clip vectors of 16 kHz clips: name -> (n_clips, 512)."""
+    from tqdm.auto import tqdm
+
+    out = {TARGETS: [], CHUNK_ALONE: []}
+    for audio in tqdm(clips, desc="aisfx per chunk", unit="clip", leave=False):
+        windows = teacher.chunk_windows(audio, config)  # (n_chunks, 100, 96)
+        for name, w in ((TARGETS, windows), (CHUNK_ALONE, chunk_alone(windows, config))):
+            out[name].append(torch.cat([network.embed(b) for b in w.split(batch_size)]).mean(dim=0).numpy())
+    return {name: np.stack(v) for name, v in out.items()}
+
+
+def score(labelled: LabelledSet, wheel: str, config: DiverseEmbedConfig, cache_dir: Path | None) -> dict[str, float]:
+    clips = [load_audio(p) for p in labelled.paths]
+    vectors = {AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
+               **chunk_vectors(teacher.load_teacher(wheel), clips, config)}
+    targets = labelled.targets()
+    return {name: retrieval_metrics(leave_one_out_neighbours(v, 10), targets)["overall"]["mAP@10"]
+            for name, v in vectors.items()}
+
+
+def markdown(report: dict) -> str:
+    sets = list(report["sets"])
+    lines = ["# What of the teacher 1-s chunks can hold", "", f"Command: `{report['command']}`  ",
+             f"Machine: {report['machine']}  ", f"Chunking: {report['chunking']}", "",
+             "Leave-one-out mAP@10 of the aisfx teacher's clip vector (the mean of its window vectors) on each set.", "",
+             "| teacher vector | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    for name in (AS_MEASURED, TARGETS, CHUNK_ALONE):
+        lines.append(f"| {name} | " + " | ".join(f"{report['sets'][s][name]:.3f}" for s in sets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("manifests", nargs="*", type=Path, help="one CSV per set")
+    parser.add_argument("--esc50", help="ESC-50 folder: a row for --folds of it too")
+    parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
+    parser.add_argument("--teacher", required=True, help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model whose chunking is used (default {DEFAULT_MODEL})")
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="teacher_context", help="output file name without extension")
+    parser.add_argument("--cache-dir", type=Path, help="where the as-measured teacher vectors are kept (shared with the other benchmarks)")
+    args = parser.parse_args(argv)
+
+    config = resolve_model(args.model)[0].config
+    sets = [manifest(path) for path in args.manifests]
+    if args.esc50:
+        sets.append(esc50(args.esc50, args.folds.split(",")))
+    report = {"command": "python -m benchmarks.teacher_context " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+              "machine": machine(),
+              "chunking": f"{args.model}: {config.chunk_samples / config.sample_rate:g}-s chunks every {config.hop_samples / config.sample_rate:g} s",
+              "sets": {}}
+    for labelled in sets:
+        report["sets"][labelled.name] = score(labelled, args.teacher, config, args.cache_dir)
+        print(labelled.name, report["sets"][labelled.name], file=sys.stderr)
+    write_results(args.output_dir / args.name, report, markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
