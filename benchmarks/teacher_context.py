@@ -12,13 +12,14 @@ benchmarks/generalization.py (leave-one-out mAP@10, exact cosine search):
   its targets exactly would score this);
 - each chunk alone: the same windows with every frame outside the chunk silenced (what the
   teacher makes of the student's context only).
---model gives the chunking (1 s, hop 1 s for the bundled models). Writes teacher_context[_NAME]
+--model gives the chunking (1 s, hop 1 s for the bundled models; --chunk-seconds another). Writes teacher_context[_NAME]
 .json/.md to --output-dir.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -34,9 +35,13 @@ from diverse_embed.resolve import resolve_model
 
 from .systems import LabelledSet, aisfx_vectors, esc50, machine, manifest, write_results
 
-AS_MEASURED, TARGETS, CHUNK_ALONE = ("as the issue measured it (2.3-s blocks every 1.16 s)",
-                                     "the distillation targets (2.3 s centred on each 1-s chunk)",
-                                     "each 1-s chunk alone (frames outside it silenced)")
+AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
+
+
+def variant_names(config: DiverseEmbedConfig) -> tuple[str, str]:
+    seconds = f"{config.chunk_seconds:g}-s"
+    return (f"the distillation targets (2.3 s centred on each {seconds} chunk)",
+            f"each {seconds} chunk alone (frames outside it silenced)")
 
 
 def chunk_alone(windows: torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
@@ -54,10 +59,11 @@ def chunk_vectors(network: teacher.SoundEffectsCNN, clips: list[np.ndarray], con
     """The targets' and the chunk-alone clip vectors of 16 kHz clips: name -> (n_clips, 512)."""
     from tqdm.auto import tqdm
 
-    out = {TARGETS: [], CHUNK_ALONE: []}
+    targets, alone = variant_names(config)
+    out = {targets: [], alone: []}
     for audio in tqdm(clips, desc="aisfx per chunk", unit="clip", leave=False):
         windows = teacher.chunk_windows(audio, config)  # (n_chunks, 100, 96)
-        for name, w in ((TARGETS, windows), (CHUNK_ALONE, chunk_alone(windows, config))):
+        for name, w in ((targets, windows), (alone, chunk_alone(windows, config))):
             out[name].append(torch.cat([network.embed(b) for b in w.split(batch_size)]).mean(dim=0).numpy())
     return {name: np.stack(v) for name, v in out.items()}
 
@@ -77,7 +83,7 @@ def markdown(report: dict) -> str:
              f"Machine: {report['machine']}  ", f"Chunking: {report['chunking']}", "",
              "Leave-one-out mAP@10 of the aisfx teacher's clip vector (the mean of its window vectors) on each set.", "",
              "| teacher vector | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
-    for name in (AS_MEASURED, TARGETS, CHUNK_ALONE):
+    for name in report["sets"][sets[0]]:
         lines.append(f"| {name} | " + " | ".join(f"{report['sets'][s][name]:.3f}" for s in sets) + " |")
     return "\n".join(lines) + "\n"
 
@@ -89,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
     parser.add_argument("--teacher", required=True, help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model whose chunking is used (default {DEFAULT_MODEL})")
+    parser.add_argument("--chunk-seconds", type=float, help="chunks (and their hop) of this length instead of the model's")
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="teacher_context", help="output file name without extension")
     parser.add_argument("--cache-dir", type=Path, help="where the as-measured teacher vectors are kept (shared with the other benchmarks)")
     args = parser.parse_args(argv)
 
     config = resolve_model(args.model)[0].config
+    if args.chunk_seconds:
+        config = dataclasses.replace(config, chunk_seconds=args.chunk_seconds, hop_seconds=args.chunk_seconds)
     sets = [manifest(path) for path in args.manifests]
     if args.esc50:
         sets.append(esc50(args.esc50, args.folds.split(",")))

@@ -107,6 +107,9 @@ def test_teacher_context_keeps_only_the_chunk_in_the_chunk_alone_windows(tiny_se
     scores = json.loads((tmp_path / "t.json").read_text())["sets"]["clips"]
     assert len(scores) == 3 and all(0 <= v <= 1 for v in scores.values())
     assert "| each 1-s chunk alone" in (tmp_path / "t.md").read_text()
+    teacher_context.main([str(root / "clips.csv"), "--teacher", str(wheel), "--model", str(root / "model"),
+                          "--chunk-seconds", "0.5", "--output-dir", str(tmp_path), "--name", "half"])
+    assert "| each 0.5-s chunk alone" in (tmp_path / "half.md").read_text()
 
 
 def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
