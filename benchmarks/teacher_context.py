@@ -79,7 +79,7 @@ def score(labelled: LabelledSet, wheel: str, config: DiverseEmbedConfig, cache_d
 
 def markdown(report: dict) -> str:
     sets = list(report["sets"])
-    lines = ["# What of the teacher 1-s chunks can hold", "", f"Command: `{report['command']}`  ",
+    lines = ["# What of the teacher one chunk can hold", "", f"Command: `{report['command']}`  ",
              f"Machine: {report['machine']}  ", f"Chunking: {report['chunking']}", "",
              "Leave-one-out mAP@10 of the aisfx teacher's clip vector (the mean of its window vectors) on each set.", "",
              "| teacher vector | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
