@@ -2,6 +2,7 @@
 teaches the student the teacher's neighbours; end to end with a teacher of random weights."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from conftest import sine, tiny_config
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main as cli_main
 from diverse_embed.teacher import chunk_windows
-from diverse_embed.training.distill import neighbour_distillation, regression_distillation
+from diverse_embed.training.distill import TeacherCache, neighbour_distillation, regression_distillation
 from test_teacher import fake_wheel
 from test_train import TINY
 
@@ -30,6 +31,21 @@ def test_each_chunk_gets_the_teacher_window_centred_on_it():
     assert loud[2, :10].all() and not loud[2, -40:].any()
     short = chunk_windows(np.full(4000, 0.03, np.float32), config)  # shorter than a chunk: one, padded with silence
     assert short.shape == (1, 100, 96) and float(short[0, :20].abs().max()) == 0.0
+
+
+def test_the_table_gives_each_chunk_its_own_window_or_its_clips_mean(tmp_path):
+    cache = TeacherCache.__new__(TeacherCache)  # only the per-clip files matter here
+    cache.file_for = lambda clip: tmp_path / f"{clip}.npy"
+    a, b = np.arange(3 * 512).reshape(3, 512), -np.arange(2 * 512).reshape(2, 512)  # (n_chunks, 512)
+    np.save(tmp_path / "a.npy", a.astype(np.float16))
+    np.save(tmp_path / "b.npy", b.astype(np.float16))
+    dataset = SimpleNamespace(clips=["a", "b"], index=[(0, 2), (1, 1), (0, 0)])  # (clip, chunk), silent ones left out
+    chunks = cache.table(dataset)
+    assert chunks.shape == (3, 512) and chunks.dtype == np.float32
+    np.testing.assert_array_equal(chunks, np.stack([a[2], b[1], a[0]]).astype(np.float16).astype(np.float32))
+    clips = cache.table(dataset, clip_mean=True)
+    means = [a.astype(np.float16).astype(np.float32).mean(axis=0), b.astype(np.float16).astype(np.float32).mean(axis=0)]
+    np.testing.assert_allclose(clips, np.stack([means[0], means[1], means[0]]), rtol=1e-6)  # every chunk of a clip
 
 
 def test_the_term_is_zero_when_the_student_ranks_like_the_teacher():
@@ -91,6 +107,10 @@ def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
     assert cli_main(["train", *common, "--output", str(tmp_path / "r"), "--teacher", str(wheel),
                      "--distill-loss", "regression", "--distill-weight", "5", "--seed", "3"]) == 0
     assert losses("r") not in (losses("d"), losses("plain"))
+    assert cli_main(["train", *common, "--output", str(tmp_path / "c"), "--teacher", str(wheel),
+                     "--distill-loss", "regression", "--distill-target", "clip", "--distill-weight", "5",
+                     "--seed", "3"]) == 0
+    assert losses("c") not in (losses("r"), losses("plain"))  # the clip's mean is another target
     log = [json.loads(line) for line in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines()]
     distill = [r["distill"] for r in log if "distill" in r]
     assert distill and all(0 <= d <= 2 for d in distill)  # 1 - cosine, logged beside the loss

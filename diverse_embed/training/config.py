@@ -112,5 +112,8 @@ class TrainConfig(DataConfig):
                                group="distillation")
     distill_temperature: float = option(0.1, "temperature of the neighbour distributions the term matches",
                                         group="distillation")
+    distill_target: str = option("chunk", "chunk: each chunk learns the teacher's vector of the window centred on it; "
+                                          "clip: the mean of the teacher's vectors over the chunk's whole clip (what "
+                                          "retrieval compares)", choices=["chunk", "clip"], group="distillation")
     select_on_val: bool = option(True, "keep the last epoch instead of the best validation macro mAP",
                                  flag="--no-select-on-val", group="optimisation")

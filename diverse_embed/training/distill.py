@@ -67,10 +67,13 @@ class TeacherCache:
                 computed += 1
         return computed
 
-    def table(self, dataset: ChunkDataset) -> np.ndarray:
-        """(n_chunks, 512) float32: the teacher's vector of each of the dataset's chunks, in its order."""
-        per_clip = [np.load(self.file_for(clip)) for clip in dataset.clips]
-        return np.stack([per_clip[clip][k] for clip, k in dataset.index]).astype(np.float32) \
+    def table(self, dataset: ChunkDataset, clip_mean: bool = False) -> np.ndarray:
+        """(n_chunks, 512) float32: the teacher's vector of each of the dataset's chunks, in its order;
+        with clip_mean, the mean of the vectors of the chunk's clip instead (every chunk of it)."""
+        per_clip = [np.load(self.file_for(clip)).astype(np.float32) for clip in dataset.clips]  # (n_chunks, 512) each
+        if clip_mean:
+            per_clip = [vectors.mean(axis=0, keepdims=True) for vectors in per_clip]  # (1, 512) each
+        return np.stack([per_clip[clip][0 if clip_mean else k] for clip, k in dataset.index]) \
             if len(dataset.index) else np.zeros((0, aisfx.WIDTH), np.float32)
 
 

@@ -134,7 +134,7 @@ def teacher_vectors(cfg: TrainConfig, rt, train_set, shape: DiverseEmbedConfig) 
         computed = cache.prepare(train_set.clips, progress=cfg.progress)
         LOG.info("teacher vectors: %d clips computed, %d cached in %s", computed, len(train_set.clips) - computed, cache.folder)
     rt.barrier()
-    return cache.table(train_set)
+    return cache.table(train_set, clip_mean=cfg.distill_target == "clip")
 
 
 def run_phases(trainer: Trainer, resume: dict | None) -> dict[str, nn.Linear]:
