@@ -629,6 +629,23 @@ def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
     assert len(report.added) == 1 and AudioIndex(folder).info()["files"] == 3
 
 
+def test_an_index_refuses_what_its_model_name_loads_when_that_changed(model, collection, tmp_path, capsys):
+    import dataclasses
+
+    model.save_pretrained(tmp_path / "m")
+    index = AudioIndex.create(tmp_path / "idx", DiverseEmbedder.from_pretrained(tmp_path / "m"))  # recorded by folder
+    index.add(sorted(collection.iterdir())[:2], progress=False, num_workers=0)
+    index.build()
+    changed = DiverseEmbedder.from_pretrained(tmp_path / "m")
+    changed.config = dataclasses.replace(changed.config, min_final_chunk_seconds=0.5)  # same weights, another rule
+    changed.save_pretrained(tmp_path / "m")
+    query = sorted(collection.iterdir())[0]
+    with pytest.raises(AudioIndexError, match="now loads fingerprint"):
+        AudioIndex(tmp_path / "idx").search_file(query, k=1)
+    assert main(["search", str(tmp_path / "idx"), str(query)]) == 2
+    assert "cannot be mixed" in capsys.readouterr().err
+
+
 def test_without_a_model_an_index_uses_its_own(collection, tmp_path):
     index = AudioIndex.create(tmp_path / "idx", model_name="untrained-seed0")  # loaded by that name
     index.add(sorted(collection.iterdir())[:3], progress=False, num_workers=0)

@@ -112,13 +112,17 @@ class AudioIndex(IndexStore):
             if self._model is None:
                 from ..resolve import resolve_model
 
-                self._model = resolve_model(self.model_name)[0]
+                # The name may load another model today (a new package release, a Hub repo updated).
+                self._model = self._same_model(resolve_model(self.model_name)[0], f"{self.model_name!r} now loads")
             return self._model
+        return self._same_model(model, "the model given has")
+
+    def _same_model(self, model: DiverseEmbedder, which: str) -> DiverseEmbedder:
         fingerprint = model.fingerprint()
         if fingerprint != self.manifest["fingerprint"]:
             raise AudioIndexError(
                 f"{self.folder} was built with model {self.model_name!r} (fingerprint {self.manifest['fingerprint']}); "
-                f"the model given has fingerprint {fingerprint}. Vectors of two models cannot be mixed or compared: "
+                f"{which} fingerprint {fingerprint}. Vectors of two models cannot be mixed or compared: "
                 f"use the index's model, or build a new index."
             )
         return model
