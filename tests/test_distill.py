@@ -48,6 +48,18 @@ def test_the_table_gives_each_chunk_its_own_window_or_its_clips_mean(tmp_path):
     np.testing.assert_allclose(clips, np.stack([means[0], means[1], means[0]]), rtol=1e-6)  # every chunk of a clip
 
 
+def test_the_teacher_cache_is_kept_apart_for_another_last_chunk_rule(tmp_path):
+    import dataclasses
+
+    from diverse_embed.training.data import AudioCache
+
+    wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
+    audio, config = AudioCache(tmp_path / "cache"), tiny_config()
+    folders = {TeacherCache(audio, wheel, dataclasses.replace(config, **change)).folder
+               for change in ({}, {"min_final_chunk_seconds": 0.5}, {"hop_seconds": 0.5})}
+    assert len(folders) == 3  # a rule that keeps fewer chunks would otherwise read another rule's rows
+
+
 def test_the_term_is_zero_when_the_student_ranks_like_the_teacher():
     teacher = torch.randn(16, 512)
     same_space = teacher @ torch.linalg.qr(torch.randn(512, 512))[0]  # a rotation keeps every cosine

@@ -30,16 +30,17 @@ TEACHER_CACHE_VERSION = 1  # bump when the teacher's input changes
 
 class TeacherCache:
     """The teacher's vectors of every chunk of a clip, (n_chunks, 512) float16 in one .npy per clip,
-    named like the clip's audio cache file; the folder by the chunking and the teacher file, so a
-    change of either uses new files. Filling it is resumable: what is there is not computed again, and
-    two processes can fill it together (given the clips in different orders)."""
+    named like the clip's audio cache file; the folder by the chunking (its last-chunk rule
+    included) and the teacher file, so a change of either uses new files. Filling it is resumable:
+    what is there is not computed again, and two processes can fill it together (given the clips
+    in different orders)."""
 
     def __init__(self, audio_cache: AudioCache, teacher_path: str | Path, config: DiverseEmbedConfig):
         teacher_path = Path(teacher_path)
         tag = hashlib.sha1(f"{teacher_path.name}|{teacher_path.stat().st_size}".encode()).hexdigest()[:8]
         self.audio_cache, self.teacher_path, self.config = audio_cache, teacher_path, config
-        self.folder = (audio_cache.folder.parent /
-                       f"teacher-v{TEACHER_CACHE_VERSION}-{tag}-{config.chunk_samples}-{config.hop_samples}")
+        chunking = f"{config.chunk_samples}-{config.hop_samples}-{config.min_final_chunk_samples}"
+        self.folder = audio_cache.folder.parent / f"teacher-v{TEACHER_CACHE_VERSION}-{tag}-{chunking}"
 
     def file_for(self, clip: Clip) -> Path:
         audio_file = self.audio_cache.file_for(clip.path)
