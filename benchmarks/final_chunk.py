@@ -33,7 +33,7 @@ from diverse_embed.embed import forward_chunks
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, esc50, load_clips, machine, manifest, write_results
+from .systems import LabelledSet, add_sets_arguments, load_clips, machine, sets_of, write_results
 
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75)
 ALIGNED, WEIGHTED, HALF_HOP = "last chunk aligned to the clip's end", "last chunk weighted by its audio", "half the hop"
@@ -103,18 +103,12 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifests", nargs="*", type=Path, help="one CSV per set")
-    parser.add_argument("--esc50", help="ESC-50 folder: a column for --folds of it too")
-    parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
+    add_sets_arguments(parser)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="final_chunk", help="output file name without extension")
     args = parser.parse_args(argv)
-    sets = [manifest(path) for path in args.manifests]
-    if args.esc50:
-        sets.append(esc50(args.esc50, args.folds.split(",")))
-    if not sets:
-        parser.error("no set to score: give manifests, --esc50, or both")
+    sets = sets_of(args, parser)
     model, _ = resolve_model(args.model)
     report = {"command": "python -m benchmarks.final_chunk " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})", "sets": {}}

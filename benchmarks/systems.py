@@ -118,6 +118,22 @@ def add_arguments(parser, output_name: str, folds: bool) -> None:
     parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
 
 
+def add_sets_arguments(parser, what: str = "a column") -> None:
+    """Manifests and ESC-50 folds scored side by side (final_chunk, teacher_context)."""
+    parser.add_argument("manifests", nargs="*", type=Path, help="one CSV per set")
+    parser.add_argument("--esc50", help=f"ESC-50 folder: {what} for --folds of it too")
+    parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
+
+
+def sets_of(args, parser) -> list[LabelledSet]:
+    sets = [manifest(path) for path in args.manifests]
+    if args.esc50:
+        sets.append(esc50(args.esc50, args.folds.split(",")))
+    if not sets:
+        parser.error("no set to score: give manifests, --esc50, or both")
+    return sets
+
+
 # ----- systems -----------------------------------------------------------------------------------
 
 def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, aisfx_vectors, esc50, load_clips, machine, manifest, write_results
+from .systems import LabelledSet, add_sets_arguments, aisfx_vectors, load_clips, machine, sets_of, write_results
 
 AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
 
@@ -89,9 +89,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifests", nargs="*", type=Path, help="one CSV per set")
-    parser.add_argument("--esc50", help="ESC-50 folder: a row for --folds of it too")
-    parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
+    add_sets_arguments(parser, "a row")
     parser.add_argument("--teacher", required=True, help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model whose chunking is used (default {DEFAULT_MODEL})")
     parser.add_argument("--chunk-seconds", type=float, help="chunks (and their hop) of this length instead of the model's")
@@ -103,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_model(args.model)[0].config
     if args.chunk_seconds:
         config = dataclasses.replace(config, chunk_seconds=args.chunk_seconds, hop_seconds=args.chunk_seconds)
-    sets = [manifest(path) for path in args.manifests]
-    if args.esc50:
-        sets.append(esc50(args.esc50, args.folds.split(",")))
-    if not sets:
-        parser.error("no set to score: give manifests, --esc50, or both")
+    sets = sets_of(args, parser)
     network = teacher.load_teacher(args.teacher)
     report = {"command": "python -m benchmarks.teacher_context " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
               "machine": machine(),
