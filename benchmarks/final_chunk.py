@@ -30,10 +30,9 @@ from diverse_embed import DEFAULT_MODEL
 from diverse_embed.audio import cut
 from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.embed import forward_chunks
-from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, add_sets_arguments, load_clips, machine, sets_of, write_results
+from .systems import LabelledSet, add_sets_arguments, load_clips, machine, map_at_10, sets_of, write_results
 
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75)
 ALIGNED, WEIGHTED, HALF_HOP = "last chunk aligned to the clip's end", "last chunk weighted by its audio", "half the hop"
@@ -77,12 +76,12 @@ def score(labelled: LabelledSet, model) -> dict[str, dict[str, float]]:
     for audio in load_clips(labelled):
         for rule, vector in clip_vectors(audio, model, config).items():
             per_rule.setdefault(rule, []).append(vector)
-    targets, scores = labelled.targets(), {}
+    targets = labelled.targets()
+    columns = {"fused": slice(None), **{b: config.branch_slice(b) for b in config.branches}}
+    scores = {}
     for rule, vectors in per_rule.items():
         x = torch.stack(vectors).numpy()  # (n_clips, D)
-        columns = {"fused": slice(None), **{b: config.branch_slice(b) for b in config.branches}}
-        scores[rule] = {name: round(retrieval_metrics(leave_one_out_neighbours(x[:, cols], 10), targets)["overall"]["mAP@10"], 4)
-                        for name, cols in columns.items()}
+        scores[rule] = {name: round(map_at_10(x[:, cols], targets), 4) for name, cols in columns.items()}
     return scores
 
 

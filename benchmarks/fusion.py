@@ -23,14 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from diverse_embed import DEFAULT_MODEL
-from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import FUSED, all_systems, machine, manifest, write_results
-
-
-def map_at_10(vectors: np.ndarray, targets: np.ndarray) -> float:
-    return retrieval_metrics(leave_one_out_neighbours(vectors, 10), targets)["overall"]["mAP@10"]
+from .systems import FUSED, all_systems, machine, manifest, map_at_10, write_results
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
 from diverse_embed.labels import multi_hot, read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
+from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
 CLAP_SAMPLE_RATE = 48000
 FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
@@ -123,6 +124,11 @@ def add_sets_arguments(parser, what: str = "a column") -> None:
     parser.add_argument("manifests", nargs="*", type=Path, help="one CSV per set")
     parser.add_argument("--esc50", help=f"ESC-50 folder: {what} for --folds of it too")
     parser.add_argument("--folds", default="5", help="ESC-50 folds (default 5)")
+
+
+def map_at_10(vectors: np.ndarray, targets: np.ndarray) -> float:
+    """Leave-one-out mAP@10 of (n, d) clip vectors, exact cosine search."""
+    return retrieval_metrics(leave_one_out_neighbours(vectors, 10), targets)["overall"]["mAP@10"]
 
 
 def sets_of(args, parser) -> list[LabelledSet]:

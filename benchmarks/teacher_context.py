@@ -29,10 +29,9 @@ import torch
 
 from diverse_embed import DEFAULT_MODEL, teacher
 from diverse_embed.config import DiverseEmbedConfig
-from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, add_sets_arguments, aisfx_vectors, load_clips, machine, sets_of, write_results
+from .systems import LabelledSet, add_sets_arguments, aisfx_vectors, load_clips, machine, map_at_10, sets_of, write_results
 
 AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
 
@@ -72,8 +71,7 @@ def score(labelled: LabelledSet, network: teacher.SoundEffectsCNN, wheel: str, c
     vectors = {AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
                **chunk_vectors(network, load_clips(labelled), config)}
     targets = labelled.targets()
-    return {name: retrieval_metrics(leave_one_out_neighbours(v, 10), targets)["overall"]["mAP@10"]
-            for name, v in vectors.items()}
+    return {name: map_at_10(v, targets) for name, v in vectors.items()}
 
 
 def markdown(report: dict) -> str:
