@@ -10,6 +10,7 @@ import pytest
 
 from conftest import sine, write_wav
 from diverse_embed.cli import main
+from diverse_embed.search.index import AudioIndex
 
 UNTRAINED = ["--model", "untrained-seed0", "-q", "--num-workers", "0"]
 NOT_UTF8 = b"\xff\xfebad.wav"
@@ -362,11 +363,11 @@ def test_a_first_build_killed_before_its_manifest_is_resumed_and_leftovers_go(tm
     assert sorted(p.name for p in idx.iterdir()) == [".lock", "index.json", "shards", "skipped.tsv", "vectors.faiss"]
     manifest = json.loads((idx / "index.json").read_text())
     assert sorted(p.name for p in (idx / "shards").iterdir()) == sorted(manifest["shards"])
-    (idx / "shards" / "000009-orphan01.npz").write_bytes(b"a later kill's orphan")
-    (idx / ".vectors.faiss.5678.tmp").write_bytes(b"x")
+    (idx / "shards" / "000009-0a1b2c3d.npz").write_bytes(b"a later kill's orphan")
+    (idx / ".vectors.faiss.5678abcd.tmp").write_bytes(b"x")
     write_wav(src / "3.wav", sine(900, 1.0))
     assert main(["index", "add", str(idx), str(src), *UNTRAINED]) == 0
-    assert not list(idx.glob(".*.tmp")) and not (idx / "shards" / "000009-orphan01.npz").exists()
+    assert not list(idx.glob(".*.tmp")) and not (idx / "shards" / "000009-0a1b2c3d.npz").exists()
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")  # a folder of someone else's is still refused
@@ -429,3 +430,37 @@ def test_the_page_runs_only_its_own_script():
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in policy and "script-src 'unsafe-inline'" not in policy
     assert page.count("<script>") == 1
+
+
+# The second attack (issue "Never delete what is not ours, bounded memory for any input, one line
+# for every mistake"): each test below failed on cc19572.
+
+
+def test_a_commit_deletes_only_files_the_index_wrote_never_through_a_link(tmp_path, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        write_wav(src / f"{i}.wav", sine(300 + 100 * i, 1.2))
+    idx = tmp_path / "idx"
+    assert main(["index", "build", str(src / "0.wav"), "-o", str(idx), *UNTRAINED]) == 0
+    elsewhere = tmp_path / "V"
+    (idx / "shards").rename(elsewhere)
+    (idx / "shards").symlink_to(elsewhere)  # the shards moved to another disk, a link left in their place
+    thesis = elsewhere / "thesis.docx"
+    thesis.write_text("four years of work")
+    (elsewhere / "000007-0a1b2c3d.npz").write_bytes(b"looks like an orphan shard, but behind a link")
+    (idx / ".notes.tmp").write_text("mine")
+    (idx / "README.txt").write_text("mine too")
+    assert main(["index", "add", str(idx), str(src / "1.wav"), *UNTRAINED]) == 0
+    assert thesis.read_text() == "four years of work" and (elsewhere / "000007-0a1b2c3d.npz").exists()
+    assert (idx / ".notes.tmp").exists() and (idx / "README.txt").exists()
+    assert len(AudioIndex(idx).files()) == 2
+    (idx / "shards").unlink()
+    elsewhere.rename(idx / "shards")  # a real folder again: its foreign files are reported, never removed
+    (idx / "shards" / "README.txt").write_text("notes")
+    (idx / "shards" / ".notes.tmp").write_text("notes")
+    caplog.set_level("WARNING")
+    assert main(["index", "remove", str(idx), str(src / "1.wav"), "-q"]) == 0
+    assert all((idx / "shards" / name).exists() for name in ("thesis.docx", "README.txt", ".notes.tmp"))
+    assert not (idx / "shards" / "000007-0a1b2c3d.npz").exists()  # the index's own name pattern: an orphan
+    assert "did not write, left alone" in caplog.text

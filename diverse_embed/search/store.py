@@ -23,9 +23,11 @@ from __future__ import annotations
 import bisect
 import fcntl
 import json
+import logging
 import math
 import os
 import re
+import stat as stat_module
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ import numpy as np
 
 from .. import files
 from ..errors import AudioIndexError
+
+LOG = logging.getLogger(__name__)
 
 FORMAT = "diverse-embed-index"
 VERSION = 2  # 2: shards may hold tombstone rows (a `removed` column); version 1 indexes read as before
@@ -230,7 +234,10 @@ class IndexStore:
                 skipped.pop(path, None)
             self._write_skipped(skipped)
             self._write_manifest(self.folder, manifest)
-            remove_leftovers(self.folder, manifest)
+            foreign = remove_leftovers(self.folder, manifest)
+        if foreign:
+            LOG.warning("%s: %d file(s) in shards/ that the index did not write, left alone (e.g. %s)",
+                        self.folder, len(foreign), foreign[0].name)
         self._refresh()
         report.added += [row[0] for row in rows]
         report.skipped += failed
@@ -350,22 +357,66 @@ def manifest_problem(manifest: dict) -> str | None:
     return None
 
 
+# What the index itself writes, and so all it may ever delete: its files, the shards named by
+# generation and a random tag, and files.atomic_write's temp files of those (".NAME.TAG.tmp").
+OWN_FILES = (MANIFEST, "skipped.tsv", "vectors.faiss", "vectors.f32")
+SHARD_NAME = re.compile(r"\d{6,}-[0-9a-f]{8}\.npz")
+OWN_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
+def is_own_temp(name: str, in_shards: bool) -> bool:
+    """Whether `name` is a temp file the index writes: in the index folder, of one of OWN_FILES; in
+    shards/, of a shard."""
+    match = OWN_TEMP.fullmatch(name)
+    if not match:
+        return False
+    return bool(SHARD_NAME.fullmatch(match["name"])) if in_shards else match["name"] in OWN_FILES
+
+
+def regular_file(path: Path) -> bool:
+    """A plain file, not a symbolic link to one (nothing is deleted through a link)."""
+    try:
+        return stat_module.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def own_shards_folder(folder: Path) -> Path | None:
+    """folder/shards when it is a real folder of the index's; None when it is missing or a link
+    (the index then deletes nothing in it: where it points is not proven to be its own)."""
+    shards = folder / "shards"
+    return shards if shards.is_dir() and not shards.is_symlink() else None
+
+
 def only_leftovers(folder: Path) -> bool:
     """Whether a folder without a manifest holds nothing but what a first build killed before its
-    first commit leaves: the lock, temp files, an empty or orphan shards/ folder."""
+    first commit leaves: the lock, its own temp files, a shards/ folder of its own shards and temps."""
     for entry in folder.iterdir():
-        if entry.name == "shards" and entry.is_dir():
-            if any(not (e.is_file() and e.name.endswith((".npz", ".tmp"))) for e in entry.iterdir()):
+        if entry.name == "shards" and own_shards_folder(folder):
+            if any(not (regular_file(e) and (SHARD_NAME.fullmatch(e.name) or is_own_temp(e.name, True)))
+                   for e in entry.iterdir()):
                 return False
-        elif not (entry.is_file() and (entry.name == ".lock" or entry.name.endswith(".tmp"))):
+        elif not (regular_file(entry) and (entry.name == ".lock" or is_own_temp(entry.name, False))):
             return False
     return True
 
 
-def remove_leftovers(folder: Path, manifest: dict) -> None:
-    """Under the writers' lock every temp file and every shard the manifest does not name is a dead
-    writer's: removed, so kills leave no litter behind the next commit."""
+def remove_leftovers(folder: Path, manifest: dict) -> list[Path]:
+    """Under the writers' lock, delete what dead writers left: the index's own temp files and the
+    shards (by their name pattern) that the manifest does not name. Only plain files the index
+    can prove it wrote, never through a link; anything else is left alone. Returns what was found
+    in shards/ that is not the index's (reported, never removed)."""
     named = set(manifest["shards"])
-    for entry in list(folder.glob(".*.tmp")) + list((folder / "shards").iterdir()):
-        if entry.is_file() and (entry.name.endswith(".tmp") or entry.name not in named):
+    foreign = []
+    for entry in folder.iterdir():
+        if regular_file(entry) and is_own_temp(entry.name, in_shards=False):
             entry.unlink(missing_ok=True)
+    shards = own_shards_folder(folder)
+    for entry in shards.iterdir() if shards else []:
+        if entry.name in named:
+            continue
+        if regular_file(entry) and (SHARD_NAME.fullmatch(entry.name) or is_own_temp(entry.name, in_shards=True)):
+            entry.unlink(missing_ok=True)
+        else:
+            foreign.append(entry)
+    return foreign
