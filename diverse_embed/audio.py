@@ -11,8 +11,11 @@ import logging
 import math
 import os
 import re
+import stat
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -47,8 +50,9 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     if path.stat().st_size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
     try:
-        info = sf.info(os.fsencode(path))  # bytes: any name the OS gives, UTF-8 or not
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        with readable(path) as source:
+            info = sf.info(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
         raise AudioLoadError(path, f"not readable as audio, or corrupt ({err})") from None
     if _declares_more_data_than_present(info):
         raise AudioLoadError(path, "truncated: the file ends before the data its header declares")
@@ -58,13 +62,40 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     return info
 
 
+# libsndfile copies a file name into a buffer of 1,024 bytes; Linux allows paths of 4,096.
+LIBSNDFILE_MAX_NAME = 1000
+
+
+@contextmanager
+def readable(path: str | os.PathLike) -> Iterator[bytes | BinaryIO]:
+    """What to hand libsndfile for `path`: its name as bytes (any name the OS gives, UTF-8 or not),
+    or an open file where the name is too long for libsndfile."""
+    name = os.fsencode(path)
+    if len(name) < LIBSNDFILE_MAX_NAME or not stat.S_ISREG(os.stat(name).st_mode):
+        yield name
+        return
+    with open(name, "rb") as f:
+        yield f
+
+
+@contextmanager
+def sound_file(path: str | os.PathLike) -> Iterator[sf.SoundFile]:
+    with readable(path) as source, sf.SoundFile(source) as f:
+        yield f
+
+
 # Below this a "sample rate" is not audio: resampling 7,200 samples at 1 Hz to 16 kHz makes 2 hours.
 MIN_SAMPLE_RATE = 1000
+# Above this it is not either: the fastest rate of real converters is 768 kHz (DXD 705.6 kHz too).
+# A 32-KB WAV declaring 2,147,483,647 Hz once asked the resampler for 320 GiB.
+MAX_SAMPLE_RATE = 768_000
 
 
 def check_rate(rate: int, source: str | os.PathLike) -> None:
     if rate < MIN_SAMPLE_RATE:
         raise AudioLoadError(source, f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio that can be embedded")
+    if rate > MAX_SAMPLE_RATE:
+        raise AudioLoadError(source, f"sample rate {rate:,} Hz is above {MAX_SAMPLE_RATE:,} Hz: not audio that can be embedded")
 
 
 # MPEG audio (an .mp3, or MP3 data inside a WAV): libsndfile estimates its frame count from the bit
@@ -72,10 +103,16 @@ def check_rate(rate: int, source: str | os.PathLike) -> None:
 LENGTH_ESTIMATED = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III")
 
 
+# Samples (frames x channels) decoded at once: memory bounds the block, whatever the file's rate
+# and channel count (8 channels at 655 kHz once took 2.2 GB a block). 16 MB of float32.
+MAX_BLOCK_SAMPLES = 1 << 22
+
+
 def stream_audio(
     path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, block_seconds: float = 60.0
 ) -> Iterator[np.ndarray]:
-    """Decode a file block by block: mono float32 blocks at `sample_rate`, about `block_seconds` each.
+    """Decode a file block by block: mono float32 blocks at `sample_rate`, about `block_seconds` each
+    (fewer for many channels at a high rate: at most MAX_BLOCK_SAMPLES decoded samples a block).
 
     Memory stays bounded by the block, whatever the file's length. The blocks join into exactly
     what resampling the whole file would give: each block is read with enough context on both
@@ -83,13 +120,14 @@ def stream_audio(
     """
     info = audio_info(path)
     rate = info.samplerate
-    common = math.gcd(rate, sample_rate)
-    step_in, step_out = rate // common, sample_rate // common  # step_in input samples -> step_out output
-    block = step_in * max(1, round(block_seconds * rate / step_in))
-    context = 0 if rate == sample_rate else step_in * math.ceil(256 / step_in)  # > the sinc filter's reach
+    step_out, step_in = resampling_ratio(rate, sample_rate)  # step_in input samples -> step_out output
+    largest = max(1, MAX_BLOCK_SAMPLES // (info.channels * step_in))
+    block = step_in * max(1, min(largest, round(block_seconds * rate / step_in)))
+    reach = 256 + 12 * step_in // step_out  # input samples either side: more than either resampler's filter
+    context = 0 if rate == sample_rate else step_in * math.ceil(reach / step_in)
     decoded = 0
     try:
-        with sf.SoundFile(os.fsencode(path)) as f:
+        with sound_file(path) as f:
             for start in range(0, info.frames, block):
                 first = max(0, start - context)
                 f.seek(first)
@@ -99,7 +137,7 @@ def stream_audio(
                 skip = (start - first) // step_in * step_out
                 keep = math.ceil(min(block, info.frames - start) * step_out / step_in)
                 yield mono[skip : skip + keep]
-    except (sf.LibsndfileError, RuntimeError) as err:
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioLoadError(path, f"corrupt or truncated audio data ({err})") from None
     if decoded < info.frames and info.subtype not in LENGTH_ESTIMATED:
         raise AudioLoadError(path, f"truncated: header says {info.frames} frames, only {decoded} decoded")
@@ -110,10 +148,10 @@ def load_excerpt(path: str | os.PathLike, start: float, seconds: float, sample_r
     decoding the rest: for listening to one part of a long file."""
     info = audio_info(path)
     try:
-        with sf.SoundFile(os.fsencode(path)) as f:
+        with sound_file(path) as f:
             f.seek(min(info.frames, max(0, round(start * info.samplerate))))
             data = f.read(round(seconds * info.samplerate), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioLoadError(path, f"corrupt or truncated audio data ({err})") from None
     return prepare_waveform(data.mean(axis=1), info.samplerate, sample_rate, source=path)  # (samples,)
 
@@ -158,15 +196,32 @@ def prepare_waveform(
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+# The resampling filter has a phase per output sample of its period: 8000 for 22,254 Hz (exact), but
+# 16,000 for an odd rate like 383,999 Hz, whose exact filter would hold 7.7 M taps. Past this many
+# the ratio is approximated (a speed error under 1e-8), so the filter stays under 1 M taps.
+MAX_RESAMPLING_PERIOD = 16000
+
+
+def resampling_ratio(rate: int, target_rate: int) -> tuple[int, int]:
+    """(up, down): every `down` input samples make `up` output samples; the exact reduced ratio, or
+    the nearest with both at most MAX_RESAMPLING_PERIOD when the exact one is longer."""
+    common = math.gcd(rate, target_rate)
+    up, down = target_rate // common, rate // common
+    if max(up, down) > MAX_RESAMPLING_PERIOD:
+        ratio = Fraction(target_rate, rate).limit_denominator(MAX_RESAMPLING_PERIOD)
+        up, down = max(1, ratio.numerator), ratio.denominator
+    return up, down
+
+
 def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """torchaudio's sinc resampling; for an odd rate (22254 Hz: 8000 output phases, where torchaudio
     builds a kernel of 8000 x 11145 taps, seconds per clip) scipy's polyphase filter instead."""
-    phases = target_rate // math.gcd(rate, target_rate)
-    if phases > 1000:  # every common rate (8, 11.025, 22.05, 32, 44.1, 48, 88.2, 96 kHz) has at most 640
+    up, down = resampling_ratio(rate, target_rate)
+    if up > 1000:  # every common rate (8, 11.025, 22.05, 32, 44.1, 48, 88.2, 96 kHz) has at most 640
         from scipy.signal import resample_poly
 
-        return resample_poly(audio, phases, rate // math.gcd(rate, target_rate)).astype(np.float32)
-    return AF.resample(torch.from_numpy(audio), rate, target_rate).numpy()
+        return resample_poly(audio, up, down).astype(np.float32)
+    return AF.resample(torch.from_numpy(audio), down, up).numpy()
 
 
 def _to_float32(audio: np.ndarray, source) -> np.ndarray:
@@ -208,20 +263,36 @@ def scan_audio_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[
     that could not be listed, with why: what is under those is unknown, not absent."""
     files: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
-
-    def refused(err: OSError):
-        unreadable.append((Path(err.filename), err.strerror or str(err)))
-
     for item in map(Path, inputs):
         if not item.is_dir():
             files.append(item)  # a named file is kept whatever its extension; loading will judge it
             continue
-        found = []
-        # Like Path.rglob: symlinked folders are not entered (no loops); symlinked files are kept.
-        for folder, _, names in os.walk(item, onerror=refused):
-            candidates = (Path(folder, n) for n in names if Path(n).suffix.lower() in AUDIO_EXTENSIONS)
-            found += [path for path in candidates if path.is_file()]
+        found = [path for path in walk_files(item, unreadable) if path.suffix.lower() in AUDIO_EXTENSIONS]
         if not found and not unreadable:
             LOG.warning("%s: no audio files found (looked for %s)", item, ", ".join(AUDIO_EXTENSIONS))
         files.extend(sorted(found))
     return files, unreadable
+
+
+def walk_files(top: Path, unreadable: list[tuple[Path, str]]) -> Iterator[Path]:
+    """Every file under `top`, folder by folder with a stack of its own (os.walk recurses once per
+    level: a tree 1,100 folders deep overflowed it). Like Path.rglob, symlinked folders are not
+    entered (no loops) and symlinked files are kept; a folder that cannot be listed is added to
+    `unreadable` with why."""
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as err:
+            unreadable.append((folder, err.strerror or str(err)))
+            continue
+        for entry in listed:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError:  # vanished or unreadable meanwhile: neither a file nor a folder to us
+                continue

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from conftest import sine, write_wav
@@ -149,7 +150,8 @@ def test_find_audio_files(tmp_path):
     assert [p.name for p in found] == ["b.wav", "a.FLAC"]
 
 
-@pytest.mark.parametrize("rate", [8000, 16000, 22050, 22254, 44100, 48000, 96000])
+# 383,999 Hz: its exact filter would hold 7.7 M taps, so the ratio is approximated (resampling_ratio)
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 22254, 44100, 48000, 96000, 383_999])
 def test_streamed_blocks_join_into_whole_file_resampling(tmp_path, rate):
     from diverse_embed.audio import resample
 
@@ -166,3 +168,28 @@ def test_streamed_blocks_join_into_whole_file_resampling(tmp_path, rate):
     joined = np.concatenate(blocks)
     assert joined.shape == whole.shape
     np.testing.assert_allclose(joined, whole, atol=1e-6)
+
+
+def test_many_channels_at_a_high_rate_are_decoded_in_bounded_blocks_that_still_join(tmp_path, monkeypatch):
+    from diverse_embed import audio
+
+    rate, channels = 655_350, 8  # once 2.2 GB a block
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((int(rate * 0.4), channels)) * 0.1).astype(np.float32)
+    path = write_wav(tmp_path / "many.wav", data, rate=rate, subtype="FLOAT")
+    whole = audio.resample(data.mean(axis=1), rate, 16000)
+    monkeypatch.setattr(audio, "MAX_BLOCK_SAMPLES", 1 << 18)  # 32,768 frames of 8 channels a block
+    reads = []
+    read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or read(self, frames, **kw))
+    joined = np.concatenate(list(audio.stream_audio(path)))
+    context = 2 * channels * audio.MAX_RESAMPLING_PERIOD  # at most a resampling period either side
+    assert len(reads) > 4 and max(reads) * channels <= (1 << 18) + context
+    np.testing.assert_allclose(joined, whole, atol=1e-6)
+
+
+def test_sample_rates_no_converter_makes_are_refused_before_resampling():
+    from diverse_embed.audio import AudioLoadError, prepare_waveform
+
+    with pytest.raises(AudioLoadError, match="sample rate 1,000,000,000,000 Hz is above 768,000 Hz"):
+        prepare_waveform(np.zeros(16000, np.float32), 10**12, 16000, source="x")
