@@ -136,7 +136,13 @@ def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
                   for key in sorted(set(state) & set(expected)) if state[key].shape != expected[key].shape]
+    # A float weight stored as integers (or complex) loads as garbage without a word: zero vectors.
+    wrong_kind = [f"{key}: {state[key].dtype} where the model holds {expected[key].dtype}"
+                  for key in sorted(set(state) & set(expected))
+                  if state[key].is_floating_point() != expected[key].is_floating_point() or state[key].is_complex()]
     problems = []
+    if wrong_kind:
+        problems.append(f"wrong kind of numbers {_short(wrong_kind)}")
     if missing:
         problems.append(f"missing keys {_short(missing)}")
     if unexpected:

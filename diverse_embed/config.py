@@ -143,14 +143,41 @@ class DiverseEmbedConfig:
             raise ValueError(f"timbre.n_mfcc ({self.timbre.n_mfcc}) cannot exceed timbre.n_mels ({self.timbre.n_mels})")
         if not self.min_final_chunk_seconds <= self.chunk_seconds:
             raise ValueError("min_final_chunk_seconds cannot exceed chunk_seconds")
-        weights = self.transformer_weights()
-        if weights > MAX_TRANSFORMER_WEIGHTS:
-            raise ValueError(f"d_model {self.d_model}, n_layers {self.n_layers}, n_heads {self.n_heads}, head_dim "
-                             f"{self.head_dim}, ff_dim {self.ff_dim} make {weights:,} transformer weights, more than "
-                             f"{MAX_TRANSFORMER_WEIGHTS:,}: not a model of this kind")
+        weights, floats = self.size_estimate()
+        if weights > MAX_WEIGHTS or floats > MAX_CHUNK_FLOATS:
+            raise ValueError(f"this config makes about {weights:,} weights and {floats:,} floats of work per chunk, more "
+                             f"than {MAX_WEIGHTS:,} and {MAX_CHUNK_FLOATS:,}: not a model of this kind")
+
+    def size_estimate(self) -> tuple[int, int]:
+        """About how many weights the network holds and how many floats one chunk's forward pass
+        holds at once (its spectra, feature maps and attention scores), from the numbers alone,
+        before anything is allocated: what a config could make huge. The default: 4.4 M and 0.5 M."""
+        frames = self.chunk_samples // self.frame_hop_samples + 1  # of the centred STFTs
+        mel_window = self.samples(self.neuralogram.window_ms)
+        bins = {"pitch": self.pitch.n_fft // 2 + 1, "timbre": self.samples(self.timbre.window_ms) // 2 + 1,
+                "neuralogram": (1 << max(0, mel_window - 1).bit_length()) // 2 + 1}
+        width = self.neuralogram.mobilenet_width
+        pitch_bins = int((self.pitch.fmax_hz - self.pitch.fmin_hz) * self.pitch.n_fft / self.sample_rate) + 2
+        patch = self.waveform_patch_samples
+        tokens = {"pitch": (frames, pitch_bins), "timbre": (frames, self.timbre.n_mfcc),
+                  "waveform": (self.chunk_samples // patch, patch),
+                  "neuralogram": (frames // self.neuralogram.mobilenet_time_stride + 1, int(1024 * width))}
+        weights = self.embedding_dim * self.num_labels + self.transformer_weights()
+        floats = 0
+        for name in self.branches:
+            count, features = tokens[name]
+            weights += (features + count) * self.d_model
+            floats += count * (features + self.n_heads * count + self.ff_dim)  # input, attention scores, feed-forward
+        for name in set(self.branches) & set(bins):
+            floats += 4 * frames * bins[name]  # a complex spectrum (float64 for the log-mel)
+            weights += bins[name] * max(self.timbre.n_mels, self.neuralogram.mel_bins)  # a filter bank
+        if "neuralogram" in self.branches:
+            weights += int(3.3e6 * width**2)  # the MobileNet
+            floats += int(32 * width * frames * self.neuralogram.mel_bins)  # its widest feature maps
+        return int(weights), int(floats)
 
     def transformer_weights(self) -> int:
-        """About how many weights the branches' transformers hold (what a config could make huge)."""
+        """About how many weights the branches' transformers hold."""
         attention = 4 * self.d_model * self.n_heads * self.head_dim
         return len(self.branches) * self.n_layers * (attention + 2 * self.d_model * self.ff_dim)
 
@@ -253,7 +280,10 @@ RANGES = {
                         "fmax_hz": (float, 1.0, 192_000.0), "mobilenet_width": (float, 0.05, 4.0),
                         "mobilenet_time_stride": (int, 1, 256)},
 }
-MAX_TRANSFORMER_WEIGHTS = 200_000_000  # the default's are 0.4 M
+# A config.json's network must fit these (DiverseEmbedConfig.size_estimate; the default: 4.4 M
+# weights, 0.5 M floats a chunk): 400 MB of float32 weights, 64 MB a chunk.
+MAX_WEIGHTS = 100_000_000
+MAX_CHUNK_FLOATS = 16_000_000
 
 
 def check_ranges(config: DiverseEmbedConfig) -> None:

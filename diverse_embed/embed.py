@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
-from .parallel import DEFAULT_BATCH_SIZE, plan, torch_threads
+from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
 
 
 @dataclass
@@ -66,6 +66,8 @@ def embed_batch(
     """
     waveforms = [prepare_waveform(clip, sample_rate, model.config.sample_rate, source=f"clip {i}")
                  for i, clip in enumerate(clips)]
+    if not waveforms:
+        return []
     outputs = embed_waveforms(model, waveforms, batch_size)
     return [finite(output, f"clip {i}", waveform) for i, (output, waveform) in enumerate(zip(outputs, waveforms))]
 
@@ -97,7 +99,7 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
     each thread embeds its slices with single-threaded operations.
     """
     threads = plan(model.device.type).compute_threads
-    size = max(1, min(batch_size, math.ceil(len(chunks) / threads)))
+    size = max(1, min(batch_size, math.ceil(len(chunks) / threads), chunk_budget(model) // threads))
     slices = chunks.split(size)
     was_training = model.training
     if was_training:
@@ -117,6 +119,11 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
 def _forward(model: nn.Module, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     output = model(chunks.to(model.device))
     return output.embeddings.float().cpu(), output.logits.float().cpu()
+
+
+def chunk_budget(model: nn.Module) -> int:
+    """At most this many chunks in memory at once, whatever batch size is asked for (parallel.py)."""
+    return chunks_in_memory(model.config.size_estimate()[1])
 
 
 def clip_output(model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
@@ -140,6 +147,7 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
     cfg = model.config
     size, hop = cfg.chunk_samples, cfg.hop_samples
+    batch_size = min(batch_size, chunk_budget(model))  # the chunks waiting for a pass are held too
     buffer, buffer_start, next_start, total = np.zeros(0, np.float32), 0, 0, 0
     pending: list[np.ndarray] = []  # full chunks waiting for a batch
     results: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -189,6 +197,7 @@ def iter_embed_files(
     from tqdm.auto import tqdm
 
     cfg = model.config
+    batch_size = min(batch_size, chunk_budget(model))  # the chunks waiting for a pass are held too
     if num_workers is None:
         num_workers = plan(model.device.type).decode_threads
     files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)

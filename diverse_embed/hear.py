@@ -71,6 +71,9 @@ def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
                          "one sound is audio[None]")
     if audio.shape[1] == 0:
         raise ValueError("audio has no samples")
+    bad = int((~torch.isfinite(audio)).sum())
+    if bad:  # refused by both functions alike, never passed through as non-finite vectors
+        raise ValueError(f"audio holds {bad} NaN or infinite samples")
     return audio.to(model.device, torch.float32)
 
 
@@ -90,6 +93,8 @@ def scene_vector(output: EmbeddingOutput) -> np.ndarray:
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     """audio (n_sounds, n_samples) -> (n_sounds, 512): mean and std of the 1-s chunk embeddings."""
     x = _check(audio, model)
+    if len(x) == 0:
+        return torch.zeros((0, model.scene_embedding_size), device=audio.device)
     outputs = model.embedder.embed_batch(list(x), model.sample_rate)  # the same chunks as `embed`
     return torch.from_numpy(np.stack([scene_vector(o) for o in outputs])).float().to(audio.device)
 
@@ -110,5 +115,6 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     # Half a window of zeros in front, so the window centred on timestamp k starts at k * hop.
     padded = nn.functional.pad(x, (window // 2, 0))  # (n_sounds, window // 2 + n_samples)
     windows = cut(padded, window, hop, len(times))  # (n_sounds, n_times, chunk), a view
-    embeddings = torch.stack([_embed_windows(w, model) for w in windows])  # (n_sounds, n_times, 256)
+    embeddings = torch.stack([_embed_windows(w, model) for w in windows]) if n_sounds else \
+        torch.zeros((0, len(times), model.timestamp_embedding_size))  # (n_sounds, n_times, 256)
     return embeddings.float().to(audio.device), times.unsqueeze(0).expand(n_sounds, -1).to(audio.device)

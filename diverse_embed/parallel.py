@@ -19,6 +19,15 @@ from typing import Iterator
 # 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
 # (README, "Size and speed").
 DEFAULT_BATCH_SIZE = 64
+# What one forward pass may hold, whatever batch size is asked for (--batch-size 100000 on a 20-min
+# file once took 2 GB): the default model's chunks need about 2 MB each, so 64 fit many times.
+WORKING_SET_BYTES = 256 << 20
+
+
+def chunks_in_memory(floats_per_chunk: int) -> int:
+    """How many chunks the forward passes in flight may hold together (`floats_per_chunk`:
+    DiverseEmbedConfig.size_estimate's): every batch size asked for is capped by it."""
+    return max(1, WORKING_SET_BYTES // (4 * max(1, floats_per_chunk)))
 
 
 @dataclass(frozen=True)
