@@ -28,6 +28,8 @@ def run_embed(args: argparse.Namespace) -> int:
     if output_path.suffix.lower() not in (".npz", ".parquet"):
         raise CommandError(f"{output_path}: --output must end in .npz (numpy arrays) or .parquet (a table)")
     paths = find_inputs(args.inputs)
+    if output_path.resolve() in {path.resolve() for path in paths}:
+        raise CommandError(f"{output_path} is also an input: writing it would replace what is read; name another --output")
     model, model_name = load_model(args.model, args.device, args.quiet)
     embedded, skipped = [], 0
 
@@ -257,15 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not into them
             return args.run(args)
+    except BrokenPipeError:  # the output piped into `head`, which stopped reading (an OSError: caught first)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 1
     except OSError as err:  # what the file system refused: a full disk, a folder named as a file, no permission
         print(f"error: {shown(err.filename or '')}: {err.strerror or err}", file=sys.stderr)
         return 2
     except USER_ERRORS as err:
         print(f"error: {shown(err)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the output piped into `head`, which stopped reading
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -47,19 +47,21 @@ def shown(text: object) -> str:
 
 def load_model(name: str | None, device: str | None, quiet: bool = False):
     """The model --model names (default: the bundled one) on --device, and the name to record."""
-    import torch
-
+    from .distributed import resolve_device
     from .resolve import resolve_model
 
+    target = resolve_device(device)  # a wrong --device is said before the model loads
     if name == UNTRAINED and not quiet:
         say("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show that the plumbing works.")
     model, recorded = resolve_model(name)
-    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), recorded
+    return model.to(target), recorded
 
 
 def find_inputs(inputs: list[str]) -> list[Path]:
     from .audio import find_audio_files
 
+    if "" in inputs:  # Path("") is the current folder: an unset shell variable would embed all of it
+        raise CommandError("an empty name among the inputs (an unset variable?): name files or folders, or . for this folder")
     missing = [name for name in inputs if not Path(name).exists()]
     if missing:
         broken = [name for name in missing if os.path.lexists(name)]

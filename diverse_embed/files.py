@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
@@ -26,7 +27,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except OSError as err:  # named by the file asked for, not by its temp file
         raise type(err)(err.errno, err.strerror or str(err), str(path)) from None
     finally:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this: the real error stands
+            temp.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def add_commands(commands) -> None:
 
     duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
     duplicates.add_argument("index", help="the index folder")
-    duplicates.add_argument("--threshold", type=float, default=0.95,
+    duplicates.add_argument("--threshold", type=similarity, default=0.95,
                             help="cosine similarity of clip vectors at or above which two files are near-duplicates "
                                  "(default 0.95)")
     duplicates.add_argument("--neighbours", type=positive_int, default=2,
@@ -154,11 +155,12 @@ def check_resumable(index, paths: list[Path], args: argparse.Namespace) -> None:
     """`index build` onto an existing index resumes it only when it is the same build: the same
     --segments, and nothing indexed (or skipped) that the inputs do not name."""
     from .index import AudioIndexError
+    from .store import indexed_path
 
     if index.manifest["segments"] != args.segments:
         raise AudioIndexError(f"{index.folder} was built {'with' if index.manifest['segments'] else 'without'} "
                               "--segments; give the same flag to resume it, or another --output")
-    named = {str(p.resolve()) for p in paths}
+    named = set(map(indexed_path, paths))
     others = sorted(set(index.files()) - named) + sorted(set(index.skipped()) - named)
     if others:
         raise CommandError(f"{index.folder} already holds an index of other files ({len(others)} not among these "
@@ -276,8 +278,17 @@ def run_search(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def similarity(text: str) -> float:
+    """A cosine similarity threshold: a number from -1 to 1 (NaN would match nothing and say nothing)."""
+    value = float(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a cosine similarity from -1 to 1, got {text}")
+    return value
+
+
 def run_duplicates(args: argparse.Namespace) -> int:
     import csv
+    import io
 
     from .index import AudioIndex
 
@@ -285,11 +296,15 @@ def run_duplicates(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"group": number, "files": [{"path": p, "similarity": round(s, 4)} for p, s in group]}
                           for number, group in enumerate(groups, 1)], indent=1))
-    elif args.csv:
-        out = csv.writer(sys.stdout)
+    elif args.csv:  # each name's own bytes, as the JSON and the index keep them, not escaped for a terminal
+        sys.stdout.flush()
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="",
+                                  write_through=True)
+        out = csv.writer(stream)
         out.writerow(["group", "path", "similarity"])
         for number, group in enumerate(groups, 1):
             out.writerows([number, p, f"{s:.4f}"] for p, s in group)
+        stream.detach()  # sys.stdout stays open
     else:
         for number, group in enumerate(groups, 1):
             print(f"group {number} ({len(group)} files)")
@@ -301,15 +316,24 @@ def run_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
+# A query list is names, one per line: 16 MB holds 100,000 long ones. /dev/zero is not a list.
+MAX_QUERY_LIST_BYTES = 16 << 20
+
+
 def read_query_list(path: str | None) -> list[str]:
-    """Query paths from a text file, one per line; blank lines and lines starting with # are ignored."""
+    """Query paths from a text file (or a pipe), one per line, each name's own bytes (UTF-8 or not);
+    blank lines and lines starting with # are ignored."""
     if path is None:
         return []
     try:
-        lines = Path(path).read_text().splitlines()
+        with open(path, "rb") as f:
+            data = f.read(MAX_QUERY_LIST_BYTES + 1)
     except OSError as err:
         raise CommandError(f"cannot read the query list {path}: {err.strerror or err}") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if len(data) > MAX_QUERY_LIST_BYTES:
+        raise CommandError(f"the query list {path} is longer than {MAX_QUERY_LIST_BYTES >> 20} MB: not a list of file names")
+    lines = [os.fsdecode(line.strip()) for line in data.split(b"\n")]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def format_hits(query: str, hits) -> str:

@@ -27,7 +27,7 @@ from .backends import (RefinedIndex, build_compressed_index, build_faiss_index, 
 from .duplicates import near_duplicate_groups
 from .index_types import check_index_type, index_type_for
 from .parquet import write_parquet
-from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, stat, writing
+from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, indexed_path, stat, writing
 
 LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
@@ -142,7 +142,7 @@ class AudioIndex(IndexStore):
         report = AddReport()
         known = self.files()
         todo = {}  # path -> (size, mtime_ns) before it is read: a file changed while embedded looks changed
-        for path in dict.fromkeys(str(Path(p).resolve()) for p in paths):  # absolute, first occurrence
+        for path in dict.fromkeys(map(indexed_path, paths)):  # first occurrence
             before = stat(path)
             if path in known and known[path] == before:
                 report.unchanged += 1
@@ -168,7 +168,8 @@ class AudioIndex(IndexStore):
         report = AddReport()
         if any(not str(p).strip() for p in paths):  # Path("") is the current folder: never a way to say "all"
             raise AudioIndexError("an empty path names no file or folder to remove (nothing was removed)")
-        self._commit([], [], report, removed=self._known_under([Path(p).absolute().resolve() for p in paths]))
+        named = [Path(indexed_path(p)) for p in paths] + [Path(p).absolute().resolve() for p in paths]  # a link, or where it points
+        self._commit([], [], report, removed=self._known_under(named))
         return report
 
     def sync(self, folder: str | os.PathLike, model: DiverseEmbedder | None = None, **add_options) -> AddReport:
@@ -180,7 +181,7 @@ class AudioIndex(IndexStore):
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
         found, unreadable = scan_audio_files([folder])
-        present = [str(p.resolve()) for p in found]
+        present = [indexed_path(p) for p in found]
         present_set = set(present)
         unknown = set(self._known_under([path for path, _ in unreadable]))  # not seen is not gone: kept
         vanished = [p for p in self._known_under([folder]) if p not in present_set and p not in unknown]

@@ -37,7 +37,9 @@ from typing import Iterator
 import numpy as np
 
 from .. import files
+from ..config import DiverseEmbedConfig
 from ..errors import AudioIndexError
+from .index_types import INDEX_TYPES
 
 LOG = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ class IndexStore:
     def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
         it, none where that shard removes it. A shard's arrays are read only when asked for."""
-        shards = [DamageChecked(self.folder / "shards" / name) for name in self.manifest["shards"]]
+        shards = [DamageChecked(self.folder / "shards" / name, self.manifest["dim"]) for name in self.manifest["shards"]]
         paths = [shard["path"] for shard in shards]  # an NpzFile reads an array again at each access
         newest_shard = {}
         for number, names in enumerate(paths):
@@ -285,6 +287,13 @@ class IndexStore:
         files.atomic_write(self.folder / "skipped.tsv", lambda f: f.write(text.encode("utf-8", "surrogateescape")))
 
 
+def indexed_path(path: str | os.PathLike) -> str:
+    """The name a file is indexed under: absolute, its folders' links resolved, but its own name
+    kept, so a symbolic link in a synced folder is that folder's file (deleting the link removes it)."""
+    path = Path(path).absolute()
+    return str(path.parent.resolve() / path.name)
+
+
 def stat(path: str) -> tuple[int, int]:
     """(size, mtime_ns) of a file, (-1, -1) when it cannot be read."""
     try:
@@ -310,20 +319,48 @@ def unescaped(field: str) -> str:
 SHARD_COLUMNS = TABLE_COLUMNS + ("vectors",)
 
 
+# What each shard column must be: (numpy kinds, dimensions). A foreign or hand-edited shard (a
+# `start` of text, `removed` of integers, a 2-D path) is damage, said in one line, never a raw error.
+COLUMN_KINDS = {"path": ("U", 1), "start": ("f", 1), "end": ("f", 1), "duration": ("f", 1), "size": ("iu", 1),
+                "mtime_ns": ("iu", 1), "removed": ("b", 1), "vectors": ("f", 2)}
+
+
 class DamageChecked:
     """A shard's arrays, read as np.load reads them, where a damaged file (truncated, foreign, a
-    column missing; zip's CRC catches altered bytes) is an AudioIndexError naming it."""
+    column missing or of the wrong kind or length; zip's CRC catches altered bytes) is an
+    AudioIndexError naming it. Every column's header is checked at opening, before any is read:
+    its kind and dimensions, as long as the paths, `dim` wide for the vectors."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, dim: int):
+        self.path, self.dim = path, dim
         try:
             self.npz = np.load(path)
+            shapes = {name: self.header(name) for name in self.npz.files}
+        except AudioIndexError:
+            raise
         except Exception as err:  # BadZipFile, EOFError, ValueError, OSError: whatever a broken file gives
             raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
-        missing = [name for name in SHARD_COLUMNS if name not in self.npz.files]
+        missing = [name for name in SHARD_COLUMNS if name not in shapes]
         if missing:
             raise self.damaged(f"no {', '.join(missing)}")
         self.files = self.npz.files
+        self.rows = shapes["path"][0]
+        for name, shape in shapes.items():
+            if shape[0] != self.rows:
+                raise self.damaged(f"column {name} has {shape[0]} rows, path {self.rows}")
+        if shapes["vectors"][1] != dim:
+            raise self.damaged(f"vectors of dimension {shapes['vectors'][1]}, the index's is {dim}")
+
+    def header(self, name: str) -> tuple[int, ...]:
+        """A column's shape from its .npy header (nothing else read), after its kind and dimensions."""
+        with self.npz.zip.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+        kinds, dimensions = COLUMN_KINDS.get(name, ("", len(shape)))
+        if (kinds and dtype.kind not in kinds) or len(shape) != dimensions or not shape:
+            raise self.damaged(f"column {name} holds {len(shape)}-D {dtype} values")
+        return shape
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -352,8 +389,14 @@ def manifest_problem(manifest: dict) -> str | None:
     if built is not None and not (isinstance(built, dict) and isinstance(built.get("generation"), int)
                                   and isinstance(built.get("type"), str)):
         return "faiss entry malformed"
-    if not isinstance(manifest["config"].get("chunk_seconds"), (int, float)):
-        return "config without chunk_seconds"
+    if manifest["index_type"] not in INDEX_TYPES:
+        return f"index_type {manifest['index_type']!r} is none of {', '.join(INDEX_TYPES)}"
+    try:
+        config = DiverseEmbedConfig.from_dict(manifest["config"])
+    except (TypeError, ValueError) as err:
+        return f"config: {err}"
+    if manifest["dim"] != config.embedding_dim:
+        return f"dim {manifest['dim']}, but its config makes vectors of {config.embedding_dim}"
     return None
 
 
