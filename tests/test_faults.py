@@ -123,3 +123,13 @@ def test_the_fault_injection_script_loses_nothing(tmp_path):
     counts = json.loads((tmp_path / "counts.json").read_text())["all"]
     assert done.returncode == 0 and counts["lost"] == 0 and counts["tracebacks"] == 0, done.stdout[-3000:]
     assert counts["injected"] >= 80 and counts["survived"] == counts["injected"]
+
+
+@pytest.mark.integration
+def test_fuzzed_inputs_never_give_a_traceback_or_lose_a_file(tmp_path):
+    """scripts/fuzz_inputs.py: audio headers, configs, weights, index files and command lines."""
+    done = subprocess.run([sys.executable, "scripts/fuzz_inputs.py", "--work", tmp_path / "work", "--json",
+                           tmp_path / "counts.json", "--cases", "100", "--seed", "1"], cwd=REPO, capture_output=True,
+                          text=True)
+    counts = json.loads((tmp_path / "counts.json").read_text())["all"]
+    assert done.returncode == 0 and counts["tracebacks"] == 0 and counts["lost"] == 0, done.stdout[-3000:]
