@@ -18,7 +18,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # mkdir's word for "a folder on the way is a file"
+            raise NotADirectoryError(errno.ENOTDIR, "a folder on its path is a file", str(path)) from None
         with open(temp, "wb") as f:
             write(f)
             f.flush()

@@ -214,6 +214,9 @@ def test_small_mistakes_on_the_command_line_are_one_line(tmp_path, capsys):
     assert "is also an input" in capsys.readouterr().err and sf.info(str(clip)).frames == 24000
     assert main(["embed", str(clip), "-o", str(tmp_path / "e.npz"), "--model", "", "-q"]) == 2
     assert "the model name is empty" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["embed", str(clip), "-o", str(tmp_path / "afile" / "e.npz"), *UNTRAINED]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'afile' / 'e.npz'}: a folder on its path is a file\n"
     assert main(["index", "add", str(idx), "", *UNTRAINED]) == 2  # "" once added the whole current folder
     assert "an empty name among the inputs" in capsys.readouterr().err
 
