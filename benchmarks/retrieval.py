@@ -18,6 +18,7 @@ Writes NAME.json, NAME.md and NAME.png to --output-dir (default benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import sys
 import time
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, "retrieval", folds=True)
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:  # said before the run, not after it (it draws the plot)
+        parser.error("matplotlib is missing: the benchmarks need their extra, pip install 'diverse-embed[benchmarks]'")
 
     labelled = load_set(args)
     model, _ = resolve_model(args.model)

@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True,
                        help="an .npz (embeddings, paths) or a .parquet table (path, path_bytes, start, end, model, fingerprint, vector)")
-    embed.add_argument("--segments", action="store_true", help="with a .parquet output: also a row per 1-s segment")
+    embed.add_argument("--segments", action="store_true", help="also every 1-s segment's vector (Parquet: a row each; .npz: segment_* arrays)")
     add_model_arguments(embed)
     add_embedding_arguments(embed)
     embed.set_defaults(run=run_embed)

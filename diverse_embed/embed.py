@@ -13,14 +13,15 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
+from .audio import (AudioLoadError, audio_info, chunk, cut, find_audio_files, load_audio, prepare_waveform,
+                    stream_audio)
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
 
 
@@ -181,14 +182,15 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
 
 def iter_embed_files(
     model: nn.Module,
-    paths: list[str | os.PathLike],
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
     batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
     progress: bool = True,
     max_seconds_in_memory: float = 600.0,
 ) -> Iterator[tuple[Path, EmbeddingOutput | AudioLoadError]]:
     """Yield (path, output) in the order given; a file that cannot be loaded yields its AudioLoadError
-    instead, so one bad file never stops a collection.
+    instead, so one bad file never stops a collection. `paths`: a file, a folder (its audio files,
+    searched recursively and sorted, as the command line takes it) or a list of either.
 
     `num_workers` threads decode files ahead of the model (default: the plan's; 0 decodes in this
     thread), and files are embedded together in batches of `batch_size` chunks; files longer than
@@ -200,7 +202,7 @@ def iter_embed_files(
     batch_size = min(batch_size, chunk_budget(model))  # the chunks waiting for a pass are held too
     if num_workers is None:
         num_workers = plan(model.device.type).decode_threads
-    files = AudioFiles(list(paths), cfg.sample_rate, max_seconds_in_memory)
+    files = AudioFiles(audio_paths(paths), cfg.sample_rate, max_seconds_in_memory)
     ahead_seconds = 2 * batch_size * cfg.hop_samples / cfg.sample_rate  # two batches ready while one runs
     pending: list[Decoded] = []
     pending_chunks = 0
@@ -263,9 +265,10 @@ def _flush(model: nn.Module, pending: list[Decoded], batch_size: int, bar) -> It
             yield decoded.path, err
 
 
-def embed_files(model: nn.Module, paths: list[str | os.PathLike], **options) -> np.ndarray:
-    """Embed audio files. Returns (len(paths), embedding_dim) float32, rows in the order given;
-    `options` as for `iter_embed_files` (batch_size, num_workers, progress).
+def embed_files(model: nn.Module, paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> np.ndarray:
+    """Embed audio files (a file, a folder or a list of either, as for `iter_embed_files`). Returns
+    (files, embedding_dim) float32, rows in the order of `audio_paths(paths)`; `options` as for
+    `iter_embed_files` (batch_size, num_workers, progress).
 
     Raises AudioLoadError (naming the file) for a file that cannot be loaded; use
     `iter_embed_files` to skip such files and keep going.
@@ -276,6 +279,13 @@ def embed_files(model: nn.Module, paths: list[str | os.PathLike], **options) -> 
             raise output
         rows.append(output.embedding)
     return np.stack(rows) if rows else np.zeros((0, model.embedding_dim), dtype=np.float32)
+
+
+def audio_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list:
+    """The files to embed: a list of files as given; a folder, or a list holding folders, expanded
+    as the command line expands it (a string is one path, never a list of characters)."""
+    listed = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
+    return find_audio_files(listed) if any(Path(os.fsdecode(p)).is_dir() for p in listed) else listed
 
 
 @dataclass

@@ -261,3 +261,50 @@ def test_output_piped_into_a_reader_that_left_ends_quietly(tmp_path):
         done = subprocess.run(["bash", "-o", "pipefail", "-c", f"{cli} {command} | true"], cwd=REPO,
                               capture_output=True, text=True)
         assert done.returncode == 1 and done.stderr == "", done.stderr
+
+
+def test_embed_files_takes_a_folder_a_path_or_a_list_as_the_command_line_does(tmp_path):
+    from diverse_embed.embed import audio_paths
+    from diverse_embed.resolve import untrained_model
+
+    (tmp_path / "sub").mkdir()
+    write_wav(tmp_path / "b.wav", sine(440, 1.2))
+    write_wav(tmp_path / "sub" / "a.wav", sine(660, 1.2))
+    model = untrained_model()
+    options = dict(num_workers=0, progress=False)
+    listed = model.embed_files([tmp_path / "b.wav", tmp_path / "sub" / "a.wav"], **options)
+    for folder in (str(tmp_path), tmp_path, [tmp_path]):  # once "/: is a folder" and "not iterable"
+        np.testing.assert_allclose(model.embed_files(folder, **options), listed, atol=1e-6)
+    assert audio_paths(str(tmp_path / "b.wav")) == [str(tmp_path / "b.wav")]
+    assert [p for p, _ in model.iter_embed_files(tmp_path, **options)] == [tmp_path / "b.wav", tmp_path / "sub" / "a.wav"]
+
+
+def test_a_missing_query_is_skipped_and_words_are_told_there_are_no_text_queries(tmp_path, capsys):
+    src, idx = small_index(tmp_path)
+    capsys.readouterr()
+    assert main(["search", str(idx), "a dog barking", *UNTRAINED[:2]]) == 2
+    assert "queries are audio files: this model has no text queries" in capsys.readouterr().err
+    assert main(["search", str(idx), str(tmp_path / "gone.wav"), str(src / "1.wav"), "--json", *UNTRAINED[:2]]) == 1
+    captured = capsys.readouterr()
+    assert "skipped query" in captured.err and "gone.wav: no such file or folder" in captured.err
+    assert [json.loads(line)["results"] != [] for line in captured.out.splitlines()] == [False, True]
+
+
+def test_the_retrieval_benchmark_says_its_extra_is_missing_before_it_runs(monkeypatch, capsys):
+    import importlib.util
+
+    from benchmarks import retrieval
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    with pytest.raises(SystemExit, match="2"):
+        retrieval.main(["--esc50", "/nowhere"])
+    assert "pip install 'diverse-embed[benchmarks]'" in capsys.readouterr().err
+
+
+def test_search_takes_the_embedding_options_the_readme_promises(tmp_path, capsys):
+    src, idx = small_index(tmp_path)
+    capsys.readouterr()
+    assert main(["search", str(idx), str(src / "1.wav"), "-q", "--batch-size", "8", "--num-workers", "0",
+                 *UNTRAINED[:2]]) == 0  # once "unrecognized arguments"
+    assert str(src / "1.wav") in capsys.readouterr().out

@@ -35,6 +35,7 @@ def add_commands(commands) -> None:
     search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
                                                         "starting at the matched second, waveform pictures, scores")
     add_model_arguments(search, default="default: the model the index was built with")
+    add_embedding_arguments(search)  # the queries are embedded as `embed` embeds files
     search.set_defaults(run=run_search)
 
     duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
@@ -255,11 +256,20 @@ def run_search(args: argparse.Namespace) -> int:
     named = args.queries + read_query_list(args.queries_file)
     if not named:
         raise CommandError("no query given: name audio files or folders, or --queries LIST")
-    queries = find_inputs(named)
+    missing = [name for name in named if name and not os.path.lexists(name)]
+    if missing and len(missing) == len(named):
+        raise CommandError(f"no such file or folder: {', '.join(missing)}{text_hint(missing)}")
+    queries = find_inputs([name for name in named if name not in missing])
     index = AudioIndex(args.index)
     model = index_model(index, args.model, args.device)
-    failed, answered = 0, []
-    for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k)):
+    failed, answered = len(missing), []
+    for name in missing:  # skipped like an unreadable query: the others are answered, exit 1
+        say(f"skipped query {shown(name)}: no such file or folder{text_hint([name])}")
+        if args.json:
+            print(json.dumps({"query": name, "error": "no such file or folder", "results": []}))
+    for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k, progress=not args.quiet and len(queries) > 1,
+                                                                         batch_size=args.batch_size,
+                                                                         num_workers=args.num_workers)):
         answered.append((str(query), hits.reason if isinstance(hits, AudioLoadError) else hits))
         if isinstance(hits, AudioLoadError):
             failed += 1
@@ -276,6 +286,12 @@ def run_search(args: argparse.Namespace) -> int:
         write_search_page(args.html, answered, index.model_name)
         say(f"wrote {args.html}: {len(answered)} quer{'y' if len(answered) == 1 else 'ies'} with players")
     return 1 if failed else 0
+
+
+def text_hint(names: list[str]) -> str:
+    """For a query that reads like words, not a file name: there are no text queries."""
+    words = any(" " in name and not Path(name).suffix and "/" not in name for name in names)
+    return " (queries are audio files: this model has no text queries)" if words else ""
 
 
 def similarity(text: str) -> float:

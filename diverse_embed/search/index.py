@@ -321,11 +321,12 @@ class AudioIndex(IndexStore):
         return self.search_vector(model.embed_file(path).embedding, k)
 
     def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder | None = None, k: int = 10,
-                     progress: bool = False) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
+                     progress: bool = False, **options) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
         """Query by several files, embedded together: (query, hits) in the order given, or
-        (query, AudioLoadError) for a query that cannot be loaded."""
+        (query, AudioLoadError) for a query that cannot be loaded; `options` as for
+        `iter_embed_files` (batch_size, num_workers)."""
         model = self.check_model(model)
-        for path, output in model.iter_embed_files(paths, progress=progress):
+        for path, output in model.iter_embed_files(paths, progress=progress, **options):
             yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
 
     def duplicates(self, threshold: float = 0.95, neighbours: int = 2) -> list[list[tuple[str, float]]]:
