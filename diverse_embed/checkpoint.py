@@ -118,7 +118,8 @@ def save_pretrained(model: nn.Module, save_directory: Path) -> None:
     """The mixin's `_save_pretrained` hook: config.json and model.safetensors (float32 as trained)."""
     save_directory = Path(save_directory)
     tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    safetensors.torch.save_file(tensors, str(save_directory / SAFETENSORS_FILE), metadata={"format": "pt"})
+    # written as any file is (mode from the umask): safetensors' save_file makes it 0600, unreadable to others
+    (save_directory / SAFETENSORS_FILE).write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
     (save_directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
 
 

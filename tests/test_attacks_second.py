@@ -308,3 +308,11 @@ def test_search_takes_the_embedding_options_the_readme_promises(tmp_path, capsys
     assert main(["search", str(idx), str(src / "1.wav"), "-q", "--batch-size", "8", "--num-workers", "0",
                  *UNTRAINED[:2]]) == 0  # once "unrecognized arguments"
     assert str(src / "1.wav") in capsys.readouterr().out
+
+
+def test_saved_weights_are_readable_like_the_other_files(tmp_path):
+    from diverse_embed.resolve import untrained_model
+
+    untrained_model().save_pretrained(tmp_path / "model")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"], modes  # once 0600 beside 0644
