@@ -2,7 +2,7 @@
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> the module that defines it. Loaded on first use, so that `import diverse_embed.cli`
 # (and `diverse-embed --help`) does not pay for importing torch.

@@ -126,8 +126,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no aisfx wheel or checkpoint here (pip download aisfx==0.1.2 --no-deps -d DIR)")
     # The datasets' class counts are numpy integers; numpy 1 named their type numpy.core.multiarray.
-    allowed = [(np._core.multiarray.scalar, "numpy.core.multiarray.scalar"), np._core.multiarray.scalar, np.dtype,
-               np.dtypes.Int64DType]
+    scalar = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar  # numpy 2 renamed core to _core
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, np.dtypes.Int64DType]
     try:
         if path.suffix == ".whl":
             with zipfile.ZipFile(path) as wheel:

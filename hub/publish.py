@@ -1,6 +1,6 @@
 """Push the bundled checkpoint to the Hugging Face Hub, after checking the folder.
 
-    python hub/publish.py --repo-id YOUR_NAME/diverse-embed-multi [--private] [--dry-run]
+    python hub/publish.py --repo-id YOUR_NAME/diverse-embed-multi-v2 [--private] [--dry-run]
 
 This folder (hub/) is exactly what lands in the Hub repository: config.json, model.safetensors
 (links to the copy shipped in the package, so the two cannot drift apart) and README.md (a link

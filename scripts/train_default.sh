@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# The bundled default model, diverse-embed-multi, from nothing but the corpora's repositories:
+# The bundled default model, diverse-embed-multi-v2, from nothing but the corpora's repositories
+# and the teacher's wheel:
 #
-#   scripts/train_default.sh REPOS ESC50 WORK
+#   scripts/train_default.sh REPOS ESC50 WORK [TEACHER_WHEEL]
 #
 # REPOS holds a clone of each corpus repository (scripts/corpora.py says how they are found), ESC50
-# the 16 kHz ESC-50 folder, WORK receives the extracted audio (WORK/corpora) and the run
-# (WORK/run). About 100 minutes on a 2-core CPU (benchmarks/results/multi_corpus/README.md); then
-# `python scripts/bundle_checkpoint.py WORK/run --name diverse-embed-multi` packages it.
+# the 16 kHz ESC-50 folder, WORK receives the extracted audio (WORK/corpora) and the runs.
+# TEACHER_WHEEL is aisfx-0.1.2-py2.py3-none-any.whl (`pip download aisfx==0.1.2 --no-deps`; read,
+# never installed); without it the script stops after stage 1. Times on a 2-core CPU
+# (benchmarks/results/multi_corpus/README.md): corpora under a minute, stage 1 about 100 minutes,
+# the teacher cache about 15-28 minutes (two 1-thread processes), stage 2 27-66 minutes.
+#
+#   stage 1, WORK/run:    diverse-embed-multi, every part trained from scratch on seven corpora
+#   stage 2, WORK/run-v2: diverse-embed-multi-v2, stage 1's MobileNet and neuralogram transformer
+#                         retrained to also regress the teacher's vectors (W = 32), then the heads
+#
+# Then: python scripts/bundle_checkpoint.py WORK/run-v2 --name diverse-embed-multi-v2 --check-audio ESC50/audio
 set -euo pipefail
-repos="$1" esc50="$2" work="$3"
+repos="$1" esc50="$2" work="$3" teacher="${4:-}"
+common=(--dataset csv --manifest "$work/corpora/train.csv" --audio-root / --allow-outside-root
+        --train-splits train --val-splits none --test-splits test
+        --chunks-per-epoch 28000 --corpus-weights esc50=6 --min-train-chunk-peak-db -50 --no-select-on-val)
 python scripts/corpora.py --repos "$repos" --esc50 "$esc50" --output "$work/corpora"
 # One epoch is 28,000 one-second chunks drawn across the seven corpora, ESC-50 with 6 shares of
 # 12 (its sounds are what a user's collection mostly resembles); no validation split is used to
 # pick epochs (the last epoch of each phase is kept), so the corpora's val splits stay unseen.
-diverse-embed train --dataset csv --manifest "$work/corpora/train.csv" --audio-root / --allow-outside-root \
-    --train-splits train --val-splits none --test-splits test --output "$work/run" \
-    --chunks-per-epoch 28000 --corpus-weights esc50=6 --neuralogram-epochs 7 --branch-epochs 7 --fusion-epochs 4 \
-    --gain-augment-db 6 --crop-jitter --min-train-chunk-peak-db -50 --no-select-on-val
+diverse-embed train "${common[@]}" --output "$work/run" \
+    --neuralogram-epochs 7 --branch-epochs 7 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter
+[ -n "$teacher" ] || { echo "no teacher wheel given: stage 1 only ($work/run)"; exit 0; }
+# The teacher's vectors of every training chunk, cached once (resumable); two 1-thread processes,
+# because the model is many small operations that two threads share badly; the second reads the
+# manifest from its end, and each skips the clips the other has cached.
+{ head -n 1 "$work/corpora/train.csv"; tail -n +2 "$work/corpora/train.csv" | tac; } > "$work/corpora/train_reversed.csv"
+OMP_NUM_THREADS=1 diverse-embed train "${common[@]}" --output "$work/teacher-cache" --teacher "$teacher" --stage teacher &
+OMP_NUM_THREADS=1 diverse-embed train "${common[@]}" --manifest "$work/corpora/train_reversed.csv" \
+    --output "$work/teacher-cache-reversed" --teacher "$teacher" --stage teacher &
+wait
+diverse-embed train "${common[@]}" --output "$work/run-v2" \
+    --init-from "$work/run" --retrain neuralogram,branch:neuralogram \
+    --neuralogram-epochs 12 --branch-epochs 5 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter \
+    --teacher "$teacher" --distill-loss regression --distill-weight 32
+# The last chunk of a clip counts only when it holds at least 0.5 s (benchmarks/final_chunk.py).
+python - "$work/run-v2/config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1])); config["min_final_chunk_seconds"] = 0.5
+json.dump(config, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+PY

@@ -19,80 +19,80 @@ from diverse_embed.audio import load_audio
 REFERENCE = {
     "note_220hz_harmonic.wav": {
         "embedding": [
-            -0.092484,
-            -0.068581,
-            -0.098273,
-            0.061026,
-            0.017271,
-            -0.04331,
-            -0.041798,
-            0.008137,
-            0.009502,
-            0.095339,
-            0.0735,
-            -0.085729
+            -0.088319,
+            -0.065493,
+            -0.093847,
+            0.058278,
+            0.016494,
+            -0.041359,
+            -0.039916,
+            0.007771,
+            0.009074,
+            0.091045,
+            0.07019,
+            -0.081868
         ],
         "top": [
+            "nemo/sadness",
             "philharmonia/bass clarinet",
-            "arabic-commands/ok",
-            "nemo/sadness"
+            "philharmonia/oboe"
         ],
         "logits": [
-            4.793455,
-            3.896884,
-            3.757764
+            6.818451,
+            5.107124,
+            4.514486
         ]
     },
     "5-203128-A-0.flac": {
         "embedding": [
-            -0.097681,
-            0.055352,
-            -0.058509,
-            0.04649,
-            -0.050258,
-            -0.016972,
-            -0.057451,
-            -0.045082,
-            -0.032834,
-            0.062576,
-            0.042194,
-            0.016428
+            -0.090047,
+            0.051026,
+            -0.053937,
+            0.042857,
+            -0.04633,
+            -0.015645,
+            -0.052961,
+            -0.041559,
+            -0.030268,
+            0.057685,
+            0.038897,
+            0.015144
         ],
         "top": [
-            "esc50/dog",
             "wake-words/alexa",
-            "arabic-commands/enter"
+            "esc50/dog",
+            "arabic-commands/stop"
         ],
         "logits": [
-            5.979805,
-            5.928085,
-            3.560609
+            7.969349,
+            7.205775,
+            5.25175
         ]
     },
     "5-181766-A-10.flac": {
         "embedding": [
-            -0.014947,
-            0.081506,
-            -0.00083,
-            -0.003318,
-            -0.018606,
-            0.090694,
-            -0.02424,
-            0.008515,
-            -0.020664,
-            0.059229,
-            0.017929,
-            0.052325
+            -0.014005,
+            0.07637,
+            -0.000778,
+            -0.003109,
+            -0.017434,
+            0.08498,
+            -0.022713,
+            0.007979,
+            -0.019362,
+            0.055497,
+            0.016799,
+            0.049028
         ],
         "top": [
+            "arabic-commands/up",
             "esc50/sea_waves",
-            "esc50/door_wood_creaks",
-            "arabic-commands/forward"
+            "esc50/rain"
         ],
         "logits": [
-            6.459465,
-            3.978546,
-            2.672397
+            5.872207,
+            5.33072,
+            4.231148
         ]
     }
 }
@@ -153,3 +153,17 @@ def test_plain_install_loads_the_bundled_model_offline(tmp_path):
     assert package.startswith(str(tmp_path / "site")) and folder.startswith(str(tmp_path / "site"))
     assert fingerprint == DiverseEmbedder.from_pretrained(DEFAULT_MODEL).fingerprint()
 
+
+
+def test_the_previous_default_still_loads_and_its_indexes_still_search(tmp_path, capsys):
+    """A new default gets a new name; indexes built with the old one go on searching with it."""
+    from diverse_embed.cli import main
+
+    assert "diverse-embed-multi" in bundled_models() and DEFAULT_MODEL != "diverse-embed-multi"
+    samples = REPO / "diverse_embed" / "samples"
+    assert main(["index", "build", str(samples), "-o", str(tmp_path / "idx"), "--model", "diverse-embed-multi", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "idx"), str(samples / "tone_440hz.wav"), "-k", "1", "--json", "-q"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["results"][0]["path"].endswith("tone_440hz.wav") and found["results"][0]["score"] > 0.999
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["model"] == "diverse-embed-multi"

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import sine, write_wav
+from diverse_embed import DEFAULT_MODEL
 from diverse_embed.cli import main
 
 
@@ -14,7 +15,7 @@ def test_embed_writes_npz_and_skips_bad_files(tmp_path, capsys):
     saved = np.load(out)
     assert saved["embeddings"].shape == (2, 256)
     assert [p.split("/")[-1] for p in saved["paths"]] == ["a.wav", "b.flac"]
-    assert str(saved["model"]) == "diverse-embed-multi"  # the bundled default
+    assert str(saved["model"]) == DEFAULT_MODEL  # the bundled default
     captured = capsys.readouterr()
     assert "broken.wav" in captured.err and "skipped 1" in captured.out
 
