@@ -84,24 +84,21 @@ def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
 
 def run_tag(args: argparse.Namespace) -> int:
     """The head's top labels per file (and per 1-s segment), per corpus with --corpus all: JSON Lines with --json."""
-    import numpy as np
-
     from .audio import AudioLoadError
-    from .labels import label_scores
+    from .labels import clip_tags, label_groups, label_scores, largest_corpus, named_labels, top_labels
 
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
     config = model.config
-    vocabulary = config.label_names()
-    if not vocabulary:
-        raise CommandError(f"model {model_name} has no label names (id2label): its head was not trained on named "
-                           "classes, so there is nothing to tag with")
-    groups = shown_labels(vocabulary, args.corpus, model_name, args.quiet)  # corpus -> its label indices
-
-    def top(scores) -> dict[str, list[tuple[str, float]]]:  # scores (labels,) -> each group's best k
-        best = {name: shown[np.argsort(-scores[shown], kind="stable")[: args.k]] for name, shown in groups.items()}
-        return {name: [(vocabulary[int(i)], float(scores[i])) for i in found] for name, found in best.items()}
-
+    try:  # the same checks as model.tag, made before any file is read
+        vocabulary = named_labels(config)
+        groups = label_groups(vocabulary, args.corpus)
+    except ValueError as err:
+        raise CommandError(f"model {model_name}: {err}") from None
+    if args.corpus is None and len(groups) == 1 and next(iter(groups)) and not args.quiet:
+        names = sorted({label.split("/", 1)[0] for label in vocabulary})
+        say(f"labels of corpus {largest_corpus(vocabulary)} (the model's largest label set); --corpus NAME for another "
+            f"({', '.join(names)}), --corpus all for every corpus, each on its own line")
     failed = 0
     for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
         if isinstance(output, AudioLoadError):
@@ -110,38 +107,14 @@ def run_tag(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"path": str(path), "error": output.reason}))
             continue
-        scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
-        labels = top(scores.mean(axis=0))  # a clip's prediction: the mean of its chunks' (the method's rule)
-        segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top(row))
-                    for t, row in zip(output.chunk_times, scores)] if args.segments else []
+        labels = clip_tags(output, config, args.k, args.corpus)
+        segments = []
+        if args.segments:
+            scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
+            segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top_labels(row, vocabulary, groups, args.k))
+                        for t, row in zip(output.chunk_times, scores)]
         print_tags(path, labels, segments, args.json)
     return 1 if failed else 0
-
-
-def shown_labels(vocabulary: list[str], corpus: str | None, model_name: str, quiet: bool) -> dict:
-    """The labels `tag` shows, grouped: {corpus: label indices}, one group unless --corpus all on a
-    multi-corpus model; by default the corpus with the most labels (each corpus's softmax is sure of
-    its own labels, so mixing them misleads)."""
-    import numpy as np
-
-    from .labels import label_corpora, largest_corpus
-
-    corpora = label_corpora(vocabulary)
-    if corpora is None:
-        if corpus not in (None, "all"):
-            raise CommandError(f"model {model_name} has no corpus {corpus!r}: it has one label space")
-        return {"": np.arange(len(vocabulary))}
-    names = sorted(set(corpora))
-    if corpus == "all":
-        return {name: np.flatnonzero(np.array(corpora) == name) for name in names}
-    if corpus is None:
-        corpus = largest_corpus(vocabulary)
-        if not quiet:
-            say(f"labels of corpus {corpus} (the model's largest label set); --corpus NAME for another "
-                f"({', '.join(names)}), --corpus all for every corpus, each on its own line")
-    if corpus not in names:
-        raise CommandError(f"model {model_name} has no corpus {corpus!r}: its corpora are {', '.join(names)}")
-    return {corpus: np.flatnonzero(np.array(corpora) == corpus)}
 
 
 def print_tags(path, labels: dict, segments: list, as_json: bool) -> None:

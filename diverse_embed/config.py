@@ -62,9 +62,9 @@ class NeuralogramConfig:
 
 
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
-# Config fields that do not change a single vector: the fingerprint leaves them out, so recording
-# them in a checkpoint's config does not orphan the indexes built with it.
-NOT_FINGERPRINTED = ("problem_type",)
+# Config fields that do not change a single vector (the head's): the fingerprint leaves them out,
+# so a new head or its labels do not orphan the indexes built with the branches.
+NOT_FINGERPRINTED = ("problem_type", "num_labels", "id2label")
 
 SUBCONFIGS = {"pitch": PitchConfig, "timbre": TimbreConfig, "waveform": WaveformConfig, "neuralogram": NeuralogramConfig}
 

@@ -129,3 +129,55 @@ def largest_corpus(vocabulary: list[str]) -> str | None:
     corpora = label_corpora(vocabulary)
     return None if corpora is None else max(set(corpora), key=lambda name: (corpora.count(name), name))
 
+
+
+def label_groups(vocabulary: list[str], corpus: str | None = None) -> dict[str, np.ndarray]:
+    """The labels to rank, grouped {corpus: label indices}: one group (the largest corpus unless
+    `corpus` names one), or every corpus's with corpus="all"; a model with one label space gives
+    {"": all}. ValueError says which corpora there are."""
+    corpora = label_corpora(vocabulary)
+    if corpora is None:
+        if corpus not in (None, "all"):
+            raise ValueError(f"no corpus {corpus!r}: the model has one label space")
+        return {"": np.arange(len(vocabulary))}
+    names = sorted(set(corpora))
+    if corpus == "all":
+        return {name: np.flatnonzero(np.array(corpora) == name) for name in names}
+    corpus = corpus or largest_corpus(vocabulary)
+    if corpus not in names:
+        raise ValueError(f"no corpus {corpus!r}: the model's corpora are {', '.join(names)}")
+    return {corpus: np.flatnonzero(np.array(corpora) == corpus)}
+
+
+def top_labels(scores: np.ndarray, vocabulary: list[str], groups: dict[str, np.ndarray],
+               k: int) -> dict[str, list[tuple[str, float]]]:
+    """One clip's or chunk's scores (n_classes,) -> each group's k best (label, score), best first."""
+    best = {name: shown[np.argsort(-scores[shown], kind="stable")[:k]] for name, shown in groups.items()}
+    return {name: [(vocabulary[int(i)], float(scores[i])) for i in found] for name, found in best.items()}
+
+
+def named_labels(config) -> list[str]:
+    """A config's label names, or ValueError when its head has none to tag with."""
+    vocabulary = config.label_names()
+    if not vocabulary:
+        raise ValueError("no label names (id2label): the model's head was not trained on named classes, "
+                         "so there is nothing to tag with")
+    return vocabulary
+
+
+def clip_tags(output, config, k: int = 5, corpus: str | None = None) -> dict[str, list[tuple[str, float]]]:
+    """An EmbeddingOutput's k best labels per group (see label_groups): the clip's scores are the
+    mean of its chunks' (the method's rule), each chunk's logits read as the head was trained."""
+    vocabulary = named_labels(config)
+    scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
+    return top_labels(scores.mean(axis=0), vocabulary, label_groups(vocabulary, corpus), k)
+
+
+def tag(model, audio, sample_rate: int | None = None, k: int = 5, corpus: str | None = None) -> list[dict]:
+    """The head's k best labels for one clip, best first, as a Hugging Face audio-classification
+    pipeline gives them: [{"label": "esc50/dog", "score": 0.93}, ...]. A multi-corpus model's scores
+    are probabilities within each corpus (each corpus has its own softmax), so one corpus is ranked:
+    the largest unless `corpus` names another; corpus="all" gives each corpus's k best, corpus by
+    corpus. `diverse-embed tag` prints the same."""
+    groups = clip_tags(model.embed(audio, sample_rate), model.config, k, corpus)
+    return [{"label": label, "score": score} for found in groups.values() for label, score in found]

@@ -21,6 +21,7 @@ from torch import nn
 
 from . import checkpoint
 from . import embed as embedding
+from . import labels
 from .config import BRANCHES, NOT_FINGERPRINTED, DiverseEmbedConfig
 from .features import LogMel, MFCCFrames, SpectralPeaks, WaveformPatches
 from .neuralogram import MobileNetV1
@@ -172,13 +173,24 @@ class DiverseEmbedder(
         return counts
 
     def fingerprint(self) -> str:
-        """A hash of the config and every weight: equal fingerprints, equal embeddings. Indexes and
-        embedding files record it, so that vectors of two different models are never mixed."""
-        shape = {k: v for k, v in self.config.to_dict().items() if k not in NOT_FINGERPRINTED}
+        """A hash of what the vectors depend on: the config's shape and the branches' weights. Equal
+        fingerprints, equal embeddings. Indexes and embedding files record it, so that vectors of
+        two different models are never mixed; the head and its labels are left out, so a new head
+        on the same branches keeps its indexes."""
+        return self._hash(NOT_FINGERPRINTED, lambda name: not name.startswith("head."))
+
+    def fingerprint_0_1(self) -> str:
+        """The fingerprint diverse-embed 0.1 recorded (the head's weights and labels included), for
+        opening the indexes it wrote."""
+        return self._hash(("problem_type",), lambda name: True)
+
+    def _hash(self, left_out: tuple[str, ...], weighed) -> str:
+        shape = {k: v for k, v in self.config.to_dict().items() if k not in left_out}
         digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            if weighed(name):
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
     def forward(self, chunks: torch.Tensor) -> ChunkOutput:
@@ -195,6 +207,7 @@ class DiverseEmbedder(
     embed_file = embedding.embed_file
     embed_files = embedding.embed_files
     iter_embed_files = embedding.iter_embed_files
+    tag = labels.tag  # the head's best labels (labels.py), as `diverse-embed tag` prints them
 
     # Loading and saving (checkpoint.py): strict, safetensors only, bundled checkpoints by name
     from_pretrained = classmethod(checkpoint.from_pretrained)

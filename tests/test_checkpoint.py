@@ -166,6 +166,26 @@ def test_fingerprint_follows_weights_and_config(saved):
     assert DiverseEmbedder(original.config).fingerprint() != original.fingerprint()
 
 
+def test_fingerprint_is_of_what_the_vectors_depend_on_not_the_head(saved):
+    """A head trained anew on frozen branches (train --init-from) gives the same vectors, so the
+    same fingerprint: its indexes stay searchable. A changed branch weight or front end does not."""
+    import dataclasses
+
+    original, _ = saved
+    relabelled = DiverseEmbedder(dataclasses.replace(original.config, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}))
+    relabelled.branches.load_state_dict(original.branches.state_dict())
+    assert relabelled.fingerprint() == original.fingerprint()
+    assert relabelled.fingerprint_0_1() != original.fingerprint_0_1()  # 0.1's kind weighed the head too
+    nudged = DiverseEmbedder(original.config)
+    nudged.load_state_dict(original.state_dict())
+    with torch.no_grad():
+        nudged.branches["timbre"].blocks[0].attention.qkv.weight[0, 0] += 1e-3
+    assert nudged.fingerprint() != original.fingerprint()
+    reframed = DiverseEmbedder(dataclasses.replace(original.config, min_final_chunk_seconds=0.5))
+    reframed.load_state_dict(original.state_dict())
+    assert reframed.fingerprint() != original.fingerprint()
+
+
 def test_resolve_model_names(saved, tmp_path):
     original, folder = saved
     model, name = resolve_model(folder)

@@ -608,7 +608,30 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
     assert unknown.returncode == 2 and "esc50, speech" in unknown.stderr
 
 
-def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
+def test_tag_from_python_is_what_the_command_prints(tmp_path):
+    from diverse_embed import DiverseEmbedConfig, load_audio
+
+    torch.manual_seed(0)
+    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "speech/yes", 4: "speech/no"}
+    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels, problem_type="single_label_classification"))
+    model.save_pretrained(tmp_path / "corpora")
+    model = DiverseEmbedder.from_pretrained(tmp_path / "corpora")
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
+    for corpus in (None, "all", "speech"):
+        options = ["--corpus", corpus] if corpus else []
+        printed = json.loads(run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "2", "--json", "-q", *options).stdout)
+        groups = printed["corpora"].values() if "corpora" in printed else [printed["labels"]]
+        expected = [(label["label"], label["score"]) for group in groups for label in group]
+        found = model.tag(load_audio(clip), 16000, k=2, corpus=corpus)
+        assert [(t["label"], round(t["score"], 4)) for t in found] == expected
+    assert [t["label"].split("/")[0] for t in model.tag(load_audio(clip), 16000, k=5)] == ["esc50"] * 3  # the largest corpus
+    with pytest.raises(ValueError, match="corpora are esc50, speech"):
+        model.tag(load_audio(clip), 16000, corpus="birds")
+    with pytest.raises(ValueError, match="no label names"):
+        DiverseEmbedder(DiverseEmbedConfig()).tag(load_audio(clip), 16000)
+
+
+def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path, caplog):
     """tests/fixtures/index_ff8bb69: three samples indexed with segments by main ff8bb69 with
     untrained-seed0, then noise_bursts.wav removed (a tombstone shard), as its command line did."""
     import shutil
@@ -616,6 +639,7 @@ def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
 
     from diverse_embed.resolve import untrained_model
 
+    caplog.set_level("INFO")
     folder = shutil.copytree(REPO / "tests" / "fixtures" / "index_ff8bb69", tmp_path / "old")
     index = AudioIndex(folder)
     assert index.info()["files"] == 2 and index.info()["vectors"] == 6 and index.info()["faiss"] == "flat"
@@ -627,6 +651,26 @@ def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path):
     report = index.add([samples / "noise_bursts.wav"], model, progress=False, num_workers=0)
     index.build()
     assert len(report.added) == 1 and AudioIndex(folder).info()["files"] == 3
+    # It records 0.1's kind of fingerprint (the head weighed too): recognised, and said once.
+    assert index.manifest["fingerprint"] == model.fingerprint_0_1() != model.fingerprint()
+    assert sum("fingerprint of diverse-embed 0.1" in r.message for r in caplog.records) == 1
+
+
+def test_a_new_head_on_the_same_branches_searches_the_index(model, collection, tmp_path, capsys):
+    """train --init-from with frozen branches changes the head only: the vectors, and so the
+    fingerprint, stay, and `search IDX --model runs/mine` answers instead of asking for a re-index."""
+    import dataclasses
+
+    model.save_pretrained(tmp_path / "m")
+    index = AudioIndex.create(tmp_path / "idx", DiverseEmbedder.from_pretrained(tmp_path / "m"))
+    index.add(sorted(collection.iterdir())[:3], progress=False, num_workers=0)
+    index.build()
+    mine = DiverseEmbedder(dataclasses.replace(model.config, num_labels=2, id2label={0: "hum", 1: "hiss"}))
+    mine.branches.load_state_dict(model.branches.state_dict())
+    mine.save_pretrained(tmp_path / "mine")
+    query = sorted(collection.iterdir())[0]
+    assert main(["search", str(tmp_path / "idx"), str(query), "--model", str(tmp_path / "mine"), "-k", "1", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["path"].endswith(query.name)
 
 
 def test_an_index_refuses_what_its_model_name_loads_when_that_changed(model, collection, tmp_path, capsys):

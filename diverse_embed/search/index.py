@@ -70,6 +70,7 @@ class AudioIndex(IndexStore):
     def __init__(self, folder: str | os.PathLike):
         super().__init__(folder)
         self._model: DiverseEmbedder | None = None  # the index's own model, once loaded
+        self._said_old_fingerprint = False
 
     @classmethod
     def create(
@@ -119,6 +120,12 @@ class AudioIndex(IndexStore):
 
     def _same_model(self, model: DiverseEmbedder, which: str) -> DiverseEmbedder:
         fingerprint = model.fingerprint()
+        if fingerprint != self.manifest["fingerprint"] and model.fingerprint_0_1() == self.manifest["fingerprint"]:
+            if not self._said_old_fingerprint:
+                LOG.info("%s records the fingerprint of diverse-embed 0.1 (the head included); it is this model's",
+                         self.folder)
+                self._said_old_fingerprint = True
+            return model
         if fingerprint != self.manifest["fingerprint"]:
             raise AudioIndexError(
                 f"{self.folder} was built with model {self.model_name!r} (fingerprint {self.manifest['fingerprint']}); "
