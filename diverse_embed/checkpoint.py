@@ -14,12 +14,15 @@ from pathlib import Path
 
 import huggingface_hub
 import safetensors.torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
+from . import __version__
 from .config import DEFAULT_MODEL, DiverseEmbedConfig
 from .errors import CheckpointError
+from .labels import label_corpora
 
 SAFETENSORS_FILE = "model.safetensors"
 # Checkpoints that ship inside the package (diverse_embed/pretrained/<name>/), loadable by name
@@ -114,10 +117,93 @@ def load_pretrained(cls, *, model_id: str, revision: str | None = None, cache_di
     return model.to(map_location).eval()
 
 
-def save_pretrained(model: nn.Module, save_directory: Path) -> None:
-    """The mixin's `_save_pretrained` hook: config.json and model.safetensors (float32 as trained)."""
+def model_card(model: nn.Module, base_model: str | None = None, title: str | None = None, **unused) -> ModelCard:
+    """The card `save_pretrained` writes as README.md: a bundled model saved unchanged gets its own
+    card; any other gets one that says what it is, what it was trained from (`base_model`, passed
+    as model_card_kwargs={"base_model": NAME}; `train --init-from` passes it), its labels and its
+    licence, inherited from the base model's card (the bundled ones are CC BY-NC-SA 4.0)."""
+    name = model.name_or_path
+    if name in bundled_models() and _unchanged(model, name):
+        return ModelCard((bundled_models()[name] / "README.md").read_text())
+    source = base_model or name  # what it was trained or loaded from
+    licence = _card_licence(source) if source else None  # as the Hub names it: cc-by-nc-sa-4.0
+    labels = model.config.label_names()
+    corpora = label_corpora(labels)
+    if corpora:  # one softmax per corpus: name the corpora
+        shown = ", ".join(f"{corpus} ({corpora.count(corpus)})" for corpus in sorted(set(corpora)))
+    else:
+        shown = ", ".join(f"`{label}`" for label in labels[:24]) + (f" and {len(labels) - 24} more" if len(labels) > 24 else "")
+    origin = (f"Fine-tuned from `{base_model}`" if base_model else f"Saved from `{name}`" if name else "Made")
+    terms = (f"**Licence: {LICENCE_NAMES.get(licence, licence)}**, inherited from `{source}` (its card names the data it was trained on)."
+             if licence else "**Licence: not stated.** Weights follow the terms of the data they were trained on; "
+             "set `license` above.")
+    text = f"""---
+license: {licence or "other"}
+library_name: diverse-embed
+pipeline_tag: audio-classification
+tags: [audio, audio-embedding, audio-classification, diverse-embed]
+---
+
+# {title or (Path(name).name if name else "diverse-embed model")}
+
+A diverse-embed model: four feature branches ({", ".join(model.config.branches)}), each a small
+transformer over 1-s chunks of {model.config.sample_rate} Hz audio, concatenated into a
+{model.embedding_dim}-d embedding, and a linear head over {len(labels) or model.config.num_labels} labels.
+{origin} with diverse-embed {__version__}.
+
+Labels{" by corpus, each with its own softmax" if corpora else ""}: {shown or "none named (the head was not trained on named classes)"}.
+
+```python
+from diverse_embed import DiverseEmbedder, load_audio
+
+model = DiverseEmbedder.from_pretrained("THIS_FOLDER_OR_HUB_ID")
+out = model.embed(load_audio("clip.wav"), sample_rate=16000)   # out.embedding: ({model.embedding_dim},)
+model.tag(load_audio("clip.wav"), sample_rate=16000)            # the head's best labels
+```
+
+{terms}
+"""
+    return ModelCard(text)
+
+
+def _unchanged(model: nn.Module, name: str) -> bool:
+    """Whether `model` still holds the bundled checkpoint `name`'s weights and config."""
+    bundled = type(model).from_pretrained(name)
+    return bundled.fingerprint_0_1() == model.fingerprint_0_1()  # 0.1's kind weighs the head too
+
+
+def _card_licence(name: str) -> str | None:
+    """The licence a model card names for `name`: a bundled model's, or a local folder's README.md."""
+    folder = bundled_models().get(name) or Path(name)
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    return ModelCard(card.read_text()).data.license
+
+
+LICENCE_NAMES = {"cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc-by-4.0": "CC BY 4.0", "apache-2.0": "Apache-2.0"}
+
+
+def save_pretrained(model: nn.Module, save_directory: str | os.PathLike, *, float16: bool | None = None, **kwargs):
+    """`model.save_pretrained(FOLDER)`: config.json, model.safetensors and README.md, the model card
+    (see `model_card`). float16 stores the weights in half precision (half the size, loaded back as
+    float32); by default they are stored as they were loaded: float16 for a bundled model, else
+    float32. Other keyword arguments as in huggingface_hub (`model_card_kwargs`, `push_to_hub`...)."""
+    model._save_float16 = model.loaded_float16 if float16 is None else float16
+    kwargs["model_card_kwargs"] = {"title": Path(save_directory).name, **(kwargs.get("model_card_kwargs") or {})}
+    try:
+        return PyTorchModelHubMixin.save_pretrained(model, save_directory, **kwargs)
+    finally:
+        del model._save_float16
+
+
+def write_weights(model: nn.Module, save_directory: Path) -> None:
+    """The mixin's `_save_pretrained` hook: config.json and model.safetensors."""
     save_directory = Path(save_directory)
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    half = getattr(model, "_save_float16", False)
+    # Floating tensors only: integer counters (batch-norm's num_batches_tracked) keep their type.
+    tensors = {name: (t.half() if half and t.is_floating_point() else t).detach().contiguous()
+               for name, t in model.state_dict().items()}
     # written as any file is (mode from the umask): safetensors' save_file makes it 0600, unreadable to others
     (save_directory / SAFETENSORS_FILE).write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
     (save_directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
@@ -155,6 +241,7 @@ def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
     not_finite = [key for key in sorted(state) if state[key].is_floating_point() and not state[key].isfinite().all()]
     if not_finite:
         raise CheckpointError(f"{model_file}: damaged weights, NaN or infinite values in {_short(not_finite)}")
+    model.loaded_float16 = any(value.dtype == torch.float16 for value in state.values())  # saved back as such
     state = {key: value.to(expected[key].dtype) for key, value in state.items()}
     model.load_state_dict(state, strict=True)
 

@@ -142,7 +142,6 @@ class DiverseEmbedder(
     library_name="diverse-embed",
     tags=["audio", "audio-embedding", "audio-classification", "diverse-embed"],
     pipeline_tag="audio-classification",
-    license="apache-2.0",
 ):
     """Four feature branches fused into one embedding. Build from a config or `from_pretrained`."""
 
@@ -212,4 +211,7 @@ class DiverseEmbedder(
     # Loading and saving (checkpoint.py): strict, safetensors only, bundled checkpoints by name
     from_pretrained = classmethod(checkpoint.from_pretrained)
     _from_pretrained = classmethod(checkpoint.load_pretrained)
-    _save_pretrained = checkpoint.save_pretrained
+    save_pretrained = checkpoint.save_pretrained
+    _save_pretrained = checkpoint.write_weights
+    generate_model_card = checkpoint.model_card
+    loaded_float16 = False  # set by loading: weights stored in float16 are saved back in float16

@@ -33,6 +33,37 @@ def test_round_trip_gives_identical_outputs(saved):
     assert np.array_equal(a.chunk_embeddings, b.chunk_embeddings) and np.array_equal(a.logits, b.logits)
 
 
+def test_a_bundled_model_saved_unchanged_keeps_its_card_licence_and_float16(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from diverse_embed import DEFAULT_MODEL, bundled_models
+
+    model = DiverseEmbedder.from_pretrained(DEFAULT_MODEL)
+    model.save_pretrained(tmp_path / "copy")
+    bundled = bundled_models()[DEFAULT_MODEL]
+    card = ModelCard.load(tmp_path / "copy" / "README.md")
+    assert card.data.license == "cc-by-nc-sa-4.0" and card.text == ModelCard.load(bundled / "README.md").text
+    assert (tmp_path / "copy" / "model.safetensors").stat().st_size == (bundled / "model.safetensors").stat().st_size
+    assert (tmp_path / "copy" / "model.safetensors").stat().st_mode == (tmp_path / "copy" / "config.json").stat().st_mode
+    assert DiverseEmbedder.from_pretrained(tmp_path / "copy").fingerprint_0_1() == model.fingerprint_0_1()
+    with torch.no_grad():
+        model.head.bias += 1  # a new head: no longer the bundled model
+    model.save_pretrained(tmp_path / "mine", float16=False)
+    card = ModelCard.load(tmp_path / "mine" / "README.md")
+    assert card.data.license == "cc-by-nc-sa-4.0" and f"Saved from `{DEFAULT_MODEL}`" in card.text  # inherited
+    assert "esc50 (50)" in card.text and "# mine" in card.text
+    with safetensors.safe_open(str(tmp_path / "mine" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} >= {"F32"} and "F16" not in {
+            str(f.get_slice(k).get_dtype()) for k in f.keys()}
+
+
+def test_a_model_of_unknown_origin_does_not_claim_a_licence(saved):
+    _, folder = saved
+    card = (folder / "README.md").read_text()
+    assert "license: other" in card and "apache" not in card.lower() and "More Information Needed" not in card
+    assert "`dog`, `rain`, `siren`" in card
+
+
 def test_checkpoint_holds_learned_tensors_only(saved):
     _, folder = saved
     keys = safetensors.torch.load_file(str(folder / "model.safetensors")).keys()

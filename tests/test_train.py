@@ -109,6 +109,9 @@ def test_init_from_keeps_the_pretrained_branches_and_learns_a_new_head(fsd50k, t
     before, after = base.state_dict(), model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("head."))  # branches kept, frozen
     assert model.head.weight.shape == (3, 32)
+    card = (tmp_path / "head" / "README.md").read_text()  # says where it came from and its labels
+    assert f"Fine-tuned from `{tmp_path / 'base'}`" in card and "`Bark`, `Keyboard_(musical)`, `Rain`" in card
+    assert "More Information Needed" not in card
     log = [json.loads(line) for line in (tmp_path / "head" / "train_log.jsonl").read_text().splitlines()]
     assert {r["phase"] for r in log if r.get("done")} == {f"fusion:{n}" for n in ("fused", "timbre", "waveform")}
     train_main([*common, "--output", str(tmp_path / "tuned"), "--finetune-epochs", "1"])

@@ -154,7 +154,7 @@ def run_phases(trainer: Trainer, resume: dict | None) -> dict[str, nn.Linear]:
                 heads = trainer.fusion(fusion_phase(trainer.cfg), fused=False)
         trainer.completed.append(phase.name)
         if trainer.rt.main:
-            model.save_pretrained(output)
+            model.save_pretrained(output, model_card_kwargs={"base_model": trainer.cfg.init_from})
             if heads:
                 save_ablation_heads(heads, output)
         trainer.checkpoint()
