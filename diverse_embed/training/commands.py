@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..options import add_options, from_options
 from .config import DataConfig, TrainConfig
 
 DESCRIPTION = """Train a model in the method's phases: the MobileNet of the neuralogram branch, then each
-branch's transformer alone, then the fused head (and the ablation heads) on frozen branches, then
-optionally everything together (--finetune-epochs). The output folder loads with from_pretrained."""
+branch's transformer alone, then the fused head on frozen branches (and with --ablation-heads a head per
+branch and per leave-one-out fusion), then optionally everything together (--finetune-epochs). The
+output folder loads with from_pretrained, and with --model in every command."""
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -48,7 +50,22 @@ def run_train(args: argparse.Namespace) -> int:
     if "stopped_at_step" in result:
         print(f"stopped after step {result['stopped_at_step']} as asked; --resume goes on from the checkpoint",
               file=sys.stderr)
+    elif "results" in result and os.environ.get("RANK", "0") == "0":  # once, not by every torchrun rank
+        print("\n".join(summary(result, cfg.output)))
     return 0
+
+
+def summary(metrics: dict, output: str) -> list[str]:
+    """What a person reads at the end of a run: the fused head's scores, where the model is, how to use it."""
+    lines = [f"trained in {metrics['wall_seconds']:.0f} s: {output}"]
+    for split, result in metrics["results"].items():
+        fused = result["systems"]["fused"]
+        accuracy = "" if fused["accuracy"] is None else f", accuracy {fused['accuracy']:.3f}"
+        lines.append(f"{split} ({result['clips']} clips): macro mAP {fused['macro_map']:.3f}{accuracy}")
+    return lines + [f"every table: {output}/metrics.md", "use it:",
+                    f"  diverse-embed tag FILES --model {output}",
+                    f"  diverse-embed embed FILES -o embeddings.npz --model {output}",
+                    f"  DiverseEmbedder.from_pretrained({str(output)!r})"]
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

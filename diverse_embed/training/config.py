@@ -74,7 +74,10 @@ class TrainConfig(DataConfig):
 
     neuralogram_epochs: int = option(10, "epochs of the MobileNet's stage", group="optimisation")
     branch_epochs: int = option(10, "epochs of each branch's stage", group="optimisation")
-    fusion_epochs: int = option(30, "epochs of the fused head and of every ablation head", group="optimisation")
+    fusion_epochs: int = option(30, "epochs of the fused head (and of each ablation head)", group="optimisation")
+    ablation_heads: bool = option(False, "also fit a head on each branch alone and on each fusion without one "
+                                         "branch (the method's ablation: a row each in metrics.md; with four "
+                                         "branches 8 more heads, each --fusion-epochs long)", group="optimisation")
     finetune_epochs: int = option(0, "epochs of joint fine-tuning after fusion (0: none)", group="optimisation")
     lr: float = option(1e-3, "peak learning rate of the transformers and the MobileNet", group="optimisation")
     head_lr: float = option(3e-3, "peak learning rate of the fusion heads", group="optimisation")

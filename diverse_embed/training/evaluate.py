@@ -28,12 +28,13 @@ ABLATION_HEADS = "ablation_heads.safetensors"
 
 
 def fit_ablation_heads(fit_head: Callable[[str, list[int], int], nn.Linear], config: DiverseEmbedConfig,
-                       fused: bool = True) -> dict[str, nn.Linear]:
+                       fused: bool = True, ablation: bool = True) -> dict[str, nn.Linear]:
     """A head for every subset of the model's branches (config.branch_subsets), each trained by
     `fit_head(name, columns of the fused embedding it reads, seed offset)`; without `fused`, all
-    but the fused head."""
+    but the fused head; without `ablation`, the fused head only."""
     return {name: fit_head(name, config.branch_columns(names), number)
-            for number, (name, names) in enumerate(config.branch_subsets().items()) if fused or name != "fused"}
+            for number, (name, names) in enumerate(config.branch_subsets().items())
+            if (fused or name != "fused") and (ablation or name == "fused")}
 
 
 def subset_title(name: str) -> str:

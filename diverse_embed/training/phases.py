@@ -3,10 +3,11 @@
 1. `neuralogram`: the MobileNet learns to tag log-mel (a temporary linear head on its time-pooled
    1024-d activations), then is frozen.
 2. `branch:<name>`: each branch's transformer learns alone, with its own temporary linear head.
-3. `fusion`: branches frozen, their embeddings concatenated, the linear head trained; beside it a
-   head for every single branch and every leave-one-out subset, for the ablation (evaluate.py).
-4. `finetune` (optional): everything together through the fused head; then the ablation heads are
-   trained again on the fine-tuned branches.
+3. `fusion`: branches frozen, their embeddings concatenated, the linear head trained; with
+   --ablation-heads beside it a head for every single branch and every leave-one-out subset, for
+   the ablation (evaluate.py).
+4. `finetune` (optional): everything together through the fused head; then the ablation heads (if
+   asked for) are trained again on the fine-tuned branches.
 """
 
 from __future__ import annotations

@@ -239,8 +239,8 @@ class Trainer:
                                                phase.epochs, phase.lr, score, resume)
 
     def fusion(self, phase: Phase, fused: bool = True) -> dict[str, nn.Linear]:
-        """Train the fused head (into the model) and the ablation heads on frozen chunk embeddings;
-        without `fused`, the ablation heads only (after finetune, which trained the fused head)."""
+        """Train the fused head (into the model) and, with --ablation-heads, the ablation heads on frozen
+        chunk embeddings; without `fused`, the ablation heads only (after finetune, which trained the fused head)."""
         cfg, model, rt = self.cfg, self.model, self.rt
         started = time.perf_counter()
         train_set = self.data["train"].without_augmentation()
@@ -267,7 +267,7 @@ class Trainer:
                      score, distributed=False, checkpoints=False)
             return head
 
-        heads = fit_ablation_heads(fit_head, model.config, fused)
+        heads = fit_ablation_heads(fit_head, model.config, fused, cfg.ablation_heads)
         if fused:
             model.head.load_state_dict(heads.pop("fused").state_dict())
         return heads
