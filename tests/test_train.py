@@ -316,3 +316,19 @@ def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
     assert train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(fsd50k), "--output", str(tmp_path / "bad"),
                        "--cache-dir", str(tmp_path / "cache"), *TINY, "--chunks-per-epoch", "16",
                        "--corpus-weights", "cats=1"]) == 2
+
+
+def test_a_training_script_needs_no_main_guard(fsd50k, tmp_path):
+    """Run as a file, as the README's training block is: decoding into the cache must not start
+    processes that import the script again (multiprocessing's "bootstrapping phase" error)."""
+    script = tmp_path / "train_it.py"
+    script.write_text(
+        "from diverse_embed.training.config import TrainConfig\n"
+        "from diverse_embed.training.train import train\n"
+        f"metrics = train(TrainConfig(dataset='fsd50k', data_root={str(fsd50k)!r}, cache_dir={str(tmp_path / 'cache')!r},\n"
+        f"                            output={str(tmp_path / 'run')!r}, neuralogram_epochs=1, branch_epochs=1,\n"
+        "                            fusion_epochs=1, batch_size=8, max_steps_per_phase=1, num_workers=2, progress=False))\n"
+        "print('macro mAP', metrics['results']['test']['systems']['fused']['macro_map'])\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "macro mAP" in out.stdout and "bootstrapping" not in out.stderr

@@ -8,9 +8,8 @@ import copy
 import hashlib
 import itertools
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +57,10 @@ class AudioCache:
             except OSError as err:
                 failures.append((str(clip.path), f"cannot read ({err.strerror})"))
         if todo:
-            # spawn, not fork: a fork of a process already running torch's threads can deadlock.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=max(1, num_workers), mp_context=context) as pool:
-                jobs = pool.map(_decode_into_cache, [(c.path, self.file_for(c.path), self.sample_rate) for c in todo],
-                                chunksize=8)
+            # Threads, not processes: decoding and resampling run in C without the GIL, and a spawned
+            # process would import the user's script again (which then needs a __main__ guard).
+            with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+                jobs = pool.map(_decode_into_cache, [(c.path, self.file_for(c.path), self.sample_rate) for c in todo])
                 for clip, error in tqdm(zip(todo, jobs), total=len(todo), desc="caching 16 kHz audio",
                                         unit="clip", disable=not progress):
                     if error:
