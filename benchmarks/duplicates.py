@@ -19,9 +19,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from diverse_embed import resolve_model
+from diverse_embed import AudioIndex, resolve_model
 from diverse_embed.config import DEFAULT_MODEL
-from diverse_embed import AudioIndex
 
 from .systems import machine, write_results
 

@@ -23,6 +23,7 @@ from diverse_embed import DEFAULT_MODEL, resolve_model
 from . import retrieval
 from .systems import AISFX, FUSED, MFCC, machine, manifest, write_results
 
+
 def summary(reports: dict[str, dict]) -> dict[str, dict]:
     """Per set: mAP@10 of every system, the fused vector's multiple of MFCC, the best single branch."""
     rows = {}

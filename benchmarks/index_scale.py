@@ -22,9 +22,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from diverse_embed.search.backends import (COMPRESSED_CANDIDATES, COMPRESSED_CODE_BYTES, COMPRESSED_NPROBE,
-                                           RefinedIndex, build_compressed_index, compressed_lists,
-                                           compressed_training_size)
+from diverse_embed.search.backends import (
+    COMPRESSED_CANDIDATES,
+    COMPRESSED_CODE_BYTES,
+    COMPRESSED_NPROBE,
+    RefinedIndex,
+    build_compressed_index,
+    compressed_lists,
+    compressed_training_size,
+)
 
 from .systems import machine, write_results
 

@@ -72,7 +72,7 @@ def measure(systems: dict, paths: list[Path], batches: list[int], conditions: li
         result[name] = {}
         with condition(name):
             for batch in batches:
-                times = taking_turns({k: (lambda s=s: s.embed(clips[:batch])) for k, s in systems.items()}, repeats)
+                times = taking_turns({k: (lambda s=s, batch=batch: s.embed(clips[:batch])) for k, s in systems.items()}, repeats)
                 result[name][f"arrays, {batch} per call"] = {k: batch * CLIP_SECONDS / t for k, t in times.items()}
             times = taking_turns({k: (lambda s=s: s.embed_files(paths)) for k, s in systems.items()}, repeats)
             result[name][f"{len(paths)} files"] = {k: len(paths) * CLIP_SECONDS / t for k, t in times.items()}

@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from diverse_embed import DiverseEmbedder, resolve_model
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 

@@ -54,11 +54,10 @@ import torch
 from diverse_embed import resolve_model
 from diverse_embed.audio import load_audio
 from diverse_embed.config import DEFAULT_MODEL
-from diverse_embed.search.backends import build_faiss_index, index_kind
 from diverse_embed.parallel import torch_threads
+from diverse_embed.search.backends import build_faiss_index, index_kind
 
 from .systems import machine, write_results
-
 
 CLIP_SECONDS = 10
 
@@ -251,8 +250,8 @@ def branch_times(batch_size: int, repeats: int, device: str) -> dict[str, dict[s
     result = {}
     for name, branch in model.branches.items():
         with torch_threads(1):
-            front = median_seconds(lambda: branch.front_end(chunks), repeats)
-            whole = median_seconds(lambda: branch(chunks), repeats)
+            front = median_seconds(lambda branch=branch: branch.front_end(chunks), repeats)
+            whole = median_seconds(lambda branch=branch: branch(chunks), repeats)
         result[name] = {"features_ms": 1000 * front, "network_ms": 1000 * (whole - front), "total_ms": 1000 * whole,
                         "parameters": sum(p.numel() for p in branch.parameters())}
     return result

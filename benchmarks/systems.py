@@ -16,8 +16,8 @@ Systems:
 from __future__ import annotations
 
 import csv
-import json
 import hashlib
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ import torchaudio
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
-from diverse_embed.labels import multi_hot, read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
+from diverse_embed.labels import multi_hot, read_fsd50k, read_manifest
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
 CLAP_SAMPLE_RATE = 48000

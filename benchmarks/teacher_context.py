@@ -31,7 +31,16 @@ from diverse_embed import DEFAULT_MODEL, teacher
 from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.resolve import resolve_model
 
-from .systems import LabelledSet, add_sets_arguments, aisfx_vectors, load_clips, machine, map_at_10, sets_of, write_results
+from .systems import (
+    LabelledSet,
+    add_sets_arguments,
+    aisfx_vectors,
+    load_clips,
+    machine,
+    map_at_10,
+    sets_of,
+    write_results,
+)
 
 AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
 

@@ -244,7 +244,7 @@ class DiverseEmbedConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "DiverseEmbedConfig":
+    def from_dict(cls, values: dict) -> DiverseEmbedConfig:
         """Build from a config.json dict; an unknown key is a ValueError, not silently dropped."""
         if not isinstance(values, dict):
             raise ValueError(f"config must be a JSON object, got {type(values).__name__}")

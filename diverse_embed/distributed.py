@@ -34,7 +34,7 @@ class Runtime:
         if self.owns_group:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,18 +10,17 @@ import functools
 import math
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import (AudioLoadError, audio_info, chunk, cut, find_audio_files, load_audio, prepare_waveform,
-                    stream_audio)
+from .audio import AudioLoadError, audio_info, chunk, cut, find_audio_files, load_audio, prepare_waveform, stream_audio
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
 
 
@@ -88,8 +87,8 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
     all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
     embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     counts = [len(chunks) for chunks, _ in chunked]
-    return [clip_output(model, e, l, starts, len(w))
-            for e, l, (_, starts), w in zip(embeddings.split(counts), logits.split(counts), chunked, waveforms)]
+    return [clip_output(model, e, g, starts, len(w))
+            for e, g, (_, starts), w in zip(embeddings.split(counts), logits.split(counts), chunked, waveforms)]
 
 
 @torch.inference_mode()
@@ -112,7 +111,7 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
         if was_training:
             model.train()
     embeddings = torch.cat([e for e, _ in outputs])
-    logits = torch.cat([l for _, l in outputs])
+    logits = torch.cat([g for _, g in outputs])
     return embeddings, logits
 
 
@@ -175,7 +174,7 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
         pending.extend(cut(buffer[next_start - buffer_start :], size, hop, n_chunks - done).numpy())
     run(final=True)
     embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
-    logits = torch.cat([l for _, l in results])[:n_chunks]
+    logits = torch.cat([g for _, g in results])[:n_chunks]
     starts = np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate
     return finite(clip_output(model, embeddings, logits, starts, total), path)
 

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from . import checkpoint
+from . import checkpoint, labels
 from . import embed as embedding
-from . import labels
 from .config import BRANCHES, NOT_FINGERPRINTED, DiverseEmbedConfig
 from .features import LogMel, MFCCFrames, SpectralPeaks, WaveformPatches
 from .neuralogram import MobileNetV1

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 # 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
 # (README, "Size and speed").

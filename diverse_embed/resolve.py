@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_weights, read_config
-from .errors import CheckpointError
 from .config import DEFAULT_MODEL, UNTRAINED, DiverseEmbedConfig
+from .errors import CheckpointError
 from .model import DiverseEmbedder
 
 

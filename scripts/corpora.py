@@ -26,9 +26,9 @@ import hashlib
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 AUDIO = (".wav", ".mp3", ".flac", ".ogg")
 DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}

@@ -47,7 +47,7 @@ def run(args: list) -> tuple[str, int, str]:
             code = main(list(map(str, args)))
     except SystemExit as stop:  # argparse: exit 2 with its usage line, or 0 for --help
         code = stop.code if isinstance(stop.code, int) else 2
-    except Exception as error:  # noqa: BLE001 -- an escaped exception is what a user sees as a traceback
+    except Exception as error:
         return "traceback", -1, f"{error!r}"
     said = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
     one_line = code != 2 or len(said) <= 1

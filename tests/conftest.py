@@ -134,3 +134,25 @@ def fsd50k(tmp_path_factory):
             write_wav(evaluation / f"{2000 + i}.wav", sound(labels), rate=44100)
             writer.writerow([str(2000 + i), ",".join(labels), ",".join(m for _, n, m in VOCABULARY if n in labels)])
     return root
+
+
+# Training options of a run that takes seconds: one epoch a phase, small batches, no workers.
+TINY = ["--neuralogram-epochs", "1", "--branch-epochs", "1", "--fusion-epochs", "2", "--batch-size", "8",
+        "--num-workers", "0", "--quiet"]
+
+
+def fake_wheel(path, seed=0, extra=None):
+    """A wheel holding what aisfx's does: a torch pickle of (state_dict, datasets) with numpy integers."""
+    import zipfile
+
+    from diverse_embed import teacher  # here: the package is imported after pytest_configure sets HOME
+    torch.manual_seed(seed)
+    network = teacher.SoundEffectsCNN()
+    state = {f"embedding_net.{k}": v for k, v in network.state_dict().items()}
+    state["fc.0.0.weight"] = torch.zeros(256, 512)  # the classifiers beside the network are not loaded
+    state.update(extra or {})
+    pickle = path.parent / "checkpoint.pth"
+    torch.save((state, {"PSE": (np.int64(0), np.int64(78))}), pickle)
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.write(pickle, teacher.CHECKPOINT_IN_WHEEL)
+    return path, network

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from badaudio import make_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from badaudio import make_corpus
 from conftest import REPO
 from diverse_embed.audio import AudioLoadError, find_audio_files, load_audio, prepare_waveform
 from diverse_embed.config import DiverseEmbedConfig

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import sine, write_wav
-from test_teacher import fake_wheel
+from conftest import fake_wheel, sine, write_wav
 
 pytest.importorskip("transformers")
 
-from benchmarks import final_chunk, fusion, generalization, linear_probe, retrieval, teacher_context  # noqa: E402
-from benchmarks.systems import tiny_clap  # noqa: E402
+from benchmarks import final_chunk, fusion, generalization, linear_probe, retrieval, teacher_context
+from benchmarks.systems import tiny_clap
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,7 @@ def test_esc50_cross_validation_uses_the_fold_before_for_validation():
 
     rng = np.random.default_rng(0)
     labels = [[i % 2] for i in range(50)]
-    x = np.array([[l[0] * 3.0, 0.0] for l in labels]) + rng.standard_normal((50, 2))
+    x = np.array([[label[0] * 3.0, 0.0] for label in labels]) + rng.standard_normal((50, 2))
     labelled = LabelledSet("toy", [f"{i}" for i in range(50)], labels, ["a", "b"], [str(i % 5 + 1) for i in range(50)])
     result = linear_probe.single_label_cv(x, labelled)
     assert list(result["per_fold"]) == ["1", "2", "3", "4", "5"] and result["mean"] > 0.8

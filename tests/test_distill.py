@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import sine, tiny_config
+from conftest import TINY, fake_wheel, sine, tiny_config
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main as cli_main
 from diverse_embed.teacher import chunk_windows
 from diverse_embed.training.distill import TeacherCache, neighbour_distillation, regression_distillation
-from test_teacher import fake_wheel
-from test_train import TINY
 
 
 def test_each_chunk_gets_the_teacher_window_centred_on_it():

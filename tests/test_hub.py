@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "hub"))
-import publish  # noqa: E402
+import publish
 
 CARD = """---
 license: cc-by-nc-4.0

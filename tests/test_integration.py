@@ -63,8 +63,7 @@ def test_duplicates_finds_takes_of_one_recording(esc50, tmp_path):
     benchmarks/results/duplicates.md)."""
     import itertools
 
-    from diverse_embed import resolve_model
-    from diverse_embed import AudioIndex
+    from diverse_embed import AudioIndex, resolve_model
 
     files = sorted((esc50 / "audio").glob("1-*"))
     model, name = resolve_model("diverse-embed-esc50")

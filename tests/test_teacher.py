@@ -9,25 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, sine
+from conftest import REPO, fake_wheel, sine
 from diverse_embed import teacher
 from diverse_embed.errors import CheckpointError
 
 REFERENCE = REPO / "tests" / "fixtures" / "aisfx_reference.json"
-
-
-def fake_wheel(path, seed=0, extra=None):
-    """A wheel holding what aisfx's does: a torch pickle of (state_dict, datasets) with numpy integers."""
-    torch.manual_seed(seed)
-    network = teacher.SoundEffectsCNN()
-    state = {f"embedding_net.{k}": v for k, v in network.state_dict().items()}
-    state["fc.0.0.weight"] = torch.zeros(256, 512)  # the classifiers beside the network are not loaded
-    state.update(extra or {})
-    pickle = path.parent / "checkpoint.pth"
-    torch.save((state, {"PSE": (np.int64(0), np.int64(78))}), pickle)
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.write(pickle, teacher.CHECKPOINT_IN_WHEEL)
-    return path, network
 
 
 def test_the_network_gives_one_512_vector_per_block():

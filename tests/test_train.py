@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from conftest import REPO
+from conftest import REPO, TINY
 from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
 from diverse_embed.cli import main as cli_main
 
@@ -18,8 +18,6 @@ from diverse_embed.cli import main as cli_main
 def train_main(argv: list[str]) -> int:
     return cli_main(["train", *argv])
 
-TINY = ["--neuralogram-epochs", "1", "--branch-epochs", "1", "--fusion-epochs", "2", "--batch-size", "8",
-        "--num-workers", "0", "--quiet"]
 
 
 def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
@@ -202,8 +200,8 @@ def test_softmax_for_single_label_data_and_its_prior():
 
     import torch
 
-    from diverse_embed.labels import Clip
     from diverse_embed.errors import DataError
+    from diverse_embed.labels import Clip
     from diverse_embed.training.data import ChunkDataset
     from diverse_embed.training.losses import label_prior_logits, resolve_loss
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..console import (CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown)
 from ..config import UNTRAINED
+from ..console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
 from ..options import positive_int
 from .index_types import INDEX_TYPES
 

@@ -9,9 +9,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import faiss
 import numpy as np
@@ -22,8 +22,14 @@ from ..embed import EmbeddingOutput
 from ..errors import CheckpointError
 from ..model import DiverseEmbedder
 from ..parallel import DEFAULT_BATCH_SIZE
-from .backends import (RefinedIndex, build_compressed_index, build_faiss_index, compressed_training_size, index_kind,
-                       set_search_parameters)
+from .backends import (
+    RefinedIndex,
+    build_compressed_index,
+    build_faiss_index,
+    compressed_training_size,
+    index_kind,
+    set_search_parameters,
+)
 from .duplicates import near_duplicate_groups
 from .index_types import check_index_type, index_type_for
 from .parquet import write_parquet
@@ -80,7 +86,7 @@ class AudioIndex(IndexStore):
         model_name: str | None = None,
         segments: bool = False,
         index_type: str = "auto",
-    ) -> "AudioIndex":
+    ) -> AudioIndex:
         """A new, empty index for vectors of `model` (default: the one `model_name` names, else the
         bundled default), recorded by its fingerprint and by a name that loads it again (`model_name`;
         default: the name it was loaded by, `model.name_or_path`)."""

@@ -9,7 +9,7 @@ holds every name's exact bytes (os.fsdecode(path_bytes) is the path Python opens
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa

@@ -116,7 +116,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def without_augmentation(self) -> "ChunkDataset":
+    def without_augmentation(self) -> ChunkDataset:
         """The same chunks at their fixed positions (for embedding the training set)."""
         plain = copy.copy(self)
         plain.crop_jitter = False

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import teacher as aisfx
 from ..config import DiverseEmbedConfig
 from ..files import atomic_write
 from ..labels import Clip
-from .. import teacher as aisfx
 from .data import AudioCache, ChunkDataset
 
 LOG = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class TeacherCache:
                 windows = aisfx.chunk_windows(audio, self.config)  # (n_chunks, 100, 96)
                 vectors = torch.cat([model.embed(w) for w in windows.split(batch_size)])  # (n_chunks, 512)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, lambda f: np.save(f, vectors.numpy().astype(np.float16)))
+                atomic_write(target, lambda f, vectors=vectors: np.save(f, vectors.numpy().astype(np.float16)))
                 computed += 1
         return computed
 

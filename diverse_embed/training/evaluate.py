@@ -8,8 +8,8 @@ Clip scores are the mean of the clip's chunk logits, as the method defines them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import safetensors.torch

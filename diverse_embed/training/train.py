@@ -21,9 +21,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ..config import DiverseEmbedConfig
 from ..distributed import Runtime
 from ..errors import DataError
-from ..config import DiverseEmbedConfig
 from ..model import DiverseEmbedder
 from ..parallel import plan
 from ..resolve import resolve_model

@@ -1,0 +1,53 @@
+"""Add a corpus of general labels to the training manifest: every clip once more, as speech, music,
+animal, nature, human (non-speech), domestic or urban.
+
+    python scripts/general_labels.py CORPORA/train.csv ../shared/data/esc50 CORPORA/train_general.csv
+
+The corpora's own labels are narrow (50 environmental sounds, 16 instruments, keywords, emotions)
+and each has its own softmax, so no head can say "this is speech" or "this is music". The general
+corpus is one more label space over the same clips: ESC-50's five major categories (its classes
+0-9, 10-19, ... 40-49), and a label for each other corpus's kind of sound. A clip that fits none
+(Precise's not-wake-word recordings: noise and speech mixed) is left out of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+ESC50_CATEGORIES = ["animal", "nature", "human", "domestic", "urban"]  # ESC-50's classes by tens
+KIND_OF_CORPUS = {"philharmonia": "music", "arabic-commands": "speech", "nemo": "speech", "wake-words": "speech",
+                  "precise": "speech", "infant-cries": "human", "asterisk-prompts": "speech"}
+LEFT_OUT = {("precise", "not-wake-word")}
+
+
+def esc50_categories(esc50: Path) -> dict[str, str]:
+    """ESC-50 class name -> its major category."""
+    with open(esc50 / "meta" / "esc50.csv", newline="") as f:
+        return {row["category"]: ESC50_CATEGORIES[int(row["target"]) // 10] for row in csv.DictReader(f)}
+
+
+def general_label(corpus: str, label: str, esc50: dict[str, str]) -> str | None:
+    if (corpus, label) in LEFT_OUT:
+        return None
+    return esc50[label] if corpus == "esc50" else KIND_OF_CORPUS.get(corpus)
+
+
+def main(argv: list[str]) -> int:
+    manifest, esc50_root, output = Path(argv[0]), Path(argv[1]), Path(argv[2])
+    categories = esc50_categories(esc50_root)
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    general = [{**row, "labels": found, "corpus": "general"} for row in rows
+               if (found := general_label(row["corpus"], row["labels"], categories))]
+    with open(output, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "labels", "split", "corpus"])
+        writer.writeheader()
+        writer.writerows(rows + general)
+    print(f"{output}: {len(rows)} clips, and {len(general)} of them again as corpus 'general'", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
