@@ -95,3 +95,22 @@ def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
         prompt = r["path"].split("_f_")[1].split("/", 1)[1]
         assert split.setdefault(prompt, r["split"]) == r["split"]  # "hello" in every language: one split
     assert corpora["debian_licences"](output / "asterisk-prompts" / "asterisk-core-sounds-en-wav") == ["CC-BY-SA-3.0"]
+
+
+def test_general_labels_add_every_clip_once_more_under_a_shared_label(tmp_path):
+    general = runpy.run_path(str(REPO / "scripts" / "general_labels.py"), run_name="general_labels")
+    (tmp_path / "esc50" / "meta").mkdir(parents=True)
+    (tmp_path / "esc50" / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category\n1-a.wav,1,0,dog\n1-b.wav,1,10,rain\n1-c.wav,1,45,train\n")
+    rows = [("/a/dog.wav", "dog", "train", "esc50"), ("/a/rain.wav", "rain", "test", "esc50"),
+            ("/a/train.wav", "train", "train", "esc50"), ("/b/oboe.mp3", "oboe", "train", "philharmonia"),
+            ("/c/yes.wav", "ok", "val", "arabic-commands"), ("/d/x.wav", "not-wake-word", "train", "precise")]
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "labels", "split", "corpus"), *rows])
+    assert general["main"]([str(tmp_path / "train.csv"), str(tmp_path / "esc50"), str(tmp_path / "out.csv")]) == 0
+    with open(tmp_path / "out.csv", newline="") as f:
+        written = [tuple(r.values()) for r in csv.DictReader(f)]
+    assert written[: len(rows)] == rows  # the corpora's own rows first, unchanged
+    assert written[len(rows):] == [("/a/dog.wav", "animal", "train", "general"), ("/a/rain.wav", "nature", "test", "general"),
+                                   ("/a/train.wav", "urban", "train", "general"), ("/b/oboe.mp3", "music", "train", "general"),
+                                   ("/c/yes.wav", "speech", "val", "general")]  # the mixed not-wake-word left out

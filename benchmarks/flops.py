@@ -1,0 +1,170 @@
+"""How far the model is from what the machine can do: floating-point operations per second of
+audio, per part, against the measured peak.
+
+    python -m benchmarks.flops [--model M] [--batch 64] [--repeats 20]
+
+For each part of the model (each branch's front end and transformer, the neuralogram's log-mel and
+MobileNet apart, the head): FLOPs per 1-s chunk, counted by torch's FlopCounterMode (matrix
+products, convolutions) plus the FFTs by hand (2.5 N log2 N per real frame of N points, which
+FlopCounterMode cannot see); its time per chunk (median of --repeats forward passes of --batch
+chunks, one thread, after a warm-up); and the achieved GFLOP/s. The peak: a 2048 x 2048 float32
+matrix product on one thread and on all, and bfloat16 where the CPU has it. Elementwise work
+(layer norms, softmax, GELU, peak picking) is not counted as FLOPs: it shows as time the
+arithmetic does not explain. Also the cost of what comes before the model: decoding a 44.1-kHz
+WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from diverse_embed import DEFAULT_MODEL
+from diverse_embed.audio import load_audio
+from diverse_embed.parallel import available_cores, torch_threads
+from diverse_embed.resolve import resolve_model
+
+from .systems import machine, write_results
+
+
+def counted_flops(function, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        function(x)
+    return counter.get_total_flops()
+
+
+def fft_flops(frames: int, n_fft: int) -> float:
+    """A real FFT of n_fft points: about 2.5 n log2 n operations."""
+    return frames * 2.5 * n_fft * math.log2(n_fft)
+
+
+def seconds_per_call(function, x: torch.Tensor, repeats: int) -> float:
+    function(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function(x)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def parts(model) -> dict[str, tuple]:
+    """name -> (function of the previous output, function's input maker, FFT FLOPs per chunk)."""
+    config, branches = model.config, model.branches
+    frames = config.chunk_samples // config.frame_hop_samples + 1  # centred STFT frames per chunk
+    mel = branches["neuralogram"].front_end[0] if "neuralogram" in branches else None
+    found = {}
+    for name, branch in branches.items():
+        transformer = lambda x, b=branch: b.final_norm(b.blocks(b.input_norm(b.input_projection(x)) + b.position)).mean(dim=1)  # noqa: E731
+        if name == "neuralogram":
+            found["neuralogram: log-mel"] = (mel, None, fft_flops(frames, mel.mel.spectrogram.spectrogram.n_fft))
+            found["neuralogram: MobileNet"] = (branch.front_end[1], mel, 0.0)
+        else:
+            n_fft = {"pitch": config.pitch.n_fft, "timbre": config.samples(config.timbre.window_ms)}.get(name)  # None: no FFT
+            found[f"{name}: front end"] = (branch.front_end, None, fft_flops(frames, n_fft) if n_fft else 0.0)
+        found[f"{name}: transformer"] = (transformer, branch.front_end, 0.0)
+    return found
+
+
+def peak(threads: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """GFLOP/s of a 2048 x 2048 matrix product."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    with torch_threads(threads):
+        seconds = seconds_per_call(lambda _: a @ b, a, repeats)
+    return 2 * 2048**3 / seconds / 1e9
+
+
+def has_bf16() -> bool:
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def before_the_model(repeats: int) -> dict[str, float]:
+    """Seconds per second of audio: decoding a 10-s 44.1-kHz WAV, and that plus resampling to 16 kHz."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.wav"
+        sf.write(path, (np.random.default_rng(0).standard_normal(441000) * 0.1).astype(np.float32), 44100, subtype="PCM_16")
+        with torch_threads(1):
+            decode = seconds_per_call(lambda _: sf.read(path, dtype="float32"), None, repeats) / 10
+            both = seconds_per_call(lambda _: load_audio(path), None, repeats) / 10
+    return {"decode": decode, "resample": both - decode}
+
+
+def measure(model, batch: int, repeats: int) -> dict:
+    chunks = torch.randn(batch, model.config.chunk_samples) * 0.1
+    rows = {}
+    with torch.no_grad(), torch_threads(1):
+        for name, (function, feed, fft) in parts(model).items():
+            x = feed(chunks) if feed is not None else chunks
+            flops = counted_flops(function, x[:1]) + fft  # per chunk
+            seconds = seconds_per_call(function, x, repeats) / batch  # per chunk
+            rows[name] = {"mflop_per_second_of_audio": flops / 1e6 / model.config.chunk_seconds,
+                          "ms_per_second_of_audio": 1000 * seconds / model.config.chunk_seconds,
+                          "gflop_per_s": flops / seconds / 1e9}
+        whole = seconds_per_call(lambda x: model(x), chunks, repeats) / batch
+        flops = counted_flops(lambda x: model(x), chunks[:1]) + sum(fft for _, _, fft in parts(model).values())
+    rows["whole model"] = {"mflop_per_second_of_audio": flops / 1e6, "ms_per_second_of_audio": 1000 * whole,
+                           "gflop_per_s": flops / whole / 1e9}
+    return rows
+
+
+def markdown(report: dict) -> str:
+    p = report["peak_gflop_per_s"]
+    lines = ["# FLOPs per second of audio, and the distance to the machine's peak", "",
+             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}", "",
+             "Peak (2048 x 2048 matrix product): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in p.items()) + ".", "",
+             f"Each part on one thread, batches of {report['batch']} chunks (1 s each), median of {report['repeats']}. "
+             "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
+             "not counted, so a part that is mostly elementwise shows a low rate.", "",
+             "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |",
+             "|---|---|---|---|---|"]
+    one = p["float32, 1 thread"]
+    for name, r in report["parts"].items():
+        lines.append(f"| {name} | {r['mflop_per_second_of_audio']:.1f} | {r['ms_per_second_of_audio']:.2f} | "
+                     f"{r['gflop_per_s']:.1f} | {r['gflop_per_s'] / one:.1%} |")
+    b = report["before_the_model"]
+    whole = report["parts"]["whole model"]["ms_per_second_of_audio"]
+    lines += ["", "Before the model, per second of audio (one thread): decoding a 44.1-kHz 16-bit WAV "
+              f"{1000 * b['decode']:.2f} ms, resampling it to 16 kHz {1000 * b['resample']:.2f} ms "
+              f"(the model: {whole:.2f} ms).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="flops", help="output file name without extension")
+    args = parser.parse_args(argv)
+    model, _ = resolve_model(args.model)
+    model.eval()
+    cores = available_cores()
+    peaks = {"float32, 1 thread": peak(1, torch.float32), f"float32, {cores} threads": peak(cores, torch.float32)}
+    if has_bf16():
+        peaks["bfloat16, 1 thread"] = peak(1, torch.bfloat16)
+    report = {"command": "python -m benchmarks.flops " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()})",
+              "batch": args.batch, "repeats": args.repeats, "peak_gflop_per_s": peaks,
+              "parts": measure(model, args.batch, args.repeats), "before_the_model": before_the_model(5)}
+    write_results(args.output_dir / args.name, report, markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
