@@ -85,7 +85,7 @@ def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
 def run_tag(args: argparse.Namespace) -> int:
     """The head's top labels per file (and per 1-s segment), per corpus with --corpus all: JSON Lines with --json."""
     from .audio import AudioLoadError
-    from .labels import clip_tags, label_groups, label_scores, largest_corpus, named_labels, top_labels
+    from .labels import clip_tags, label_groups, label_scores, named_labels, top_labels
 
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
@@ -95,10 +95,12 @@ def run_tag(args: argparse.Namespace) -> int:
         groups = label_groups(vocabulary, args.corpus)
     except ValueError as err:
         raise CommandError(f"model {model_name}: {err}") from None
-    if args.corpus is None and len(groups) == 1 and next(iter(groups)) and not args.quiet:
+    if args.corpus is None and next(iter(groups)) and not args.quiet:
         names = sorted({label.split("/", 1)[0] for label in vocabulary})
-        say(f"labels of corpus {largest_corpus(vocabulary)} (the model's largest label set); --corpus NAME for another "
-            f"({', '.join(names)}), --corpus all for every corpus, each on its own line")
+        shown = " and ".join(groups) + (" (the kind of sound, and the model's largest label set)" if len(groups) > 1
+                                        else " (the model's largest label set)")
+        say(f"labels of corpus {shown}; --corpus NAME for one ({', '.join(names)}), --corpus all for every corpus, "
+            "each on its own line")
     failed = 0
     for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
         if isinstance(output, AudioLoadError):

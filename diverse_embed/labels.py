@@ -123,18 +123,28 @@ def label_scores(logits: np.ndarray, vocabulary: list[str], problem_type: str | 
     return scores
 
 
+GENERAL = "general"  # the corpus of broad labels (scripts/general_labels.py)
+
+
 def largest_corpus(vocabulary: list[str]) -> str | None:
-    """The corpus with the most labels (ties: the last by name); None for one label space. Each
-    corpus's softmax is sure of its own labels, so `tag` shows one corpus unless told."""
+    """The corpus with the most labels (ties: the last by name); None for one label space."""
     corpora = label_corpora(vocabulary)
     return None if corpora is None else max(set(corpora), key=lambda name: (corpora.count(name), name))
 
 
 
+def default_corpora(vocabulary: list[str]) -> list[str]:
+    """The corpora `tag` shows unless told: the general one (speech, music, animal, ...: the kind of
+    sound) where the model has it, and the largest (each corpus's softmax is sure of its own labels,
+    so mixing them misleads)."""
+    largest = largest_corpus(vocabulary)
+    return [GENERAL, largest] if GENERAL in set(label_corpora(vocabulary)) and largest != GENERAL else [largest]
+
+
 def label_groups(vocabulary: list[str], corpus: str | None = None) -> dict[str, np.ndarray]:
-    """The labels to rank, grouped {corpus: label indices}: one group (the largest corpus unless
-    `corpus` names one), or every corpus's with corpus="all"; a model with one label space gives
-    {"": all}. ValueError says which corpora there are."""
+    """The labels to rank, grouped {corpus: label indices}: the default corpora (see
+    `default_corpora`) unless `corpus` names one, or every corpus's with corpus="all"; a model with
+    one label space gives {"": all}. ValueError says which corpora there are."""
     corpora = label_corpora(vocabulary)
     if corpora is None:
         if corpus not in (None, "all"):
@@ -143,10 +153,9 @@ def label_groups(vocabulary: list[str], corpus: str | None = None) -> dict[str, 
     names = sorted(set(corpora))
     if corpus == "all":
         return {name: np.flatnonzero(np.array(corpora) == name) for name in names}
-    corpus = corpus or largest_corpus(vocabulary)
-    if corpus not in names:
+    if corpus is not None and corpus not in names:
         raise ValueError(f"no corpus {corpus!r}: the model's corpora are {', '.join(names)}")
-    return {corpus: np.flatnonzero(np.array(corpora) == corpus)}
+    return {name: np.flatnonzero(np.array(corpora) == name) for name in ([corpus] if corpus else default_corpora(vocabulary))}
 
 
 def top_labels(scores: np.ndarray, vocabulary: list[str], groups: dict[str, np.ndarray],
@@ -176,8 +185,9 @@ def clip_tags(output, config, k: int = 5, corpus: str | None = None) -> dict[str
 def tag(model, audio, sample_rate: int | None = None, k: int = 5, corpus: str | None = None) -> list[dict]:
     """The head's k best labels for one clip, best first, as a Hugging Face audio-classification
     pipeline gives them: [{"label": "esc50/dog", "score": 0.93}, ...]. A multi-corpus model's scores
-    are probabilities within each corpus (each corpus has its own softmax), so one corpus is ranked:
-    the largest unless `corpus` names another; corpus="all" gives each corpus's k best, corpus by
-    corpus. `diverse-embed tag` prints the same."""
+    are probabilities within each corpus (each corpus has its own softmax), so each corpus is ranked
+    on its own, corpus by corpus: by default its general labels (speech, music, animal, ...) where
+    it has them, then its largest corpus's; `corpus` names one; corpus="all" gives every corpus's k
+    best. `diverse-embed tag` prints the same."""
     groups = clip_tags(model.embed(audio, sample_rate), model.config, k, corpus)
     return [{"label": label, "score": score} for found in groups.values() for label, score in found]

@@ -631,6 +631,24 @@ def test_tag_from_python_is_what_the_command_prints(tmp_path):
         DiverseEmbedder(DiverseEmbedConfig()).tag(load_audio(clip), 16000)
 
 
+def test_tag_shows_the_general_labels_beside_the_largest_corpus(tmp_path):
+    from diverse_embed import DiverseEmbedConfig, load_audio
+    from diverse_embed.labels import label_groups
+
+    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "general/speech", 4: "general/animal", 5: "nemo/joy"}
+    assert list(label_groups(list(labels.values()))) == ["general", "esc50"]  # the kind of sound, then the detail
+    assert list(label_groups(list(labels.values()), "nemo")) == ["nemo"]
+    torch.manual_seed(0)
+    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=6, id2label=labels, problem_type="single_label_classification"))
+    model.save_pretrained(tmp_path / "m")
+    clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
+    found = model.tag(load_audio(clip), 16000, k=1)
+    assert [t["label"].split("/")[0] for t in found] == ["general", "esc50"]
+    out = run_cli("tag", clip, "--model", tmp_path / "m", "-k", "1", "--json")
+    assert out.returncode == 0 and "labels of corpus general and esc50" in out.stderr
+    assert list(json.loads(out.stdout)["corpora"]) == ["general", "esc50"]
+
+
 def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path, caplog):
     """tests/fixtures/index_ff8bb69: three samples indexed with segments by main ff8bb69 with
     untrained-seed0, then noise_bursts.wav removed (a tombstone shard), as its command line did."""
