@@ -176,6 +176,7 @@ def test_a_file_changed_while_it_is_embedded_is_embedded_again(tmp_path):
     np.testing.assert_allclose(stored, model.embed_files([target], num_workers=0, progress=False)[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_outputs_that_cannot_be_written_fail_in_one_line_and_keep_the_old_file(tmp_path):
     import resource
     import subprocess
@@ -344,6 +345,7 @@ def test_a_damaged_index_is_one_line_and_exit_2(tmp_path, capsys, how):
         assert err.count("\n") == 1 and err.startswith("error: ") and "damaged" in err, err
 
 
+@pytest.mark.slow
 def test_a_damaged_faiss_file_is_never_trusted_and_add_rewrites_it(tmp_path, capsys, caplog):
     from diverse_embed.search.index import AudioIndex
 
@@ -392,6 +394,7 @@ def test_a_first_build_killed_before_its_manifest_is_resumed_and_leftovers_go(tm
     assert main(["index", "build", str(src), "-o", str(other), *UNTRAINED]) == 2
 
 
+@pytest.mark.slow
 def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     import threading
 
@@ -410,10 +413,10 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
         index.build()
 
     commit([f"/nowhere/{i}.wav" for i in range(50)])
-    done, failures = threading.Event(), []
+    done, failures, reads = threading.Event(), [], []
 
     def write():
-        for cycle in range(40):
+        for cycle in range(12):  # each commit adds a shard, and every open reads every shard's headers
             commit([f"/nowhere/new_{cycle}.wav"])
             index._commit([], [], AddReport(), removed=[f"/nowhere/new_{cycle}.wav"] if cycle % 2 else [])
             index.build()
@@ -424,6 +427,7 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
         while not done.is_set():
             try:
                 AudioIndex(tmp_path / "idx").search_vector(query, k=5)
+                reads.append(1)
             except Exception as err:  # any failure is the defect
                 failures.append(repr(err))
 
@@ -433,6 +437,7 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     for thread in threads:
         thread.join()
     assert not failures, failures[:3]
+    assert len(reads) > 12  # the readers did read while the writer committed
 
 
 def test_the_page_runs_only_its_own_script():

@@ -253,6 +253,7 @@ def test_sync_drops_a_link_whose_target_was_deleted(tmp_path):
     assert list(AudioIndex(tmp_path / "idx").files()) == [str(src / "a.wav")]
 
 
+@pytest.mark.slow
 def test_output_piped_into_a_reader_that_left_ends_quietly(tmp_path):
     src, idx = small_index(tmp_path)
     cli = f"{sys.executable} -m diverse_embed.cli"

@@ -58,6 +58,7 @@ def run_cli(*args):
                           text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_embed_command_embeds_the_good_and_names_the_bad(corpus, tmp_path):
     folder, cases = corpus
     out = run_cli("embed", folder, "--output", tmp_path / "e.npz", "-q", "--num-workers", "2",
@@ -70,6 +71,7 @@ def test_embed_command_embeds_the_good_and_names_the_bad(corpus, tmp_path):
         assert case.name in out.stderr and case.reason in out.stderr, case.name
 
 
+@pytest.mark.slow
 def test_index_build_indexes_the_good_and_lists_the_bad(corpus, tmp_path):
     from diverse_embed import AudioIndex
 

@@ -39,6 +39,7 @@ def tiny_setup(tmp_path_factory):
     return root, tiny_clap(root / "clap")
 
 
+@pytest.mark.slow
 def test_retrieval_smoke(tiny_setup, tmp_path):
     root, clap = tiny_setup
     retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
@@ -66,6 +67,7 @@ def test_no_clap_row_unless_run(tiny_setup, tmp_path):
     assert "not run" in (tmp_path / "retrieval_clips.md").read_text()
 
 
+@pytest.mark.slow
 def test_generalization_smoke(tiny_setup, tmp_path):
     root, _ = tiny_setup
     hits = tmp_path / "hits"
@@ -91,6 +93,7 @@ def test_generalization_smoke(tiny_setup, tmp_path):
     assert len(list((tmp_path / "cache").glob("*-aisfx-*.npy"))) == 2  # the peer's vectors, kept apart from the model's
 
 
+@pytest.mark.slow
 def test_teacher_context_keeps_only_the_chunk_in_the_chunk_alone_windows(tiny_setup, tmp_path):
     from diverse_embed.resolve import untrained_model
 
@@ -158,6 +161,7 @@ def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
         fusion.main([str(half), "--model", str(root / "model")])
 
 
+@pytest.mark.slow
 def test_linear_probe_smoke(tiny_setup, tmp_path):
     root, clap = tiny_setup
     linear_probe.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
@@ -178,6 +182,7 @@ def test_esc50_cross_validation_uses_the_fold_before_for_validation():
     assert list(result["per_fold"]) == ["1", "2", "3", "4", "5"] and result["mean"] > 0.8
 
 
+@pytest.mark.slow
 def test_speed_smoke(tmp_path):
     from benchmarks import speed
 
@@ -233,6 +238,7 @@ def test_init_from_benchmark_splits_five_categories_into_few_clips_and_held_out_
     assert len({path.split("-")[1] for path, label in train if label == "animals"}) == 10  # spread over its classes
 
 
+@pytest.mark.slow
 def test_onnx_speed_smoke(tmp_path):
     pytest.importorskip("onnxscript", reason="the export extra is not installed")
     from benchmarks import onnx_speed

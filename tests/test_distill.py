@@ -91,6 +91,7 @@ def test_the_regression_term_is_zero_when_the_map_predicts_the_teacher():
     assert float(regression_distillation(to_teacher(embedding), teacher).detach()) < first / 2
 
 
+@pytest.mark.slow
 def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
     cache = tmp_path / "cache"

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import REPO, sine, write_wav
 
+pytestmark = pytest.mark.slow  # subprocesses, an exporter or a browser: seconds each
+
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):

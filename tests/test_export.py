@@ -1,4 +1,4 @@
-"""The ONNX export: onnxruntime gives the package's vectors, the README's clip rule is the package's,
+"""The ONNX export: onnxruntime gives the package's vectors, the clip rule in docs/onnx.md is the package's,
 and the command fails like loading does. Needs the export extra (onnx, onnxscript, onnxruntime),
 which the test extra installs."""
 
@@ -18,6 +18,8 @@ from diverse_embed.cli import main
 from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.export import PARITY, export_onnx, max_differences, onnx_session
 from diverse_embed.model import DiverseEmbedder
+
+pytestmark = pytest.mark.slow  # subprocesses, an exporter or a browser: seconds each
 
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install '.[export]'")
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install '.[export]'")
@@ -67,16 +69,16 @@ def test_the_file_describes_itself_and_takes_any_batch(exported):
     assert [len(x) for x in together] == [3] * 6 and together[0].shape == (3, model.config.embedding_dim)
 
 
-def readme_clip_rule() -> str:
-    blocks = re.findall(r"```python\n(.+?)```", (REPO / "README.md").read_text(), re.S)
+def documented_clip_rule() -> str:
+    blocks = re.findall(r"```python\n(.+?)```", (REPO / "docs" / "onnx.md").read_text(), re.S)
     [block] = [b for b in blocks if "def embed(audio, rate)" in b]
     return block
 
 
-def test_the_readmes_clip_rule_is_the_packages(exported, tmp_path):
+def test_the_documented_clip_rule_is_the_packages(exported, tmp_path):
     model, path, _ = exported
     namespace = {"samples": SAMPLES}
-    exec(compile(readme_clip_rule().replace('"model.onnx"', repr(str(path))), "README clip rule", "exec"), namespace)
+    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md clip rule", "exec"), namespace)
     assert namespace["clip"]["embedding"].shape == (model.config.embedding_dim,)
     long = noise(5.00006)  # a last chunk of 1 sample: dropped, by the package's rule
     cases = [(long, 16000), (noise(0.3), 16000), (noise(3.7), 16000), (sine(330, 2.0, rate=44100), 44100),
@@ -88,7 +90,7 @@ def test_the_readmes_clip_rule_is_the_packages(exported, tmp_path):
         np.testing.assert_allclose(ours["logits"], package.logits, atol=PARITY)
         for name in model.config.branches:
             np.testing.assert_allclose(ours[name], package.branch_embeddings[name], atol=PARITY)
-    # The rule as written: the README's resampling is the package's.
+    # The rule as written: the documented resampling is the package's.
     from diverse_embed.audio import resample
 
     for rate in (44100, 8000, 48000, 22050):

@@ -33,6 +33,7 @@ def cli(*args, **kwargs):
     return [sys.executable, "-m", "diverse_embed.cli", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     folder = clips(tmp_path / "audio", 12, seconds=3.0)
     manifest = tmp_path / "m.csv"
@@ -65,6 +66,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_index_save_keeps_the_previous_index(tmp_path):
     first, second = clips(tmp_path / "first", 4), clips(tmp_path / "second", 40, offset=100)
     index_dir = tmp_path / "idx"
@@ -92,6 +94,7 @@ def test_a_full_disk_during_an_index_save_keeps_the_previous_index(tmp_path):
     assert len(AudioIndex(index_dir).files()) == 44 and len(set(AudioIndex(index_dir).table["path"])) == 44
 
 
+@pytest.mark.slow
 def test_two_processes_adding_at_once_both_land_once(tmp_path):
     a, b = clips(tmp_path / "a", 10), clips(tmp_path / "b", 10, offset=50)
     index_dir = tmp_path / "idx"

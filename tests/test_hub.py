@@ -32,6 +32,7 @@ def folder(tmp_path):
     return tmp_path / "hub"
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_committed_hub_folder():
     out = subprocess.run([sys.executable, str(REPO / "hub" / "publish.py"), "--repo-id", "someone/diverse-embed-esc50",
                           "--dry-run"], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})

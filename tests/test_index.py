@@ -182,6 +182,7 @@ def run_cli(*args, **kwargs):
                           text=True, cwd=REPO, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_build_info_search_json(collection, tmp_path):
     out = run_cli("index", "build", collection, "--output", tmp_path / "idx", "--segments", "-q")
     assert out.returncode == 0, out.stderr
@@ -200,6 +201,7 @@ def test_cli_build_info_search_json(collection, tmp_path):
     assert "added 0 file(s)" in again.stdout and "8 already indexed" in again.stdout
 
 
+@pytest.mark.slow
 def test_build_onto_an_index_of_other_files_says_so_and_the_same_build_resumes(collection, tmp_path):
     first = sorted(collection.iterdir())[:3]
     assert run_cli("index", "build", *first, "--output", tmp_path / "idx", "-q").returncode == 0
@@ -211,6 +213,7 @@ def test_build_onto_an_index_of_other_files_says_so_and_the_same_build_resumes(c
     assert again.returncode == 0 and "added 1 file(s)" in again.stdout and "3 already indexed" in again.stdout
 
 
+@pytest.mark.slow
 def test_an_index_records_a_model_name_that_loads_it_again(model, tmp_path):
     from diverse_embed.resolve import untrained_model
 
@@ -239,6 +242,7 @@ def test_an_index_records_a_model_name_that_loads_it_again(model, tmp_path):
     assert run_cli("search", tmp_path / "e", tmp_path / "q.wav", "--model", tmp_path / "saved").returncode == 0
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_to_the_same_index(tmp_path):
     files = tmp_path / "files"
     files.mkdir()
@@ -269,6 +273,7 @@ def test_killed_build_resumes_to_the_same_index(tmp_path):
     np.testing.assert_allclose(resumed.vectors()[order], whole.vectors()[np.argsort(whole.table["path"])], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_build_one_index(collection, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli",
@@ -389,6 +394,7 @@ def test_sync_adds_new_reembeds_changed_and_drops_vanished(model, tmp_path):
     assert (again.added, again.removed, again.unchanged) == ([], [], 5)
 
 
+@pytest.mark.slow
 def test_killed_sync_leaves_a_consistent_index_and_resumes(tmp_path):
     files = _folder_of_clips(tmp_path / "files", 4, seconds=4.0)
     assert run_cli("index", "build", files, "--output", tmp_path / "idx", "-q").returncode == 0
@@ -422,6 +428,7 @@ def test_killed_sync_leaves_a_consistent_index_and_resumes(tmp_path):
     np.testing.assert_allclose(resumed.vectors()[order], whole.vectors()[np.argsort(whole.table["path"])], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_remove_and_sync_commands(collection, tmp_path):
     files = tmp_path / "files"
     files.mkdir()
@@ -464,6 +471,7 @@ def _fill(index, vectors, first=0, shard_rows=4000):
         index._commit(rows, [], AddReport())
 
 
+@pytest.mark.slow
 def test_compressed_index_reranks_with_exact_vectors_from_disk(model, tmp_path):
     vectors, queries = _clustered(12_000, seed=1), _clustered(12_000 + 50, seed=1)[12_000:]
     index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", index_type="compressed")
@@ -493,6 +501,7 @@ def test_too_few_vectors_for_the_compressed_type_fall_back_to_exact(model, colle
 
 # ----- Parquet -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, collection, tmp_path):
     import duckdb
     import pyarrow.parquet as pq
@@ -528,6 +537,7 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
 
 # ----- duplicates and tags ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_path):
     files = tmp_path / "files"
     files.mkdir()
@@ -551,6 +561,7 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
     assert AudioIndex(tmp_path / "idx").duplicates(threshold=1.01) == []
 
 
+@pytest.mark.slow
 def test_tag_prints_the_heads_top_labels(tmp_path):
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
     out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "-q")
@@ -567,6 +578,7 @@ def test_tag_prints_the_heads_top_labels(tmp_path):
     assert untrained.returncode == 2 and "no label names" in untrained.stderr
 
 
+@pytest.mark.slow
 def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
     from diverse_embed import DiverseEmbedConfig
 
@@ -582,6 +594,7 @@ def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
     assert sum(scores) > 1.0  # each label on its own (sigmoid), not shares of one (softmax)
 
 
+@pytest.mark.slow
 def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
     from diverse_embed import DiverseEmbedConfig
 
@@ -608,6 +621,7 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
     assert unknown.returncode == 2 and "esc50, speech" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_tag_from_python_is_what_the_command_prints(tmp_path):
     from diverse_embed import DiverseEmbedConfig, load_audio
 

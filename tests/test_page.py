@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO, sine, write_wav
 
+pytestmark = pytest.mark.slow  # subprocesses, an exporter or a browser: seconds each
+
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
 # Flags of a browser on a closed network: no background calls home, no sandbox as root.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",

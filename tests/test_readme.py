@@ -43,6 +43,7 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.+?)```", (REPO / "README.md").read_text(), re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", range(4))
 def test_every_python_block_of_the_readme_runs_alone_as_a_script(number, tmp_path):
     """Each block as a reader copies it: into a file of its own, run by a fresh Python in an empty

@@ -20,6 +20,7 @@ def train_main(argv: list[str]) -> int:
 
 
 
+@pytest.mark.slow
 def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     out = tmp_path / "run"
     train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out),
@@ -58,6 +59,7 @@ def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights(fsd50k, tmp_path):
     common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
               "--branches", "timbre,waveform", "--checkpoint-every", "2", *TINY, "--branch-epochs", "2"]
@@ -72,6 +74,7 @@ def test_resume_gives_the_same_weights(fsd50k, tmp_path):
     assert all((a[k] == b[k]).all() for k in a), [k for k in a if not (a[k] == b[k]).all()][:5]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_job_writes_a_loadable_model(fsd50k, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli", "train",
@@ -316,6 +319,7 @@ def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
                        "--corpus-weights", "cats=1"]) == 2
 
 
+@pytest.mark.slow
 def test_a_training_script_needs_no_main_guard(fsd50k, tmp_path):
     """Run as a file, as the README's training block is: decoding into the cache must not start
     processes that import the script again (multiprocessing's "bootstrapping phase" error)."""
