@@ -240,3 +240,25 @@ def test_an_unknown_name_fails_at_once_with_one_line(monkeypatch):
         resolve_model("diverse-embed-esc5")  # a typo: no folder, no bundled model, no network here
     assert time.perf_counter() - started < 15  # huggingface_hub alone retries for ~30 s
     assert "\n" not in str(error.value) and "diverse-embed-esc50" in str(error.value)  # names what there is
+
+
+def test_a_corpus_head_taken_from_another_run_leaves_the_other_corpora_as_they_were(tmp_path):
+    import runpy
+
+    from conftest import REPO
+
+    add = runpy.run_path(str(REPO / "scripts" / "add_corpus_head.py"), run_name="add_corpus_head")
+    torch.manual_seed(5)
+    base = DiverseEmbedder(tiny_config(num_labels=3, id2label={0: "esc50/dog", 1: "esc50/rain", 2: "nemo/joy"})).eval()
+    run = DiverseEmbedder(tiny_config(num_labels=5, id2label={0: "esc50/dog", 1: "esc50/rain", 2: "general/music",
+                                                              3: "general/speech", 4: "nemo/joy"})).eval()
+    run.branches.load_state_dict(base.branches.state_dict())  # trained on the same frozen branches
+    merged = add["with_corpus"](base, run, "general")
+    clip = noise(2.0)
+    assert merged.fingerprint() == base.fingerprint()
+    assert merged.tag(clip, 16000, k=2, corpus="esc50") == base.tag(clip, 16000, k=2, corpus="esc50")
+    assert merged.tag(clip, 16000, k=1, corpus="nemo") == base.tag(clip, 16000, k=1, corpus="nemo")
+    assert merged.tag(clip, 16000, k=2, corpus="general") == run.tag(clip, 16000, k=2, corpus="general")
+    other = DiverseEmbedder(run.config)  # other branches: its head reads other vectors
+    with pytest.raises(SystemExit, match="branches differ"):
+        add["with_corpus"](base, other, "general")
