@@ -12,10 +12,13 @@
 # the teacher cache about 15-28 minutes (two 1-thread processes), stage 2 27-66 minutes.
 #
 #   stage 1, WORK/run:    diverse-embed-multi, every part trained from scratch on seven corpora
-#   stage 2, WORK/run-v2: diverse-embed-multi-v2, stage 1's MobileNet and neuralogram transformer
-#                         retrained to also regress the teacher's vectors (W = 32), then the heads
+#   stage 2, WORK/run-v2: stage 1's MobileNet and neuralogram transformer retrained to also
+#                         regress the teacher's vectors (W = 32), then the heads
+#   stage 3, WORK/default: diverse-embed-multi-v2, stage 2 with the general labels (speech, music,
+#                         animal, ...) added: a head fitted on its frozen branches (WORK/run-general),
+#                         whose general rows join stage 2's head
 #
-# Then: python scripts/bundle_checkpoint.py WORK/run-v2 --name diverse-embed-multi-v2 --check-audio ESC50/audio
+# Then: python scripts/bundle_checkpoint.py WORK/default --name diverse-embed-multi-v2 --check-audio ESC50/audio
 set -euo pipefail
 repos="$1" esc50="$2" work="$3" teacher="${4:-}"
 common=(--dataset csv --manifest "$work/corpora/train.csv" --audio-root / --allow-outside-root
@@ -46,3 +49,9 @@ import json, sys
 config = json.load(open(sys.argv[1])); config["min_final_chunk_seconds"] = 0.5
 json.dump(config, open(sys.argv[1], "w"), indent=2, sort_keys=True)
 PY
+# Stage 3: every training clip once more under a general label, at most GENERAL_CAP training clips
+# of each (speech and music would otherwise drown ESC-50's 240 clips per category).
+python scripts/general_labels.py "$work/corpora/train.csv" "$esc50" "$work/corpora/train_general.csv" --cap "${GENERAL_CAP:-1200}"
+diverse-embed train "${common[@]}" --manifest "$work/corpora/train_general.csv" --output "$work/run-general" \
+    --init-from "$work/run-v2" --fusion-epochs 4
+python scripts/add_corpus_head.py "$work/run-v2" "$work/run-general" general "$work/default"
