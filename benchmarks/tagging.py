@@ -48,7 +48,7 @@ def esc50_report(model, root: Path, folds: list[str]) -> dict:
         given = top_labels(model, clips, "general")
         report["general_top1"] = float(np.mean([a == b for a, b in zip(given, truth)]))
         report["general_per_category"] = {c: float(np.mean([g == c for g, t in zip(given, truth) if t == c]))
-                                          for c in ESC50_CATEGORIES}
+                                          for c in ESC50_CATEGORIES if c in truth}
     return report
 
 
@@ -66,7 +66,8 @@ def markdown(report: dict) -> str:
     if "general_top1" in e:
         lines.append(f"| general, against ESC-50's major category | {e['general_top1']:.3f} |")
         lines += ["", "| category | " + " | ".join(ESC50_CATEGORIES) + " |", "|---|" + "---|" * 5,
-                  "| general top-1 | " + " | ".join(f"{e['general_per_category'][c]:.3f}" for c in ESC50_CATEGORIES) + " |"]
+                  "| general top-1 | " + " | ".join(f"{e['general_per_category'][c]:.3f}" if c in e["general_per_category"]
+                                                    else "no clips" for c in ESC50_CATEGORIES) + " |"]
     if report["expect"]:
         lines += ["", "Sets never seen, and the general label expected of them:", "",
                   "| set | clips | expected | share tagged so | tagged most often |", "|---|---|---|---|---|"]

@@ -253,3 +253,39 @@ def test_onnx_speed_smoke(tmp_path):
     assert set(speeds) == {"arrays, 1 per call", "2 files"} and all(v > 0 for row in speeds.values() for v in row.values())
     assert report["max_difference"] < 1e-4 and 0 < report["operator_shares"]["STFT"] < 1
     assert "one core busy" in (tmp_path / "onnx.md").read_text()
+
+
+def test_flops_smoke(tmp_path):
+    from benchmarks import flops
+
+    flops.main(["--model", "untrained-seed0", "--batch", "2", "--repeats", "1", "--output-dir", str(tmp_path)])
+    report = json.loads((tmp_path / "flops.json").read_text())
+    parts = report["parts"]
+    assert {"pitch: front end", "neuralogram: MobileNet", "neuralogram: transformer", "whole model"} <= set(parts)
+    counted = sum(p["mflop_per_second_of_audio"] for name, p in parts.items() if name != "whole model")
+    assert 150 < parts["whole model"]["mflop_per_second_of_audio"] and counted <= parts["whole model"]["mflop_per_second_of_audio"]
+    assert report["peak_gflop_per_s"]["float32, 1 thread"] > 0 and "| whole model |" in (tmp_path / "flops.md").read_text()
+
+
+@pytest.mark.slow
+def test_tagging_smoke(tmp_path):
+    from benchmarks import tagging
+    from diverse_embed import DiverseEmbedConfig, DiverseEmbedder
+
+    root = tmp_path / "esc50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = ["filename,fold,target,category"]
+    for i, (target, category) in enumerate([(0, "dog"), (10, "rain"), (0, "dog"), (10, "rain")]):
+        write_wav(root / "audio" / f"{i}.wav", sine(300 + 200 * target, 1.0))
+        rows.append(f"{i}.wav,{4 + i % 2},{target},{category}")
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "general/animal", 3: "general/nature", 4: "general/speech"}
+    DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels)).save_pretrained(tmp_path / "m")
+    (tmp_path / "speech.csv").write_text("path,labels\nesc50/audio/0.wav,speech\n")
+    tagging.main(["--esc50", str(root), "--model", str(tmp_path / "m"), "--output-dir", str(tmp_path),
+                  "--expect", f"{tmp_path / 'speech.csv'}=speech"])
+    report = json.loads((tmp_path / "tagging.json").read_text())
+    assert report["esc50"]["clips"] == 4 and 0 <= report["esc50"]["esc50_top1"] <= 1
+    assert set(report["esc50"]["general_per_category"]) == {"animal", "nature"}  # the categories it has clips of
+    assert report["expect"]["speech"]["clips"] == 1
