@@ -567,13 +567,15 @@ def test_tag_prints_the_heads_top_labels(tmp_path):
     out = run_cli("tag", clip, "-k", "3", "--segments", "--json", "-q")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
-    assert record["path"] == str(clip) and len(record["labels"]) == 3
-    assert all(label["label"].startswith("esc50/") for label in record["labels"])  # the default's broadest corpus
-    scores = [label["score"] for label in record["labels"]]
-    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # that corpus's softmax
+    assert record["path"] == str(clip) and list(record["corpora"]) == ["general", "esc50"]  # the default's two
+    for corpus, labels in record["corpora"].items():
+        assert len(labels) == 3 and all(label["label"].startswith(f"{corpus}/") for label in labels)
+        scores = [label["score"] for label in labels]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001  # that corpus's softmax
     assert [(s["start"], s["end"]) for s in record["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
-    text = run_cli("tag", clip, "-q").stdout
-    assert text.startswith(f"{clip}: ") and text.count(",") == 4  # five labels by default
+    text = run_cli("tag", clip, "-q").stdout.splitlines()
+    assert text[0] == f"{clip}:" and [line.split(":")[0].strip() for line in text[1:]] == ["general", "esc50"]
+    assert all(line.count(",") == 4 for line in text[1:])  # five labels of each by default
     untrained = run_cli("tag", clip, "--model", "untrained-seed0", "-q")
     assert untrained.returncode == 2 and "no label names" in untrained.stderr
 
