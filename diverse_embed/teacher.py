@@ -36,8 +36,6 @@ BLOCK_FRAMES = 100  # one vector per 100 frames, 2.32 s
 LOG_SCALE = 9.457798957824707  # aisfx's spectrogram maximum over its training data
 WIDTH = 512
 CHECKPOINT_IN_WHEEL = "aisfx/models/checkpoint.pth"
-CREDIT = ("aisfx 0.1.2, Ma & Lerch, 'Representation Learning for the Automatic Indexing of Sound "
-          "Effects Libraries', ISMIR 2022; pretrained model CC BY 4.0")
 
 
 class ConvBlock(nn.Module):

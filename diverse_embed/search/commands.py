@@ -61,7 +61,8 @@ def add_index_commands(index) -> None:
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
     build.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
                        help="flat (exact); hnsw (approximate, in RAM); compressed (codes in RAM, exact re-ranking "
-                            "from disk, for collections larger than RAM); auto picks by size (default)")
+                            "from disk, for collections larger than RAM); ivfpq (codes only, low recall: kept for old indexes); "
+                            "auto picks by size (default)")
     add_model_arguments(build)
     add_embedding_arguments(build, commits=True)
     build.set_defaults(run=run_index_build)
