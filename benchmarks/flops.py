@@ -106,8 +106,9 @@ def before_the_model(repeats: int) -> dict[str, float]:
 def measure(model, batch: int, repeats: int) -> dict:
     chunks = torch.randn(batch, model.config.chunk_samples) * 0.1
     rows = {}
+    found = parts(model)
     with torch.no_grad(), torch_threads(1):
-        for name, (function, feed, fft) in parts(model).items():
+        for name, (function, feed, fft) in found.items():
             x = feed(chunks) if feed is not None else chunks
             flops = counted_flops(function, x[:1]) + fft  # per chunk
             seconds = seconds_per_call(function, x, repeats) / batch  # per chunk
@@ -115,7 +116,7 @@ def measure(model, batch: int, repeats: int) -> dict:
                           "ms_per_second_of_audio": 1000 * seconds / model.config.chunk_seconds,
                           "gflop_per_s": flops / seconds / 1e9}
         whole = seconds_per_call(lambda x: model(x), chunks, repeats) / batch
-        flops = counted_flops(lambda x: model(x), chunks[:1]) + sum(fft for _, _, fft in parts(model).values())
+        flops = counted_flops(lambda x: model(x), chunks[:1]) + sum(fft for _, _, fft in found.values())
     rows["whole model"] = {"mflop_per_second_of_audio": flops / 1e6, "ms_per_second_of_audio": 1000 * whole,
                            "gflop_per_s": flops / whole / 1e9}
     return rows

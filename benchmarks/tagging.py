@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import shlex
 import sys
 from pathlib import Path
@@ -22,30 +21,27 @@ from pathlib import Path
 import numpy as np
 
 from diverse_embed import DEFAULT_MODEL
-from diverse_embed.labels import clip_tags, label_corpora
+from diverse_embed.labels import ESC50_CATEGORIES, GENERAL, clip_tags, esc50_categories, label_corpora
 from diverse_embed.resolve import resolve_model
 
 from .systems import esc50, load_clips, machine, manifest, write_results
 
-ESC50_CATEGORIES = ["animal", "nature", "human", "domestic", "urban"]  # its classes by tens (scripts/general_labels.py)
 
-
-def top_labels(model, clips: list[np.ndarray], corpus: str) -> list[str]:
-    """Each clip's best label within `corpus`, without the corpus prefix."""
-    outputs = model.embed_batch(clips, model.config.sample_rate)
-    return [clip_tags(out, model.config, 1, corpus)[corpus][0][0].split("/", 1)[1] for out in outputs]
+def best_labels(outputs: list, config, corpus: str) -> list[str]:
+    """Each embedded clip's best label within `corpus`, without the corpus prefix."""
+    return [clip_tags(out, config, 1, corpus)[corpus][0][0].split("/", 1)[1] for out in outputs]
 
 
 def esc50_report(model, root: Path, folds: list[str]) -> dict:
     labelled = esc50(root, folds)
-    clips = load_clips(labelled)
+    outputs = model.embed_batch(load_clips(labelled), model.config.sample_rate)  # once, for every label set
     names = [labelled.vocabulary[labels[0]] for labels in labelled.labels]
-    report = {"clips": len(clips), "esc50_top1": float(np.mean([a == b for a, b in zip(top_labels(model, clips, "esc50"), names)]))}
-    if "general" in set(label_corpora(model.config.label_names()) or []):
-        with open(root / "meta" / "esc50.csv", newline="") as f:
-            target = {row["category"]: int(row["target"]) for row in csv.DictReader(f)}
-        truth = [ESC50_CATEGORIES[target[name] // 10] for name in names]
-        given = top_labels(model, clips, "general")
+    given = best_labels(outputs, model.config, "esc50")
+    report = {"clips": len(outputs), "esc50_top1": float(np.mean([a == b for a, b in zip(given, names)]))}
+    if GENERAL in set(label_corpora(model.config.label_names()) or []):
+        category = esc50_categories(root / "meta" / "esc50.csv")
+        truth = [category[name] for name in names]
+        given = best_labels(outputs, model.config, GENERAL)
         report["general_top1"] = float(np.mean([a == b for a, b in zip(given, truth)]))
         report["general_per_category"] = {c: float(np.mean([g == c for g, t in zip(given, truth) if t == c]))
                                           for c in ESC50_CATEGORIES if c in truth}
@@ -53,7 +49,7 @@ def esc50_report(model, root: Path, folds: list[str]) -> dict:
 
 
 def expect_report(model, csv: Path, label: str) -> dict:
-    given = top_labels(model, load_clips(manifest(csv)), "general")
+    given = best_labels(model.embed_batch(load_clips(manifest(csv)), model.config.sample_rate), model.config, GENERAL)
     return {"clips": len(given), "expected": label, "share": float(np.mean([g == label for g in given])),
             "given": dict(collections.Counter(given).most_common(4))}
 

@@ -85,7 +85,7 @@ def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
 def run_tag(args: argparse.Namespace) -> int:
     """The head's top labels per file (and per 1-s segment), per corpus with --corpus all: JSON Lines with --json."""
     from .audio import AudioLoadError
-    from .labels import clip_tags, label_groups, label_scores, named_labels, top_labels
+    from .labels import label_corpora, label_groups, label_scores, named_labels, top_labels
 
     paths = find_inputs(args.inputs)
     model, model_name = load_model(args.model, args.device, args.quiet)
@@ -96,7 +96,7 @@ def run_tag(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CommandError(f"model {model_name}: {err}") from None
     if args.corpus is None and next(iter(groups)) and not args.quiet:
-        names = sorted({label.split("/", 1)[0] for label in vocabulary})
+        names = sorted(set(label_corpora(vocabulary)))
         shown = " and ".join(groups) + (" (the kind of sound, and the model's largest label set)" if len(groups) > 1
                                         else " (the model's largest label set)")
         say(f"labels of corpus {shown}; --corpus NAME for one ({', '.join(names)}), --corpus all for every corpus, "
@@ -109,12 +109,11 @@ def run_tag(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"path": str(path), "error": output.reason}))
             continue
-        labels = clip_tags(output, config, args.k, args.corpus)
-        segments = []
-        if args.segments:
-            scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
-            segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top_labels(row, vocabulary, groups, args.k))
-                        for t, row in zip(output.chunk_times, scores)]
+        # As model.tag (labels.clip_tags) does: the clip's scores are the mean of its chunks'.
+        scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
+        labels = top_labels(scores.mean(axis=0), vocabulary, groups, args.k)
+        segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top_labels(row, vocabulary, groups, args.k))
+                    for t, row in zip(output.chunk_times, scores)] if args.segments else []
         print_tags(path, labels, segments, args.json)
     return 1 if failed else 0
 

@@ -124,13 +124,19 @@ def label_scores(logits: np.ndarray, vocabulary: list[str], problem_type: str | 
 
 
 GENERAL = "general"  # the corpus of broad labels (scripts/general_labels.py)
+ESC50_CATEGORIES = ("animal", "nature", "human", "domestic", "urban")  # ESC-50's major categories: its classes by tens
+
+
+def esc50_categories(meta_csv: str | os.PathLike) -> dict[str, str]:
+    """ESC-50's meta/esc50.csv -> each class name's major category (general label)."""
+    with open(meta_csv, newline="") as f:
+        return {row["category"]: ESC50_CATEGORIES[int(row["target"]) // 10] for row in csv.DictReader(f)}
 
 
 def largest_corpus(vocabulary: list[str]) -> str | None:
     """The corpus with the most labels (ties: the last by name); None for one label space."""
     corpora = label_corpora(vocabulary)
     return None if corpora is None else max(set(corpora), key=lambda name: (corpora.count(name), name))
-
 
 
 def default_corpora(vocabulary: list[str]) -> list[str]:
@@ -151,11 +157,10 @@ def label_groups(vocabulary: list[str], corpus: str | None = None) -> dict[str, 
             raise ValueError(f"no corpus {corpus!r}: the model has one label space")
         return {"": np.arange(len(vocabulary))}
     names = sorted(set(corpora))
-    if corpus == "all":
-        return {name: np.flatnonzero(np.array(corpora) == name) for name in names}
-    if corpus is not None and corpus not in names:
+    if corpus not in (None, "all", *names):
         raise ValueError(f"no corpus {corpus!r}: the model's corpora are {', '.join(names)}")
-    return {name: np.flatnonzero(np.array(corpora) == name) for name in ([corpus] if corpus else default_corpora(vocabulary))}
+    shown = names if corpus == "all" else [corpus] if corpus else default_corpora(vocabulary)
+    return {name: np.flatnonzero(np.array(corpora) == name) for name in shown}
 
 
 def top_labels(scores: np.ndarray, vocabulary: list[str], groups: dict[str, np.ndarray],

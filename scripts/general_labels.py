@@ -21,16 +21,11 @@ import hashlib
 import sys
 from pathlib import Path
 
-ESC50_CATEGORIES = ["animal", "nature", "human", "domestic", "urban"]  # ESC-50's classes by tens
+from diverse_embed.labels import esc50_categories
+
 KIND_OF_CORPUS = {"philharmonia": "music", "arabic-commands": "speech", "nemo": "speech", "wake-words": "speech",
                   "precise": "speech", "infant-cries": "human", "asterisk-prompts": "speech"}
 LEFT_OUT = {("precise", "not-wake-word")}
-
-
-def esc50_categories(esc50: Path) -> dict[str, str]:
-    """ESC-50 class name -> its major category."""
-    with open(esc50 / "meta" / "esc50.csv", newline="") as f:
-        return {row["category"]: ESC50_CATEGORIES[int(row["target"]) // 10] for row in csv.DictReader(f)}
 
 
 def general_label(corpus: str, label: str, esc50: dict[str, str]) -> str | None:
@@ -43,13 +38,15 @@ def capped(rows: list[dict], cap: int | None) -> list[dict]:
     """At most `cap` training rows per label (the lowest hashes of their paths); other splits whole."""
     if cap is None:
         return rows
-    order = sorted(rows, key=lambda row: hashlib.sha1(row["path"].encode()).hexdigest())
+    order = sorted(range(len(rows)), key=lambda i: hashlib.sha1(rows[i]["path"].encode()).hexdigest())
     kept, seen = set(), collections.Counter()
-    for row in order:
-        if row["split"] != "train" or seen[row["labels"]] < cap:
-            seen[row["labels"]] += row["split"] == "train"
-            kept.add(id(row))
-    return [row for row in rows if id(row) in kept]
+    for i in order:
+        label, training = rows[i]["labels"], rows[i]["split"] == "train"
+        if training and seen[label] == cap:
+            continue
+        seen[label] += training
+        kept.add(i)
+    return [row for i, row in enumerate(rows) if i in kept]
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +57,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cap", type=int, help="at most this many training clips of each general label")
     args = parser.parse_args(argv)
     manifest, output = args.manifest, args.output
-    categories = esc50_categories(args.esc50)
+    categories = esc50_categories(args.esc50 / "meta" / "esc50.csv")
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
     general = capped([{**row, "labels": found, "corpus": "general"} for row in rows

@@ -561,6 +561,17 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
     assert AudioIndex(tmp_path / "idx").duplicates(threshold=1.01) == []
 
 
+def multi_corpus_tagger(folder, labels: list[str]) -> DiverseEmbedder:
+    """A random model whose head names `labels` ("corpus/label"), saved to `folder`, a softmax per corpus."""
+    from diverse_embed import DiverseEmbedConfig
+
+    torch.manual_seed(0)
+    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                               problem_type="single_label_classification"))
+    model.save_pretrained(folder)
+    return model
+
+
 @pytest.mark.slow
 def test_tag_prints_the_heads_top_labels(tmp_path):
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
@@ -598,12 +609,7 @@ def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
 
 @pytest.mark.slow
 def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
-    from diverse_embed import DiverseEmbedConfig
-
-    torch.manual_seed(0)
-    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "speech/yes", 4: "speech/no"}
-    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels, problem_type="single_label_classification"))
-    model.save_pretrained(tmp_path / "corpora")
+    multi_corpus_tagger(tmp_path / "corpora", ["esc50/dog", "esc50/rain", "esc50/siren", "speech/yes", "speech/no"])
     clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
     broadest = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--json")
     assert broadest.returncode == 0 and "labels of corpus esc50" in broadest.stderr  # the largest label set
@@ -627,10 +633,7 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
 def test_tag_from_python_is_what_the_command_prints(tmp_path):
     from diverse_embed import DiverseEmbedConfig, load_audio
 
-    torch.manual_seed(0)
-    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "speech/yes", 4: "speech/no"}
-    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels, problem_type="single_label_classification"))
-    model.save_pretrained(tmp_path / "corpora")
+    multi_corpus_tagger(tmp_path / "corpora", ["esc50/dog", "esc50/rain", "esc50/siren", "speech/yes", "speech/no"])
     model = DiverseEmbedder.from_pretrained(tmp_path / "corpora")
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
     for corpus in (None, "all", "speech"):
@@ -648,15 +651,13 @@ def test_tag_from_python_is_what_the_command_prints(tmp_path):
 
 
 def test_tag_shows_the_general_labels_beside_the_largest_corpus(tmp_path):
-    from diverse_embed import DiverseEmbedConfig, load_audio
+    from diverse_embed import load_audio
     from diverse_embed.labels import label_groups
 
-    labels = {0: "esc50/dog", 1: "esc50/rain", 2: "esc50/siren", 3: "general/speech", 4: "general/animal", 5: "nemo/joy"}
-    assert list(label_groups(list(labels.values()))) == ["general", "esc50"]  # the kind of sound, then the detail
-    assert list(label_groups(list(labels.values()), "nemo")) == ["nemo"]
-    torch.manual_seed(0)
-    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=6, id2label=labels, problem_type="single_label_classification"))
-    model.save_pretrained(tmp_path / "m")
+    labels = ["esc50/dog", "esc50/rain", "esc50/siren", "general/speech", "general/animal", "nemo/joy"]
+    assert list(label_groups(labels)) == ["general", "esc50"]  # the kind of sound, then the detail
+    assert list(label_groups(labels, "nemo")) == ["nemo"]
+    model = multi_corpus_tagger(tmp_path / "m", labels)
     clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
     found = model.tag(load_audio(clip), 16000, k=1)
     assert [t["label"].split("/")[0] for t in found] == ["general", "esc50"]
