@@ -7,6 +7,7 @@ windowed for the HEAR API.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -61,6 +62,24 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioLoadError(path, "zero samples")
     check_rate(info.samplerate, path)
     return info
+
+
+def decode_bytes(data: bytes, name: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A file's bytes (read from an object store, say) decoded as `load_audio` decodes the file:
+    mono float32 (samples,) at `sample_rate`, or AudioLoadError naming `name`."""
+    if not data:
+        raise AudioLoadError(name, "empty file (0 bytes)")
+    try:
+        info = sf.info(io.BytesIO(data))
+        if _declares_more_data_than_present(info):
+            raise AudioLoadError(name, "truncated: the file ends before the data its header declares")
+        if info.frames <= 0:
+            raise AudioLoadError(name, "zero samples")
+        check_rate(info.samplerate, name)
+        audio = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0]  # (frames, channels)
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
+        raise AudioLoadError(name, f"not readable as audio, or corrupt ({err})") from None
+    return prepare_waveform(audio.mean(axis=1), info.samplerate, sample_rate, source=name)
 
 
 # libsndfile copies a file name into a buffer of 1,024 bytes; Linux allows paths of 4,096.

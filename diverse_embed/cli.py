@@ -23,8 +23,11 @@ from .options import positive_int
 def run_embed(args: argparse.Namespace) -> int:
     """An .npz or a Parquet table of clip vectors, and with --segments of every 1-s segment's too."""
     from .audio import AudioLoadError
+    from .parquet import file_rows
 
     output_path = Path(args.output)
+    if args.ray is not None:
+        return run_embed_on_ray(args, output_path)
     if output_path.suffix.lower() not in (".npz", ".parquet"):
         raise CommandError(f"{output_path}: --output must end in .npz (numpy arrays) or .parquet (a table)")
     paths = find_inputs(args.inputs)
@@ -33,31 +36,53 @@ def run_embed(args: argparse.Namespace) -> int:
     model, model_name = load_model(args.model, args.device, args.quiet)
     embedded, skipped = [], 0
 
-    def rows():  # (paths, starts, ends, vectors) per embedded file: its clip row, then its segments' rows
+    def rows():  # one batch per file (parquet.file_rows): its clip row and segments' rows, or its error
         nonlocal skipped
         for path, output in model.iter_embed_files(paths, args.batch_size, args.num_workers, progress=not args.quiet):
             if isinstance(output, AudioLoadError):
                 skipped += 1
                 say(f"skipped {output}")
-                continue
-            embedded.append(str(path))
-            starts, ends, vectors = output.rows(model.config.chunk_seconds, args.segments)
-            yield [str(path)] * len(vectors), starts, ends, vectors
+            else:
+                embedded.append(str(path))
+            yield file_rows(str(path), output, model.config.chunk_seconds, args.segments, model.embedding_dim)
 
-    batches = rows()
-    first = next(batches, None)  # nothing embeddable: write nothing
-    if first is None:
+    batches, held = rows(), []
+    for batch in batches:  # up to the first file embedded: with none, nothing is written
+        held.append(batch)
+        if embedded:
+            break
+    if not embedded:
         say(f"error: none of the {len(paths)} file(s) could be embedded; nothing written")
         return 1
     write = write_parquet_rows if output_path.suffix.lower() == ".parquet" else write_npz_rows
-    written = write(output_path, itertools.chain([first], batches), model, model_name)
+    written = write(output_path, itertools.chain(held, batches), model, model_name)
     print(f"embedded {len(embedded)} file(s) into {shown(output_path)} ({written} row(s) of {model.embedding_dim})"
           + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
     return 0
 
 
+def run_embed_on_ray(args: argparse.Namespace, folder: Path) -> int:
+    """--ray: a Parquet dataset in the folder --output names, one file per block, resumed when run again."""
+    from .distributed import resolve_device
+    from .ray import embed_dataset
+
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{folder}: with --ray, --output is a folder (a Parquet dataset, one file per block)")
+    paths = find_inputs(args.inputs)
+    resolve_device(args.device)  # a wrong --device is said before the cluster starts
+    try:
+        embedded, failed, done = embed_dataset(paths, folder, args.model, args.segments, args.ray or None,
+                                               args.ray_workers, args.device, args.batch_size, progress=not args.quiet)
+    except ImportError as err:
+        raise CommandError(str(err)) from None
+    print(f"embedded {embedded} file(s) into {shown(folder)}"
+          + (f"; {failed} could not be embedded (rows with an error)" if failed else "")
+          + (f"; {done} already there, skipped" if done else ""))
+    return 1 if failed and not embedded else 0  # as without --ray: an error only when no file could be embedded
+
+
 def write_parquet_rows(path: Path, batches, model, model_name: str) -> int:
-    from .search.parquet import write_parquet
+    from .parquet import write_parquet
 
     return write_parquet(path, batches, model.embedding_dim, model_name, model.fingerprint())
 
@@ -70,7 +95,9 @@ def write_npz_rows(path: Path, batches, model, model_name: str) -> int:
     from .files import atomic_write
 
     clips, segments = [], []
-    for names, starts, ends, vectors in batches:
+    for names, starts, ends, vectors, errors in batches:
+        if errors[0] is not None:  # a file that could not be embedded: arrays hold vectors only
+            continue
         clips.append((names[0], vectors[0]))  # the clip row comes first (NaN start)
         segments += list(zip(names[1:], starts[1:], ends[1:], vectors[1:]))
     arrays = {"embeddings": np.stack([v for _, v in clips]), "paths": np.array([p for p, _ in clips]),
@@ -186,8 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed audio files into an .npz or a Parquet table of L2-normalised vectors")
     embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
     embed.add_argument("--output", "-o", required=True,
-                       help="an .npz (embeddings, paths) or a .parquet table (path, path_bytes, start, end, model, fingerprint, vector)")
+                       help="an .npz (embeddings, paths) or a .parquet table (path, path_bytes, start, end, model, fingerprint, vector, error)")
     embed.add_argument("--segments", action="store_true", help="also every 1-s segment's vector (Parquet: a row each; .npz: segment_* arrays)")
+    embed.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="embed on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local one) into --output as a "
+                            "folder of Parquet files; run again to resume (needs the ray extra)")
+    embed.add_argument("--ray-workers", type=positive_int, help="with --ray: models embedding at once "
+                                                                "(default: one per CPU, or per GPU)")
     add_model_arguments(embed)
     add_embedding_arguments(embed)
     embed.set_defaults(run=run_embed)

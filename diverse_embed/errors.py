@@ -30,8 +30,12 @@ class DataError(ValueError):
     """Training or evaluation data that cannot be used as asked (a missing setting, an empty split)."""
 
 
+class TableError(ValueError):
+    """A Parquet table that cannot be read as embed's rows (not Parquet, a column missing)."""
+
+
 class CommandError(Exception):
     """What the user asked cannot be done; the message says why."""
 
 
-USER_ERRORS = (AudioLoadError, CheckpointError, AudioIndexError, DataError, CommandError, FileNotFoundError)
+USER_ERRORS = (AudioLoadError, CheckpointError, AudioIndexError, DataError, TableError, CommandError, FileNotFoundError)

@@ -56,7 +56,9 @@ def add_commands(commands) -> None:
 def add_index_commands(index) -> None:
     """build, add, remove, sync, export and info under `index`."""
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
-    build.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+    build.add_argument("inputs", nargs="*", help="audio files and folders (searched recursively)")
+    build.add_argument("--from-parquet", nargs="+", metavar="TABLE", help="instead of audio: vectors made elsewhere, "
+                       "Parquet files or folders of embed's columns (embed -o x.parquet, embed --ray, index export)")
     build.add_argument("--output", "-o", required=True, help="the index folder")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
     build.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
@@ -68,7 +70,9 @@ def add_index_commands(index) -> None:
     build.set_defaults(run=run_index_build)
     add = index.add_parser("add", help="add files to an index (unchanged files are skipped, changed ones redone)")
     add.add_argument("index", help="the index folder")
-    add.add_argument("inputs", nargs="+", help="audio files and folders")
+    add.add_argument("inputs", nargs="*", help="audio files and folders")
+    add.add_argument("--from-parquet", nargs="+", metavar="TABLE", help="instead of audio: vectors made elsewhere "
+                     "(Parquet files or folders of embed's columns) of the index's model")
     add_model_arguments(add, default="default: the model the index was built with")
     add_embedding_arguments(add, commits=True)
     add.set_defaults(run=run_index_add)
@@ -138,6 +142,8 @@ def run_index_build(args: argparse.Namespace) -> int:
     from ..distributed import Runtime
     from .index import AudioIndex
 
+    if from_parquet(args):
+        return build_from_parquet(args)
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
         model, model_name = load_model(args.model, str(rt.device), args.quiet or not rt.main)
@@ -175,10 +181,48 @@ def run_index_add(args: argparse.Namespace) -> int:
     from .index import AudioIndex
 
     index = AudioIndex(args.index)
+    if from_parquet(args):
+        return add_from_parquet(index, args)
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
         model = index_model(index, args.model, str(rt.device))
         return add_and_build(index, paths, model, args, rt)
+
+
+def from_parquet(args: argparse.Namespace) -> bool:
+    """Whether the command adds Parquet rows (--from-parquet) or audio (inputs): one of them, never both."""
+    if bool(args.inputs) == bool(args.from_parquet):
+        raise CommandError("name audio files and folders, or --from-parquet TABLE...: one of them")
+    return bool(args.from_parquet)
+
+
+def build_from_parquet(args: argparse.Namespace) -> int:
+    """A new index of vectors made elsewhere, for the model the tables name (or --model)."""
+    from ..parquet import parquet_files, table_model
+    from .index import AudioIndex
+
+    folder = Path(args.output)
+    if (folder / "index.json").exists():
+        raise CommandError(f"{folder} already holds an index: `diverse-embed index add {folder} --from-parquet ...` "
+                           "adds to it")
+    tables = parquet_files(args.from_parquet)
+    if not tables:
+        raise CommandError(f"no .parquet files in {' '.join(args.from_parquet)}")
+    model, model_name = load_model(args.model or table_model(tables[0]), "cpu", args.quiet)
+    index = AudioIndex.create(folder, model, model_name, segments=args.segments, index_type=args.index_type)
+    return add_from_parquet(index, args)
+
+
+def add_from_parquet(index, args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    report = index.add_parquet(args.from_parquet, progress=not args.quiet)
+    index.build()
+    info = index.info()
+    print(f"{shown(index.folder)}: added {len(report.added)} file(s) from Parquet in {time.perf_counter() - started:.1f} s; "
+          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    if report.skipped:
+        print(f"{len(report.skipped)} row(s) had no vector (an error; listed in {shown(index.folder / 'skipped.tsv')})")
+    return 0 if info["files"] else 1
 
 
 def run_index_remove(args: argparse.Namespace) -> int:

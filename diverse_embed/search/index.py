@@ -15,6 +15,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import files
 from ..audio import AudioLoadError, prepare_waveform, scan_audio_files
@@ -22,6 +24,7 @@ from ..embed import EmbeddingOutput
 from ..errors import CheckpointError
 from ..model import DiverseEmbedder
 from ..parallel import DEFAULT_BATCH_SIZE
+from ..parquet import parquet_files, read_rows, write_parquet
 from .backends import (
     RefinedIndex,
     build_compressed_index,
@@ -32,11 +35,11 @@ from .backends import (
 )
 from .duplicates import near_duplicate_groups
 from .index_types import check_index_type, index_type_for
-from .parquet import write_parquet
 from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, indexed_path, stat, writing
 
 LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
+PARQUET_COMMIT_ROWS = 65_536  # rows of vectors made elsewhere per commit: 64 MB of 256-d float32
 
 
 def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
@@ -174,6 +177,73 @@ class AudioIndex(IndexStore):
                 rows, failed = [], []
         self._commit(rows, failed, report)
         return report
+
+    def add_parquet(self, sources: list[str | os.PathLike], commit_rows: int = PARQUET_COMMIT_ROWS,
+                    progress: bool = True) -> AddReport:
+        """Add rows embedded elsewhere: Parquet files (or folders of them) of embed's schema
+        (`embed --output x.parquet`, `embed --ray`, `index export`, `diverse_embed.ray.EmbedBatch`,
+        Spark's with the same columns), committing every `commit_rows` rows. Rows of another model
+        (fingerprint) are refused before anything is added; segment rows are added only to an index
+        with segments; rows with an `error` go to skipped.tsv. A path already added by this call is
+        not added again; one already in the index is superseded, as a re-embedded file is. Never
+        more than one commit's rows in memory."""
+        from tqdm.auto import tqdm
+
+        tables = parquet_files(sources)
+        if not tables:
+            raise AudioIndexError(f"no .parquet files in {', '.join(map(str, sources))}")
+        rows = self._check_parquet(tables)
+        report, seen = AddReport(), set()
+        with tqdm(total=rows, desc="adding", unit="row", disable=not progress) as bar:
+            for table in tables:
+                for batch in read_rows(table, commit_rows):
+                    shard, added, failed = self._parquet_shard(batch, table, seen)
+                    if len(shard["path"]) or failed:
+                        self._commit_shard(shard, added, failed, report)
+                    bar.update(batch.num_rows)
+        return report
+
+    def _check_parquet(self, tables: list[Path]) -> int:
+        """The rows of `tables`, once each file is known to hold this index's model's vectors only."""
+        rows = 0
+        for table in tables:
+            for batch in read_rows(table, columns=("fingerprint",)):
+                found = set(pc.unique(batch.column("fingerprint")).to_pylist()) - {self.manifest["fingerprint"]}
+                if found:
+                    raise AudioIndexError(
+                        f"{table}: rows of another model (fingerprint {sorted(map(str, found))[0]}); {self.folder} holds "
+                        f"vectors of {self.model_name!r} (fingerprint {self.manifest['fingerprint']}), and vectors of "
+                        "two models cannot be mixed: nothing was added")
+                rows += batch.num_rows
+        return rows
+
+    def _parquet_shard(self, batch: pa.RecordBatch, table: Path, seen: set[str]) -> tuple[dict, list[str], list]:
+        """A record batch as a shard's arrays, the paths it adds and the (path, error) rows that failed."""
+        columns = batch.schema.names
+        names = batch.column("path_bytes") if "path_bytes" in columns else batch.column("path")
+        paths = np.array([os.fsdecode(p) if isinstance(p, bytes) else p for p in names.to_pylist()])
+        starts = batch.column("start").to_numpy(zero_copy_only=False).astype(np.float64)  # null -> NaN
+        ends = batch.column("end").to_numpy(zero_copy_only=False).astype(np.float64)
+        errors = batch.column("error") if "error" in columns else pa.nulls(len(paths), pa.string())
+        failed_rows = errors.is_valid().to_numpy(zero_copy_only=False) | batch.column("vector").is_null().to_numpy(zero_copy_only=False)
+        keep = ~failed_rows & np.array([p not in seen for p in paths], dtype=bool)
+        if not self.manifest["segments"]:
+            keep &= np.isnan(starts)  # clip rows only
+        failed = [(str(p), str(e) if e is not None else "no vector") for p, e, bad
+                  in zip(paths, errors.to_pylist(), failed_rows) if bad and p not in seen]
+        dim = self.manifest["dim"]
+        vectors = batch.column("vector").filter(pa.array(keep)).flatten().to_numpy(zero_copy_only=False)
+        if vectors.size != keep.sum() * dim:
+            raise AudioIndexError(f"{table}: vectors that are not of dimension {dim}, the index's")
+        sizes = [stat(p) for p in paths[keep]]  # where the file is here: so a later sync sees it unchanged
+        shard = {"path": paths[keep], "start": starts[keep], "end": ends[keep],
+                 "duration": np.full(keep.sum(), np.nan), "size": np.array([s for s, _ in sizes], np.int64),
+                 "mtime_ns": np.array([m for _, m in sizes], np.int64),
+                 "vectors": vectors.astype(np.float32).reshape(-1, dim), "removed": np.zeros(keep.sum(), bool)}
+        added = list(dict.fromkeys(paths[keep].tolist()))
+        seen.update(added)
+        seen.update(p for p, _ in failed)
+        return shard, added, failed
 
     def remove(self, paths: list[str | os.PathLike]) -> AddReport:
         """Drop files, and every file under a folder, from the index in one commit. The paths need

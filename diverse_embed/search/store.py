@@ -217,22 +217,26 @@ class IndexStore:
 
     def _commit(self, rows: list[tuple[str, object, tuple[int, int]]], failed: list[tuple[str, str]], report: AddReport,
                 removed: list[str] = ()):
-        """One atomic commit: a shard of the embedded rows ((path, EmbeddingOutput, (size, mtime_ns)
-        read before embedding)) and of
-        tombstones for `removed`, the files that failed into skipped.tsv (and the removed ones out
-        of it), then the manifest."""
+        """One atomic commit of the embedded rows ((path, EmbeddingOutput, (size, mtime_ns) read
+        before embedding)), tombstones for `removed` and the files that failed (`_commit_shard`)."""
         if not rows and not failed and not removed:
             return
-        shard = self._shard_arrays(rows, removed)
+        self._commit_shard(self._shard_arrays(rows, removed), [row[0] for row in rows], failed, report, list(removed))
+
+    def _commit_shard(self, shard: dict[str, np.ndarray], added: list[str], failed: list[tuple[str, str]],
+                      report: AddReport, removed: list[str] = ()) -> None:
+        """One atomic commit: `shard` (SHARD_COLUMNS and `removed`; no rows: no shard) naming the
+        files `added` and `removed`, the files that failed into skipped.tsv (and the added and
+        removed ones out of it), then the manifest."""
         with writing(self.folder), self._locked(self.folder):
             manifest = self._read_manifest()  # another writer may have committed meanwhile
-            if rows or removed:
+            if len(shard["path"]):
                 name = f"{manifest['generation']:06d}-{uuid.uuid4().hex[:8]}.npz"
                 files.atomic_write(self.folder / "shards" / name, lambda f: np.savez(f, **shard))
                 manifest["shards"].append(name)
             manifest["generation"] += 1
             skipped = {**self.skipped(), **dict(failed)}
-            for path in [row[0] for row in rows] + list(removed):
+            for path in list(added) + list(removed):
                 skipped.pop(path, None)
             self._write_skipped(skipped)
             self._write_manifest(self.folder, manifest)
@@ -241,7 +245,7 @@ class IndexStore:
             LOG.warning("%s: %d file(s) in shards/ that the index did not write, left alone (e.g. %s)",
                         self.folder, len(foreign), foreign[0].name)
         self._refresh()
-        report.added += [row[0] for row in rows]
+        report.added += list(added)
         report.skipped += failed
         report.removed += list(removed)
 
