@@ -733,3 +733,30 @@ def test_without_a_model_an_index_uses_its_own(collection, tmp_path):
     hits = again.search_file(sorted(collection.iterdir())[0], k=1)  # the index loads the model it records
     assert hits[0].path.endswith(sorted(collection.iterdir())[0].name) and hits[0].score > 0.999
     assert again.check_model() is again.check_model()  # loaded once
+
+
+@pytest.mark.parametrize("index_type", ["flat", "compressed"])
+def test_a_search_maps_the_side_table_and_reads_no_shard(model, tmp_path, index_type):
+    """A searching process holds the FAISS codes and nothing per row: hits' paths and times are read
+    from the mapped side table (rows.bin, paths.bin); without it (an older index, damage, an add
+    since the build) the shards' table is read as before, with the same hits."""
+    from diverse_embed.search.index_types import COMPRESSED_MIN_VECTORS
+
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", segments=True, index_type=index_type)
+    n = COMPRESSED_MIN_VECTORS if index_type == "compressed" else 300
+    vectors = np.random.default_rng(0).standard_normal((n, 256)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = [f"/sounds/{'é' if i % 7 == 0 else ''}file_{i // 3}.wav" for i in range(n)]  # three rows a file
+    starts = np.array([np.nan if i % 3 == 0 else float(i % 3 - 1) for i in range(n)])
+    shard = {"path": np.array(names), "start": starts, "end": starts + 1, "duration": np.full(n, 2.0),
+             "size": np.ones(n, np.int64), "mtime_ns": np.ones(n, np.int64), "vectors": vectors, "removed": np.zeros(n, bool)}
+    index._commit_shard(shard, sorted(set(names)), [], AddReport())
+    index.build()
+    searched = AudioIndex(tmp_path / "idx")
+    hits = searched.search_vector(vectors[4], k=5)
+    assert searched._table is None and len(searched) == n  # no per-row table in RAM
+    assert (hits[0].path, hits[0].start, hits[0].end) == (names[4], 0.0, 1.0) and hits[0].score == pytest.approx(1.0)
+    assert len({h.path for h in hits}) == 5
+    (tmp_path / "idx" / "rows.bin").write_bytes((tmp_path / "idx" / "rows.bin").read_bytes()[:-20])  # damaged
+    fallback = AudioIndex(tmp_path / "idx")
+    assert fallback.search_vector(vectors[4], k=5) == hits and fallback._table is not None

@@ -5,6 +5,7 @@ exact vectors on disk (RefinedIndex), and each type's search settings."""
 from __future__ import annotations
 
 import math
+import os
 
 import faiss
 import numpy as np
@@ -74,6 +75,24 @@ def build_compressed_index(n_vectors: int, blocks, training: np.ndarray, exact_f
         exact_file.write(block.tobytes())
     set_search_parameters(index)
     return index
+
+
+class ExactVectors:
+    """A file of (n, d) float32 rows, read by row: `vectors[ids]` reads those rows with pread, so a
+    searching process holds no page of the file (a memory map would keep every page it touched)."""
+
+    def __init__(self, path, n: int, d: int):
+        self.path, self.shape = path, (n, d)
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        row_bytes = 4 * self.shape[1]
+        rows = [os.pread(self.fd, row_bytes, int(i) * row_bytes) for i in np.asarray(ids).reshape(-1)]
+        return np.frombuffer(b"".join(rows), np.float32).reshape(-1, self.shape[1])
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
 
 
 class RefinedIndex:

@@ -12,20 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import files
-from ..audio import AudioLoadError, prepare_waveform, scan_audio_files
-from ..embed import EmbeddingOutput
-from ..errors import CheckpointError
-from ..model import DiverseEmbedder
+from ..errors import AudioLoadError, CheckpointError
 from ..parallel import DEFAULT_BATCH_SIZE
-from ..parquet import parquet_files, read_rows, write_parquet
 from .backends import (
+    ExactVectors,
     RefinedIndex,
     build_compressed_index,
     build_faiss_index,
@@ -33,9 +29,14 @@ from .backends import (
     index_kind,
     set_search_parameters,
 )
-from .duplicates import near_duplicate_groups
 from .index_types import check_index_type, index_type_for
-from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, indexed_path, stat, writing
+from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, RowsOnDisk, indexed_path, stat, writing
+
+if TYPE_CHECKING:  # searching by vector imports neither torch nor pyarrow: RAM is the codes, not the libraries
+    import pyarrow as pa
+
+    from ..embed import EmbeddingOutput
+    from ..model import DiverseEmbedder
 
 LOG = logging.getLogger(__name__)
 EXACT_VECTORS = "vectors.f32"
@@ -189,6 +190,8 @@ class AudioIndex(IndexStore):
         more than one commit's rows in memory."""
         from tqdm.auto import tqdm
 
+        from ..parquet import parquet_files, read_rows
+
         tables = parquet_files(sources)
         if not tables:
             raise AudioIndexError(f"no .parquet files in {', '.join(map(str, sources))}")
@@ -205,6 +208,10 @@ class AudioIndex(IndexStore):
 
     def _check_parquet(self, tables: list[Path]) -> int:
         """The rows of `tables`, once each file is known to hold this index's model's vectors only."""
+        import pyarrow.compute as pc
+
+        from ..parquet import read_rows
+
         rows = 0
         for table in tables:
             for batch in read_rows(table, columns=("fingerprint",)):
@@ -219,6 +226,8 @@ class AudioIndex(IndexStore):
 
     def _parquet_shard(self, batch: pa.RecordBatch, table: Path, seen: set[str]) -> tuple[dict, list[str], list]:
         """A record batch as a shard's arrays, the paths it adds and the (path, error) rows that failed."""
+        import pyarrow as pa
+
         columns = batch.schema.names
         names = batch.column("path_bytes") if "path_bytes" in columns else batch.column("path")
         paths = np.array([os.fsdecode(p) if isinstance(p, bytes) else p for p in names.to_pylist()])
@@ -263,6 +272,8 @@ class AudioIndex(IndexStore):
         folder = Path(folder).absolute().resolve()
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
+        from ..audio import scan_audio_files
+
         found, unreadable = scan_audio_files([folder])
         present = [indexed_path(p) for p in found]
         present_set = set(present)
@@ -290,8 +301,9 @@ class AudioIndex(IndexStore):
                 (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
             data = faiss.serialize_index(faiss_index).tobytes()
             files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(data))
+            rows = RowsOnDisk.write(self.folder, self._live_shards())
             self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index),
-                                      "sha256": hashlib.sha256(data).hexdigest()}
+                                      "sha256": hashlib.sha256(data).hexdigest(), "rows": rows}
             self._write_manifest(self.folder, self.manifest)
         self._faiss = index
         return index
@@ -314,14 +326,14 @@ class AudioIndex(IndexStore):
                            lambda f: built.append(build_compressed_index(n, blocks(), np.concatenate(sample), f)))
         return RefinedIndex(built[0], self._exact_vectors(n))
 
-    def _exact_vectors(self, n: int) -> np.ndarray:
-        """vectors.f32 mapped from disk, (n, dim) float32: only the rows a search re-ranks are read."""
-        return np.memmap(self.folder / EXACT_VECTORS, dtype=np.float32, mode="r", shape=(n, self.manifest["dim"]))
+    def _exact_vectors(self, n: int) -> ExactVectors:
+        """vectors.f32 on disk, (n, dim) float32: a search reads the rows it re-ranks and no more."""
+        return ExactVectors(self.folder / EXACT_VECTORS, n, self.manifest["dim"])
 
     @property
     def faiss_index(self) -> faiss.Index:
         if self._faiss is None:
-            with self._snapshot():  # the manifest, the table and vectors.faiss of one generation
+            with self._snapshot():  # the manifest, the side table and vectors.faiss of one generation
                 self._refresh()
                 self._load_faiss()
         if self._faiss.ntotal != len(self):
@@ -329,22 +341,26 @@ class AudioIndex(IndexStore):
         return self._faiss
 
     def _load_faiss(self) -> None:
-        """vectors.faiss when it is of this generation and whole, else the vectors searched from memory."""
+        """vectors.faiss and the mapped side table when they are of this generation and whole, else
+        the vectors searched from memory (and the table read into it)."""
         built = self.manifest.get("faiss")
+        current = bool(built) and built["generation"] == self.manifest["generation"]
+        rows = RowsOnDisk.open(self.folder, built.get("rows")) if current else None  # None: an older index, or damage
+        n = len(rows) if rows is not None else len(self.table["path"])
         exact = self.folder / EXACT_VECTORS
-        if built and built["type"] == "compressed" and (
-                not exact.is_file() or exact.stat().st_size != len(self) * self.manifest["dim"] * 4):
-            built = None  # its exact vectors are missing or of another build
-        current = built and built["generation"] == self.manifest["generation"]
+        if current and built["type"] == "compressed" and (
+                not exact.is_file() or exact.stat().st_size != n * self.manifest["dim"] * 4):
+            current = False  # its exact vectors are missing or of another build
         self._faiss = self._read_faiss_file(built) if current else None
         if self._faiss is not None:
+            self._rows = rows
             set_search_parameters(self._faiss)
             if built["type"] == "compressed":
-                self._faiss = RefinedIndex(self._faiss, self._exact_vectors(len(self)))
+                self._faiss = RefinedIndex(self._faiss, self._exact_vectors(n))
         else:  # stale (an add after the last build) or damaged: search the current vectors all the same
             LOG.info("%s: vectors.faiss is stale or damaged, building in memory", self.folder)
             self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
-        len(self)  # the table of this generation, read inside the snapshot
+        len(self)  # the table of this generation, read inside the snapshot (unless mapped)
 
     def _read_faiss_file(self, built: dict) -> faiss.Index | None:
         """vectors.faiss as written by `build`, or None (logged) when it is missing or damaged."""
@@ -372,7 +388,7 @@ class AudioIndex(IndexStore):
             raise ValueError("the query vector holds NaN or infinite values")
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         searched = self.faiss_index  # first: it reads the table of its own generation
-        table, n = self.table, len(self)
+        n = len(self)
         if n == 0 or k <= 0:
             return []
         wanted = min(n, k * 4 if one_hit_per_file and self.manifest["segments"] else k)
@@ -380,11 +396,13 @@ class AudioIndex(IndexStore):
             scores, ids = searched.search(query, wanted)  # D, I: (1, wanted)
             hits, seen = [], set()
             for score, i in zip(scores[0], ids[0]):
-                if i < 0 or (one_hit_per_file and table["path"][i] in seen):
+                if i < 0:
                     continue
-                seen.add(table["path"][i])
-                start, end = float(table["start"][i]), float(table["end"][i])
-                hits.append(Hit(len(hits) + 1, str(table["path"][i]), float(score),
+                file, path, start, end = self.row(int(i))
+                if one_hit_per_file and file in seen:
+                    continue
+                seen.add(file)
+                hits.append(Hit(len(hits) + 1, path, float(score),
                                 None if math.isnan(start) else start, None if math.isnan(end) else end))
                 if len(hits) == k:
                     return hits
@@ -395,6 +413,8 @@ class AudioIndex(IndexStore):
     def search_audio(self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder | None = None,
                      k: int = 10) -> list[Hit]:
         model = self.check_model(model)
+        from ..audio import prepare_waveform
+
         waveform = prepare_waveform(audio, sample_rate, model.config.sample_rate, source="query")
         return self.search_vector(model.embed(waveform, model.config.sample_rate).embedding, k)
 
@@ -421,6 +441,8 @@ class AudioIndex(IndexStore):
             vectors.append(shard["vectors"][clips])
         if not paths:
             return []
+        from .duplicates import near_duplicate_groups
+
         return near_duplicate_groups(paths, np.concatenate(vectors), threshold, neighbours)
 
     def export_parquet(self, path: str | os.PathLike) -> int:
@@ -428,6 +450,8 @@ class AudioIndex(IndexStore):
         returns the rows written."""
         batches = ((shard["path"][keep], shard["start"][keep], shard["end"][keep], shard["vectors"][keep])
                    for shard, keep in self._live_shards() if keep.any())
+        from ..parquet import write_parquet
+
         return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
 
     def info(self) -> dict:

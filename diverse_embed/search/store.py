@@ -6,6 +6,9 @@ commits under a lock. What the vectors are for (embedding, FAISS, search) is ind
       shards/*.npz      one per commit: vectors (n, D) float32 and their side table
       vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
       vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
+      rows.bin, paths.bin, path_offsets.bin
+                        the side table of the live rows in FAISS id order, memory-mapped by a search,
+                        so no per-row table is held in RAM (derived, written with vectors.faiss)
       skipped.tsv       files that could not be embedded: path <TAB> reason, the name's own bytes,
                         backslash, tab, newline and CR escaped (\\\\, \\t, \\n, \\r)
       .lock             taken while writing, so concurrent writers wait for each other
@@ -78,6 +81,7 @@ class IndexStore:
         self.folder = Path(folder)
         self.manifest = self._read_manifest()
         self._table: dict[str, np.ndarray] | None = None
+        self._rows: RowsOnDisk | None = None  # the side table mapped from disk, once a current build is loaded
         self._faiss = None  # the searchable FAISS index, once loaded (index.py)
 
     @classmethod
@@ -133,7 +137,7 @@ class IndexStore:
 
     def _refresh(self) -> None:
         self.manifest = self._read_manifest()
-        self._table, self._faiss = None, None
+        self._table, self._rows, self._faiss = None, None, None
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -164,7 +168,15 @@ class IndexStore:
         return self._table
 
     def __len__(self) -> int:
-        return len(self.table["path"])
+        return len(self._rows) if self._rows is not None else len(self.table["path"])
+
+    def row(self, i: int) -> tuple[object, str, float, float]:
+        """FAISS id i's (key of its file, path, start, end): read from the mapped side table when a
+        current build is loaded, else from the table in RAM."""
+        if self._rows is not None:
+            return self._rows.row(i)
+        table = self.table
+        return table["path"][i], str(table["path"][i]), float(table["start"][i]), float(table["end"][i])
 
     def files(self) -> dict[str, tuple[int, int]]:
         """path -> (size, mtime_ns) of every indexed file."""
@@ -406,7 +418,7 @@ def manifest_problem(manifest: dict) -> str | None:
 
 # What the index itself writes, and so all it may ever delete: its files, the shards named by
 # generation and a random tag, and files.atomic_write's temp files of those (".NAME.TAG.tmp").
-OWN_FILES = (MANIFEST, "skipped.tsv", "vectors.faiss", "vectors.f32")
+OWN_FILES = (MANIFEST, "skipped.tsv", "vectors.faiss", "vectors.f32", "rows.bin", "paths.bin", "path_offsets.bin")
 SHARD_NAME = re.compile(r"\d{6,}-[0-9a-f]{8}\.npz")
 OWN_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
@@ -467,3 +479,87 @@ def remove_leftovers(folder: Path, manifest: dict) -> list[Path]:
         else:
             foreign.append(entry)
     return foreign
+
+
+ROW_DTYPE = np.dtype([("path", "<u4"), ("start", "<f8"), ("end", "<f8")])  # path: the number of its file
+
+
+class RowsOnDisk:
+    """The side table of the live rows in FAISS id order, memory-mapped: a search reads the rows of
+    its hits and nothing else. rows.bin (n,) ROW_DTYPE; paths.bin every file's name (its bytes, one
+    after another); path_offsets.bin (files + 1,) uint64, where file j's name starts and ends."""
+
+    FILES = ("rows.bin", "paths.bin", "path_offsets.bin")
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.rows, self.names, self.offsets = (mapped(folder / name, dtype)
+                                               for name, dtype in zip(self.FILES, (ROW_DTYPE, np.uint8, np.uint64)))
+
+    @classmethod
+    def open(cls, folder: Path, recorded: dict | None) -> RowsOnDisk | None:
+        """The mapped table when its files are those the manifest records (their sizes), else None."""
+        try:
+            sizes = [(folder / name).stat().st_size for name in cls.FILES]
+        except OSError:
+            return None
+        if not isinstance(recorded, dict) or recorded.get("bytes") != sizes:
+            return None
+        try:
+            rows = cls(folder)
+        except (OSError, ValueError) as err:
+            LOG.warning("%s: the mapped side table is unreadable (%s); reading the shards instead", folder, err)
+            return None
+        return rows if len(rows) == recorded.get("count") else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row(self, i: int) -> tuple[int, str, float, float]:
+        path, start, end = self.rows[i]
+        path = int(path)
+        first, last = (int(self.offsets[path]), int(self.offsets[path + 1])) if path + 1 < len(self.offsets) else (1, 0)
+        if not first <= last <= len(self.names):
+            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names file {path}, which it does not "
+                                  "hold); the next index add, remove or sync rewrites it")
+        return path, os.fsdecode(bytes(self.names[first:last])), float(start), float(end)
+
+    @classmethod
+    def write(cls, folder: Path, live: Iterator[tuple[DamageChecked, np.ndarray]]) -> dict:
+        """Write the table of the live rows (`_live_shards`), a shard at a time, each file atomically;
+        returns what the manifest records of it (a crash between the files leaves sizes that differ
+        from the record, so the table is not used). A file's rows are consecutive in its shard, so
+        its name is written once."""
+        offsets, count = [0], 0
+
+        def write_rows(rows_file) -> None:
+            nonlocal count
+
+            def write_names(names_file) -> None:
+                nonlocal count
+                previous = None
+                for shard, keep in live:
+                    paths = shard["path"][keep]
+                    block = np.empty(len(paths), ROW_DTYPE)
+                    for j, path in enumerate(paths):
+                        if path != previous:
+                            names_file.write(os.fsencode(path))
+                            offsets.append(names_file.tell())
+                            previous = path
+                        block["path"][j] = len(offsets) - 2
+                    block["start"], block["end"] = shard["start"][keep], shard["end"][keep]
+                    rows_file.write(block.tobytes())
+                    count += len(paths)
+
+            files.atomic_write(folder / "paths.bin", write_names)
+
+        files.atomic_write(folder / "rows.bin", write_rows)
+        files.atomic_write(folder / "path_offsets.bin", lambda f: f.write(np.array(offsets, np.uint64).tobytes()))
+        return {"count": count, "bytes": [(folder / name).stat().st_size for name in cls.FILES]}
+
+
+def mapped(path: Path, dtype) -> np.ndarray:
+    """A file of `dtype` items, memory-mapped read-only (an empty file: an empty array)."""
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
