@@ -9,7 +9,7 @@ parallel.py for the CPUs Ray gives it (Ray sets OMP_NUM_THREADS to them), or one
     from diverse_embed.ray import EmbedBatch
 
     rows = ray.data.read_binary_files("s3://bucket/sounds/", include_paths=True)  # columns bytes, path
-    vectors = rows.map_batches(EmbedBatch, concurrency=4, num_cpus=1, batch_size=16)
+    vectors = rows.map_batches(EmbedBatch, compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1, batch_size=16)
     vectors.write_parquet("s3://bucket/vectors/")  # embed's Parquet columns (parquet.py)
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The prepared check for a CUDA machine, at most 8 minutes: the speed benchmark on the GPU (batch
-# 1/32/256 against the CLAP tower, from arrays and from files), the CUDA tests, and one short
-# epoch of each training phase in bf16 on ESC-50. Writes benchmarks/results/gpu.md (and the
+# The prepared check for a CUDA machine, at most 10 minutes: the speed benchmark on the GPU (batch
+# 1/32/256 against the CLAP tower, from arrays and from files), the CUDA tests, one short epoch of
+# each training phase in bf16 on ESC-50, and `embed --ray` on one GPU where Ray is installed. Writes benchmarks/results/gpu.md (and the
 # pieces under benchmarks/results/gpu/).
 #
 #     bash scripts/gpu_check.sh                 # from the repository root, on the CUDA machine
@@ -64,6 +64,16 @@ if [ -f "$ESC50/meta/esc50.csv" ]; then
     cp /tmp/gpu_check_run/metrics.md "$OUT/train_metrics.md" 2>/dev/null
 else
     status+=("| train_bf16 | not run: no ESC-50 at $ESC50 | - |")
+fi
+
+# Ray's path on one GPU (embed --ray, one model per GPU), where the ray extra is installed (its wheel,
+# about 70 MB, is larger than what travels to the device in .whl/, so it must be on the image).
+if [ -d "$ESC50/audio" ] && $PY -c "import ray.data" 2>/dev/null; then
+    rm -rf /tmp/gpu_check_ray_src /tmp/gpu_check_ray && mkdir -p /tmp/gpu_check_ray_src
+    for f in $(ls "$ESC50/audio" | head -64); do ln -s "$(realpath "$ESC50/audio/$f")" /tmp/gpu_check_ray_src/; done
+    step ray 150 $PY -m diverse_embed.cli embed /tmp/gpu_check_ray_src --output /tmp/gpu_check_ray --ray --device "$DEVICE" -q
+else
+    status+=("| ray | not run: no ESC-50 at $ESC50, or the ray extra is not installed | - |")
 fi
 
 {

@@ -176,3 +176,32 @@ def test_a_killed_ray_run_resumes_without_embedding_done_files_again(esc50, tmp_
     paths = ds.dataset(out).to_table().column("path").to_pylist()
     assert len(paths) == len(set(paths)) == 17  # every file once: none embedded twice
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_embed_batch_in_a_ray_pipeline_from_bytes_writes_embeds_table(esc50, tmp_path):
+    """The docs' pipeline: read_binary_files (bytes and path), map_batches(EmbedBatch), write_parquet."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    src = esc50_folder(esc50, tmp_path, 6)
+    script = """
+import sys, ray
+from diverse_embed.ray import EmbedBatch
+ray.init(num_cpus=2, logging_level="ERROR")
+files = ray.data.read_binary_files(sys.argv[1], include_paths=True)
+vectors = files.map_batches(EmbedBatch, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1, batch_size=2)
+vectors.write_parquet(sys.argv[2])
+"""
+    done = run("-c", script, src, tmp_path / "pipeline")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert run("-m", "diverse_embed.cli", "embed", src, "-o", tmp_path / "e.parquet", "-q").returncode == 0
+    expected, got = pq.read_table(tmp_path / "e.parquet"), ds.dataset(tmp_path / "pipeline").to_table()
+    assert got.schema.remove_metadata().equals(expected.schema.remove_metadata())
+    want = rows_by_path(expected)
+    have = {(os.path.join(str(src), os.path.basename(p)), s): row for (p, s), row in rows_by_path(got).items()}
+    assert have.keys() == want.keys() and len(have) == 7
+    for key, (vector, error) in want.items():
+        if error is None:
+            np.testing.assert_allclose(have[key][0], vector, atol=1e-6)
+        else:
+            assert have[key][0] is None and "not readable as audio" in have[key][1]

@@ -363,16 +363,16 @@ class AudioIndex(IndexStore):
         len(self)  # the table of this generation, read inside the snapshot (unless mapped)
 
     def _read_faiss_file(self, built: dict) -> faiss.Index | None:
-        """vectors.faiss as written by `build`, or None (logged) when it is missing or damaged."""
+        """vectors.faiss as written by `build`, or None (logged) when it is missing or damaged. Its
+        checksum is read a block at a time and FAISS reads the file itself: the codes are in RAM once."""
         path = self.folder / "vectors.faiss"
         if not path.is_file():
             return None
-        data = np.fromfile(path, dtype=np.uint8)
-        if "sha256" in built and hashlib.sha256(data).hexdigest() != built["sha256"]:  # older indexes have none
+        if "sha256" in built and file_sha256(path) != built["sha256"]:  # older indexes have none
             why = "its checksum differs from the manifest's"
         else:
             try:
-                return faiss.deserialize_index(data)
+                return faiss.read_index(str(path))
             except RuntimeError as err:
                 why = str(err).splitlines()[0][:200]
         LOG.warning("%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
@@ -474,3 +474,11 @@ class AudioIndex(IndexStore):
             "commits": self.manifest["generation"],
             "bytes_on_disk": on_disk,
         }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -485,44 +485,45 @@ ROW_DTYPE = np.dtype([("path", "<u4"), ("start", "<f8"), ("end", "<f8")])  # pat
 
 
 class RowsOnDisk:
-    """The side table of the live rows in FAISS id order, memory-mapped: a search reads the rows of
-    its hits and nothing else. rows.bin (n,) ROW_DTYPE; paths.bin every file's name (its bytes, one
-    after another); path_offsets.bin (files + 1,) uint64, where file j's name starts and ends."""
+    """The side table of the live rows in FAISS id order, on disk: a search reads the rows of its
+    hits (pread, so no page of the files stays in the process) and nothing else. rows.bin (n,)
+    ROW_DTYPE; paths.bin every file's name (its bytes, one after another); path_offsets.bin
+    (files + 1,) uint64, where file j's name starts and ends."""
 
     FILES = ("rows.bin", "paths.bin", "path_offsets.bin")
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.rows, self.names, self.offsets = (mapped(folder / name, dtype)
-                                               for name, dtype in zip(self.FILES, (ROW_DTYPE, np.uint8, np.uint64)))
+        self.sizes = [(folder / name).stat().st_size for name in self.FILES]
+        self.fds = [os.open(folder / name, os.O_RDONLY) for name in self.FILES]
+
+    def __del__(self):
+        for fd in getattr(self, "fds", []):
+            os.close(fd)
 
     @classmethod
     def open(cls, folder: Path, recorded: dict | None) -> RowsOnDisk | None:
-        """The mapped table when its files are those the manifest records (their sizes), else None."""
-        try:
-            sizes = [(folder / name).stat().st_size for name in cls.FILES]
-        except OSError:
-            return None
-        if not isinstance(recorded, dict) or recorded.get("bytes") != sizes:
-            return None
+        """The table when its files are those the manifest records (their sizes), else None."""
         try:
             rows = cls(folder)
-        except (OSError, ValueError) as err:
-            LOG.warning("%s: the mapped side table is unreadable (%s); reading the shards instead", folder, err)
+        except OSError:
             return None
-        return rows if len(rows) == recorded.get("count") else None
+        if not isinstance(recorded, dict) or recorded.get("bytes") != rows.sizes or len(rows) != recorded.get("count"):
+            return None
+        return rows
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.sizes[0] // ROW_DTYPE.itemsize
 
     def row(self, i: int) -> tuple[int, str, float, float]:
-        path, start, end = self.rows[i]
-        path = int(path)
-        first, last = (int(self.offsets[path]), int(self.offsets[path + 1])) if path + 1 < len(self.offsets) else (1, 0)
-        if not first <= last <= len(self.names):
-            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names file {path}, which it does not "
-                                  "hold); the next index add, remove or sync rewrites it")
-        return path, os.fsdecode(bytes(self.names[first:last])), float(start), float(end)
+        rows, names, offsets = self.fds
+        path, start, end = np.frombuffer(os.pread(rows, ROW_DTYPE.itemsize, i * ROW_DTYPE.itemsize), ROW_DTYPE)[0]
+        span = np.frombuffer(os.pread(offsets, 16, int(path) * 8), np.uint64)
+        if len(span) != 2 or not span[0] <= span[1] <= self.sizes[1]:
+            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names file {int(path)}, which it does "
+                                  "not hold); the next index add, remove or sync rewrites it")
+        name = os.pread(names, int(span[1] - span[0]), int(span[0]))
+        return int(path), os.fsdecode(name), float(start), float(end)
 
     @classmethod
     def write(cls, folder: Path, live: Iterator[tuple[DamageChecked, np.ndarray]]) -> dict:
@@ -556,10 +557,3 @@ class RowsOnDisk:
         files.atomic_write(folder / "rows.bin", write_rows)
         files.atomic_write(folder / "path_offsets.bin", lambda f: f.write(np.array(offsets, np.uint64).tobytes()))
         return {"count": count, "bytes": [(folder / name).stat().st_size for name in cls.FILES]}
-
-
-def mapped(path: Path, dtype) -> np.ndarray:
-    """A file of `dtype` items, memory-mapped read-only (an empty file: an empty array)."""
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
