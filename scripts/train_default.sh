@@ -8,7 +8,7 @@
 # the 16 kHz ESC-50 folder, WORK receives the extracted audio (WORK/corpora) and the runs.
 # TEACHER_WHEEL is aisfx-0.1.2-py2.py3-none-any.whl (`pip download aisfx==0.1.2 --no-deps`; read,
 # never installed); without it the script stops after stage 1. Times on a 2-core CPU
-# (benchmarks/results/multi_corpus/README.md): corpora under a minute, stage 1 about 100 minutes,
+# (benchmarks/results/research/multi_corpus/README.md): corpora under a minute, stage 1 about 100 minutes,
 # the teacher cache about 15-28 minutes (two 1-thread processes), stage 2 27-66 minutes.
 #
 #   stage 1, WORK/run:    diverse-embed-multi, every part trained from scratch on seven corpora

@@ -24,3 +24,14 @@ def test_every_relative_link_names_a_file_that_exists(page):
 
 def test_the_readme_stays_short():
     assert len((REPO / "README.md").read_text().splitlines()) <= 220
+
+
+def test_every_result_outside_research_can_be_rerun_from_the_repository():
+    """A committed result's command names no folder of one machine (a home, a scratch or run folder):
+    research runs, which do, live under benchmarks/results/research/."""
+    machine_paths = re.compile(r"(?<![\w.])(/root/|/work/|/tmp/|~/|runs/)")
+    for path in (REPO / "benchmarks" / "results").rglob("*.md"):
+        if "research" in path.relative_to(REPO).parts:
+            continue
+        for command in re.findall(r"Command: `([^`]*)`", path.read_text()):
+            assert not machine_paths.search(command), f"{path.relative_to(REPO)}: {command}"
