@@ -62,6 +62,15 @@ def rows_table(paths: list, starts: np.ndarray, ends: np.ndarray, vectors: np.nd
     ], schema=schema(dim, model, fingerprint))
 
 
+def batches_table(batches: list[tuple], dim: int, model: str, fingerprint: str) -> pa.Table:
+    """`write_parquet`'s batches (at least one) as one table of `schema`."""
+    errors = [e for batch in batches for e in (batch[4] if len(batch) > 4 else [None] * len(batch[0]))]
+    return rows_table([p for batch in batches for p in batch[0]], np.concatenate([np.asarray(b[1]) for b in batches]),
+                      np.concatenate([np.asarray(b[2]) for b in batches]),
+                      np.concatenate([np.asarray(b[3], np.float32).reshape(-1, dim) for b in batches]),
+                      errors, dim, model, fingerprint)
+
+
 def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, model: str, fingerprint: str) -> int:
     """Write batches of rows as one Parquet file, atomically; returns the rows written. A batch is
     (paths (n,), starts (n,), ends (n,), vectors (n, dim)) with NaN start/end for a whole clip, and
@@ -71,11 +80,7 @@ def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, m
     written = 0
 
     def to_table(parts: list) -> pa.Table:
-        errors = [e for part in parts for e in (part[4] if len(part) > 4 else [None] * len(part[0]))]
-        return rows_table([p for part in parts for p in part[0]], np.concatenate([np.asarray(part[1]) for part in parts]),
-                          np.concatenate([np.asarray(part[2]) for part in parts]),
-                          np.concatenate([np.asarray(part[3], np.float32).reshape(-1, dim) for part in parts]),
-                          errors, dim, model, fingerprint)
+        return batches_table(parts, dim, model, fingerprint)
 
     def write(f) -> None:
         nonlocal written

@@ -31,9 +31,7 @@ from .audio import decode_bytes
 from .embed import embed_waveforms, finite
 from .errors import AudioLoadError
 from .parallel import DEFAULT_BATCH_SIZE
-from .parquet import file_rows, parquet_files, rows_table, schema
-
-LOG = logging.getLogger(__name__)
+from .parquet import batches_table, file_rows, parquet_files, schema
 
 FILES_PER_BLOCK = 64  # files per Ray block, so per output file: the most a killed run embeds again per worker
 PART_PREFIX = "part-"
@@ -66,9 +64,7 @@ class EmbedBatch:
         parts = [file_rows(path, output, config.chunk_seconds, self.segments, dim) for path, output in zip(paths, outputs)]
         if not parts:
             return schema(dim, self.model_name, self.fingerprint).empty_table()
-        return rows_table([p for part in parts for p in part[0]], np.concatenate([part[1] for part in parts]),
-                          np.concatenate([part[2] for part in parts]), np.concatenate([part[3] for part in parts]),
-                          [e for part in parts for e in part[4]], dim, self.model_name, self.fingerprint)
+        return batches_table(parts, dim, self.model_name, self.fingerprint)
 
     def _from_files(self, paths: list) -> list:
         return [output for _, output in self.model.iter_embed_files([os.fsdecode(p) for p in paths], self.batch_size,

@@ -760,3 +760,13 @@ def test_a_search_maps_the_side_table_and_reads_no_shard(model, tmp_path, index_
     (tmp_path / "idx" / "rows.bin").write_bytes((tmp_path / "idx" / "rows.bin").read_bytes()[:-20])  # damaged
     fallback = AudioIndex(tmp_path / "idx")
     assert fallback.search_vector(vectors[4], k=5) == hits and fallback._table is not None
+
+
+def test_searching_by_vector_imports_neither_torch_nor_pyarrow(built):
+    """A process that searches by vector holds the index, not the libraries of embedding."""
+    script = ("import sys, numpy as np; from diverse_embed.search.index import AudioIndex; "
+              "index = AudioIndex(sys.argv[1]); hits = index.search_vector(np.ones(256, np.float32), 3); "
+              "print(len(hits), sorted(m for m in ('torch', 'pyarrow', 'torchaudio', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, str(built.folder)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "[]"]
