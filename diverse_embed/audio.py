@@ -266,7 +266,7 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
     zero-padded, and their start times in seconds (n_chunks,)."""
     n = config.num_chunks(len(waveform))
     chunks = cut(waveform, config.chunk_samples, config.hop_samples, n).contiguous()  # (n_chunks, chunk_samples)
-    return chunks, np.arange(n, dtype=np.float64) * config.hop_samples / config.sample_rate
+    return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
 
 
 def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:

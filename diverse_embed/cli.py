@@ -44,7 +44,7 @@ def run_embed(args: argparse.Namespace) -> int:
                 say(f"skipped {output}")
             else:
                 embedded.append(str(path))
-            yield file_rows(str(path), output, model.config.chunk_seconds, args.segments, model.embedding_dim)
+            yield file_rows(str(path), output, args.segments, model.embedding_dim)
 
     batches, held = rows(), []
     for batch in batches:  # up to the first file embedded: with none, nothing is written
@@ -139,8 +139,8 @@ def run_tag(args: argparse.Namespace) -> int:
         # As model.tag (labels.clip_tags) does: the clip's scores are the mean of its chunks'.
         scores = label_scores(output.chunk_logits, vocabulary, config.problem_type)  # (chunks, labels)
         labels = top_labels(scores.mean(axis=0), vocabulary, groups, args.k)
-        segments = [(float(t), float(min(t + config.chunk_seconds, output.duration)), top_labels(row, vocabulary, groups, args.k))
-                    for t, row in zip(output.chunk_times, scores)] if args.segments else []
+        segments = [(float(start), float(end), top_labels(row, vocabulary, groups, args.k))
+                    for start, end, row in zip(output.chunk_times, output.chunk_ends, scores)] if args.segments else []
         print_tags(path, labels, segments, args.json)
     return 1 if failed else 0
 

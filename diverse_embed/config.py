@@ -204,6 +204,13 @@ class DiverseEmbedConfig:
     def waveform_patch_samples(self) -> int:
         return self.samples(self.waveform.patch_ms)
 
+    def chunk_spans(self, num_samples: int) -> tuple[list[float], list[float]]:
+        """Where each of a clip's `num_chunks` chunks starts and ends, in seconds: a chunk every hop,
+        the last one ending with the clip."""
+        duration = num_samples / self.sample_rate
+        starts = [k * self.hop_samples / self.sample_rate for k in range(self.num_chunks(num_samples))]
+        return starts, [min(start + self.chunk_seconds, duration) for start in starts]
+
     def num_chunks(self, num_samples: int) -> int:
         """How many chunks a clip of `num_samples` makes: at least one, every hop_samples; the last
         is zero-padded, and dropped when it would hold fewer than min_final_chunk_samples of audio

@@ -32,11 +32,12 @@ class EmbeddingOutput:
     branch_embeddings: dict[str, np.ndarray]  # name -> (d_model,) mean over chunks, L2-normalised
     chunk_embeddings: np.ndarray  # (n_chunks, embedding_dim) per chunk, not normalised
     chunk_times: np.ndarray  # (n_chunks,) start of each chunk in seconds
+    chunk_ends: np.ndarray  # (n_chunks,) end of each chunk in seconds: a chunk, or the clip's end before it
     logits: np.ndarray  # (num_labels,) mean of the chunk logits
     duration: float  # seconds of audio embedded
     chunk_logits: np.ndarray | None = None  # (n_chunks, num_labels) per chunk
 
-    def rows(self, chunk_seconds: float, segments: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows(self, segments: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What an index or a table stores for this clip: starts (r,), ends (r,) in seconds and
         vectors (r, D) float32; the clip vector first (NaN start and end), then with `segments`
         each chunk's vector, L2-normalised."""
@@ -45,7 +46,7 @@ class EmbeddingOutput:
             norms = np.linalg.norm(self.chunk_embeddings, axis=1, keepdims=True)
             vectors.append(self.chunk_embeddings / np.maximum(norms, 1e-12))
             starts += self.chunk_times.tolist()
-            ends += np.minimum(self.chunk_times + chunk_seconds, self.duration).tolist()
+            ends += self.chunk_ends.tolist()
         return np.array(starts), np.array(ends), np.concatenate(vectors).astype(np.float32)
 
 
@@ -87,8 +88,7 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
     all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
     embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     counts = [len(chunks) for chunks, _ in chunked]
-    return [clip_output(model, e, g, starts, len(w))
-            for e, g, (_, starts), w in zip(embeddings.split(counts), logits.split(counts), chunked, waveforms)]
+    return [clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)]
 
 
 @torch.inference_mode()
@@ -127,7 +127,9 @@ def chunk_budget(model: nn.Module) -> int:
 
 
 def clip_output(model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
-                starts: np.ndarray, num_samples: int) -> EmbeddingOutput:
+                num_samples: int) -> EmbeddingOutput:
+    """A clip's output from its chunks' embeddings (n, D) and logits (n, labels), n = num_chunks(num_samples)."""
+    starts, ends = model.config.chunk_spans(num_samples)
     mean = chunk_embeddings.mean(dim=0)  # (D,)
     branches = {name: F.normalize(mean[model.config.branch_slice(name)], dim=0).numpy()
                 for name in model.config.branches}
@@ -135,7 +137,8 @@ def clip_output(model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: 
         embedding=F.normalize(mean, dim=0).numpy(),
         branch_embeddings=branches,
         chunk_embeddings=chunk_embeddings.numpy(),
-        chunk_times=starts,
+        chunk_times=np.array(starts, dtype=np.float64),
+        chunk_ends=np.array(ends, dtype=np.float64),
         logits=chunk_logits.mean(dim=0).numpy(),
         duration=num_samples / model.config.sample_rate,
         chunk_logits=chunk_logits.numpy(),
@@ -175,8 +178,7 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     run(final=True)
     embeddings = torch.cat([e for e, _ in results])[:n_chunks]  # (n_chunks, D)
     logits = torch.cat([g for _, g in results])[:n_chunks]
-    starts = np.arange(n_chunks, dtype=np.float64) * hop / cfg.sample_rate
-    return finite(clip_output(model, embeddings, logits, starts, total), path)
+    return finite(clip_output(model, embeddings, logits, total), path)
 
 
 def iter_embed_files(

@@ -124,7 +124,7 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
 
     names = output_names(model.config)
     for waveform in waveforms:
-        chunks, starts = chunk(waveform, model.config)  # (n_chunks, chunk_samples)
+        chunks, _ = chunk(waveform, model.config)  # (n_chunks, chunk_samples)
         outputs = dict(zip(names, session.run(None, {INPUT: chunks.numpy()})))
         embeddings, logits = forward_chunks(model, chunks, batch_size=64)
         note("embedding", outputs["embedding"], embeddings)
@@ -132,6 +132,6 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
         for name in model.config.branches:
             note(name, outputs[name], embeddings[:, model.config.branch_slice(name)])
         exported = clip_output(model, torch.from_numpy(outputs["embedding"]), torch.from_numpy(outputs["logits"]),
-                               starts, len(waveform))
-        note("clip embedding", exported.embedding, clip_output(model, embeddings, logits, starts, len(waveform)).embedding)
+                               len(waveform))
+        note("clip embedding", exported.embedding, clip_output(model, embeddings, logits, len(waveform)).embedding)
     return worst

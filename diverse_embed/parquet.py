@@ -100,12 +100,12 @@ def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, m
     return written
 
 
-def file_rows(path, output, chunk_seconds: float, segments: bool, dim: int) -> tuple:
+def file_rows(path, output, segments: bool, dim: int) -> tuple:
     """One file's batch for `write_parquet`: its clip row, then with `segments` a row per 1-s chunk;
     for an AudioLoadError, one row with its reason and no vector."""
     if isinstance(output, AudioLoadError):
         return [path], np.array([np.nan]), np.array([np.nan]), np.zeros((1, dim), np.float32), [output.reason]
-    starts, ends, vectors = output.rows(chunk_seconds, segments)
+    starts, ends, vectors = output.rows(segments)
     return [path] * len(vectors), starts, ends, vectors, [None] * len(vectors)
 
 

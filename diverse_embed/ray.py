@@ -60,8 +60,8 @@ class EmbedBatch:
             raise ValueError(f"EmbedBatch needs a `path` column (and optionally `bytes`); got {sorted(columns)}")
         paths = [p if isinstance(p, bytes) else str(p) for p in columns["path"]]
         outputs = self._from_bytes(paths, columns["bytes"]) if "bytes" in columns else self._from_files(paths)
-        config, dim = self.model.config, self.model.embedding_dim
-        parts = [file_rows(path, output, config.chunk_seconds, self.segments, dim) for path, output in zip(paths, outputs)]
+        dim = self.model.embedding_dim
+        parts = [file_rows(path, output, self.segments, dim) for path, output in zip(paths, outputs)]
         if not parts:
             return schema(dim, self.model_name, self.fingerprint).empty_table()
         return batches_table(parts, dim, self.model_name, self.fingerprint)

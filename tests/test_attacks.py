@@ -411,7 +411,7 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     rng = np.random.default_rng(0)
 
     def commit(names):
-        rows = [(name, EmbeddingOutput(v, {}, v[None], np.zeros(1), np.zeros(1), 1.0), (-1, -1))
+        rows = [(name, EmbeddingOutput(v, {}, v[None], np.zeros(1), np.ones(1), np.zeros(1), 1.0), (-1, -1))
                 for name, v in zip(names, rng.standard_normal((len(names), 256)).astype(np.float32))]
         index._commit(rows, [], AddReport())
         index.build()

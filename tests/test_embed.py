@@ -18,6 +18,7 @@ def test_output_shapes(model, seconds, n_chunks):
         assert vector.shape == (64,) and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
     assert out.chunk_embeddings.shape == (n_chunks, 256)
     np.testing.assert_allclose(out.chunk_times, np.arange(n_chunks))
+    np.testing.assert_allclose(out.chunk_ends, np.minimum(np.arange(n_chunks) + 1.0, seconds))  # the last ends with the clip
     assert out.logits.shape == (200,)
     assert np.isfinite(out.chunk_embeddings).all() and np.isfinite(out.logits).all()
 
@@ -104,6 +105,7 @@ def test_embed_file_streams_to_the_same_result(tmp_path, seconds, rate, hop, mon
     whole = model.embed(load_audio(path), sample_rate=16000)
     np.testing.assert_allclose(streamed.chunk_embeddings, whole.chunk_embeddings, atol=1e-5)
     np.testing.assert_allclose(streamed.chunk_times, whole.chunk_times)
+    np.testing.assert_allclose(streamed.chunk_ends, whole.chunk_ends)
     np.testing.assert_allclose(streamed.embedding, whole.embedding, atol=1e-5)
 
 
