@@ -466,7 +466,7 @@ def _fill(index, vectors, first=0, shard_rows=4000):
 
     for start in range(0, len(vectors), shard_rows):
         rows = [(f"/nowhere/row_{first + start + i:06d}.wav",
-                 EmbeddingOutput(v, {}, v[None], np.zeros(1), np.zeros(1), 1.0), (-1, -1))
+                 EmbeddingOutput(v, {}, v[None], np.zeros(1), np.ones(1), np.zeros(1), 1.0), (-1, -1))
                 for i, v in enumerate(vectors[start:start + shard_rows])]
         index._commit(rows, [], AddReport())
 

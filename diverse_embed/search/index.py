@@ -288,29 +288,34 @@ class AudioIndex(IndexStore):
         return report
 
     def build(self) -> faiss.Index | RefinedIndex:
-        """(Re)build vectors.faiss from the live vectors and record it in the manifest."""
+        """(Re)build vectors.faiss and the side table from the live vectors and record them in the
+        manifest. Which rows are live is worked out once; no per-row table is held meanwhile."""
         with writing(self.folder), self._locked(self.folder):
             self._refresh()
-            n = len(self)
+            live = [(shard, keep) for shard, keep in self._live_shards() if keep.any()]
+            n = sum(int(keep.sum()) for _, keep in live)
             kind = index_type_for(self.manifest["index_type"], n)
             if kind == "compressed":
-                index = self._build_compressed(n)
+                index = self._build_compressed(n, live)
                 faiss_index = index.index
             else:
-                index = faiss_index = build_faiss_index(self.vectors(), kind)
+                vectors = [shard["vectors"][keep] for shard, keep in live]
+                matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.manifest["dim"]), np.float32)
+                index = faiss_index = build_faiss_index(matrix, kind)
                 (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
             data = faiss.serialize_index(faiss_index).tobytes()
             files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(data))
-            rows = RowsOnDisk.write(self.folder, self._live_shards())
+            rows = RowsOnDisk.write(self.folder, iter(live))
             self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index),
                                       "sha256": hashlib.sha256(data).hexdigest(), "rows": rows}
             self._write_manifest(self.folder, self.manifest)
+            self._rows = RowsOnDisk.open(self.folder, rows)
         self._faiss = index
         return index
 
-    def _build_compressed(self, n: int) -> RefinedIndex:
-        """Train on a random sample, then encode and write the exact vectors a shard at a time."""
-        live = [(shard, keep) for shard, keep in self._live_shards() if keep.any()]  # the masks once, for both passes
+    def _build_compressed(self, n: int, live: list) -> RefinedIndex:
+        """Train on a random sample, then encode and write the exact vectors a shard at a time
+        (`live`: `_live_shards`' shards and masks)."""
 
         def blocks() -> Iterator[np.ndarray]:  # (b, dim) float32 in FAISS id order, a shard at a time
             return (shard["vectors"][keep] for shard, keep in live)
@@ -454,9 +459,23 @@ class AudioIndex(IndexStore):
 
         return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
 
-    def info(self) -> dict:
+    def _counts(self) -> tuple[int, int]:
+        """(files, segment rows) of the live rows: from the side table of a current build, read a
+        block at a time, else from the table in RAM."""
+        built = self.manifest.get("faiss")
+        rows = self._rows
+        if rows is None and built and built["generation"] == self.manifest["generation"]:
+            rows = RowsOnDisk.open(self.folder, built.get("rows"))
+        if rows is not None:
+            self._rows = rows
+            self.check_shards()  # what the counts come from is the build's; the shards are checked all the same
+            return rows.files(), rows.segments()
         table = self.table
         segments = int(np.sum(~np.isnan(table["start"].astype(float)))) if len(table["start"]) else 0
+        return len(set(table["path"].tolist())), segments
+
+    def info(self) -> dict:
+        files, segments = self._counts()
         on_disk = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
         built = self.manifest.get("faiss")
         return {
@@ -464,7 +483,7 @@ class AudioIndex(IndexStore):
             "model": self.model_name,
             "fingerprint": self.manifest["fingerprint"],
             "dim": self.manifest["dim"],
-            "files": len(set(table["path"].tolist())),
+            "files": files,
             "vectors": len(self),
             "segment_vectors": segments,
             "segments": self.manifest["segments"],

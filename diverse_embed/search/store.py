@@ -191,6 +191,15 @@ class IndexStore:
         rows = [line.split("\t", 1) for line in lines if "\t" in line]
         return {unescaped(p): unescaped(reason) for p, reason in rows}
 
+    def check_shards(self) -> None:
+        """Read every shard's side-table columns, one shard at a time: damage (a truncated file, a
+        column missing or of the wrong kind, altered bytes that zip's CRC catches) is an
+        AudioIndexError naming the shard, as reading the table would give, without holding it."""
+        for name in self.manifest["shards"]:
+            shard = DamageChecked(self.folder / "shards" / name, self.manifest["dim"])
+            for column in TABLE_COLUMNS:
+                shard[column]
+
     def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
         it, none where that shard removes it. A shard's arrays are read only when asked for."""
@@ -266,9 +275,8 @@ class IndexStore:
         and one tombstone row (zero vector, `removed` true) per removed path."""
         columns = {name: [] for name in TABLE_COLUMNS}
         vectors = []
-        chunk_seconds = self.manifest["config"]["chunk_seconds"]
         for path, output, (size, mtime_ns) in rows:
-            for start, end, vector in zip(*output.rows(chunk_seconds, self.manifest["segments"])):
+            for start, end, vector in zip(*output.rows(self.manifest["segments"])):
                 vectors.append(vector)
                 for name, value in zip(TABLE_COLUMNS, (path, start, end, output.duration, size, mtime_ns)):
                     columns[name].append(value)
@@ -514,6 +522,17 @@ class RowsOnDisk:
 
     def __len__(self) -> int:
         return self.sizes[0] // ROW_DTYPE.itemsize
+
+    def files(self) -> int:
+        return max(0, self.sizes[2] // 8 - 1)
+
+    def segments(self, block: int = 1 << 20) -> int:
+        """How many rows are segments (a start time), reading rows.bin a block of rows at a time."""
+        count = 0
+        for first in range(0, len(self), block):
+            data = os.pread(self.fds[0], min(block, len(self) - first) * ROW_DTYPE.itemsize, first * ROW_DTYPE.itemsize)
+            count += int(np.sum(~np.isnan(np.frombuffer(data, ROW_DTYPE)["start"])))
+        return count
 
     def row(self, i: int) -> tuple[int, str, float, float]:
         rows, names, offsets = self.fds
