@@ -123,7 +123,7 @@ def esc50_folder(esc50, tmp_path, count: int):
 
 
 def run(*args, **kwargs):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO, **kwargs)
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=600, **kwargs)
 
 
 @pytest.mark.integration
@@ -187,7 +187,7 @@ def test_embed_batch_in_a_ray_pipeline_from_bytes_writes_embeds_table(esc50, tmp
     script = """
 import sys, ray
 from diverse_embed.ray import EmbedBatch
-ray.init(num_cpus=2, logging_level="ERROR")
+ray.init(num_cpus=3, logging_level="ERROR")  # two for the models, one for reading: else reads wait forever
 files = ray.data.read_binary_files(sys.argv[1], include_paths=True)
 vectors = files.map_batches(EmbedBatch, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1, batch_size=2)
 vectors.write_parquet(sys.argv[2])
