@@ -402,7 +402,6 @@ def test_a_first_build_killed_before_its_manifest_is_resumed_and_leftovers_go(tm
 def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     import threading
 
-    from diverse_embed.embed import EmbeddingOutput
     from diverse_embed.resolve import untrained_model
     from diverse_embed.search.index import AudioIndex
     from diverse_embed.search.store import AddReport
@@ -411,7 +410,7 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     rng = np.random.default_rng(0)
 
     def commit(names):
-        rows = [(name, EmbeddingOutput(v, {}, v[None], np.zeros(1), np.ones(1), np.zeros(1), 1.0), (-1, -1))
+        rows = [(name, np.array([np.nan]), np.array([np.nan]), v[None], 1.0, (-1, -1))  # one clip row a file
                 for name, v in zip(names, rng.standard_normal((len(names), 256)).astype(np.float32))]
         index._commit(rows, [], AddReport())
         index.build()

@@ -462,11 +462,8 @@ def _clustered(n, seed, d=256):
 
 def _fill(index, vectors, first=0, shard_rows=4000):
     """Commit synthetic clip vectors as files named row_<i> (no audio: the index takes the rows as given)."""
-    from diverse_embed.embed import EmbeddingOutput
-
     for start in range(0, len(vectors), shard_rows):
-        rows = [(f"/nowhere/row_{first + start + i:06d}.wav",
-                 EmbeddingOutput(v, {}, v[None], np.zeros(1), np.ones(1), np.zeros(1), 1.0), (-1, -1))
+        rows = [(f"/nowhere/row_{first + start + i:06d}.wav", np.array([np.nan]), np.array([np.nan]), v[None], 1.0, (-1, -1))
                 for i, v in enumerate(vectors[start:start + shard_rows])]
         index._commit(rows, [], AddReport())
 

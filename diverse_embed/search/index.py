@@ -30,12 +30,22 @@ from .backends import (
     set_search_parameters,
 )
 from .index_types import check_index_type, index_type_for
-from .store import FORMAT, VERSION, AddReport, AudioIndexError, IndexStore, RowsOnDisk, indexed_path, stat, writing
+from .store import (
+    FORMAT,
+    VERSION,
+    AddReport,
+    AudioIndexError,
+    FileRows,
+    IndexStore,
+    RowsOnDisk,
+    indexed_path,
+    stat,
+    writing,
+)
 
 if TYPE_CHECKING:  # searching by vector imports neither torch nor pyarrow: RAM is the codes, not the libraries
     import pyarrow as pa
 
-    from ..embed import EmbeddingOutput
     from ..model import DiverseEmbedder
 
 LOG = logging.getLogger(__name__)
@@ -165,14 +175,14 @@ class AudioIndex(IndexStore):
                 report.unchanged += 1
             else:
                 todo[path] = before
-        rows: list[tuple[str, EmbeddingOutput, tuple[int, int]]] = []
+        rows: list[FileRows] = []
         failed: list[tuple[str, str]] = []
         for path, output in model.iter_embed_files(list(todo), batch_size, num_workers, progress):
             if isinstance(output, AudioLoadError):
                 failed.append((str(path), output.reason))
                 LOG.warning("skipped %s", output)
             else:
-                rows.append((str(path), output, todo[str(path)]))
+                rows.append((str(path), *output.rows(self.manifest["segments"]), output.duration, todo[str(path)]))
             if len(rows) + len(failed) >= commit_every:
                 self._commit(rows, failed, report)
                 rows, failed = [], []

@@ -53,6 +53,11 @@ MANIFEST = "index.json"
 TABLE_COLUMNS = ("path", "start", "end", "duration", "size", "mtime_ns")
 
 
+# One file's rows as the index stores them: path, starts (r,) and ends (r,) in seconds (NaN for the
+# whole clip), vectors (r, dim) float32, the file's duration, and (size, mtime_ns) read before embedding.
+FileRows = tuple[str, np.ndarray, np.ndarray, np.ndarray, float, tuple[int, int]]
+
+
 @dataclass
 class AddReport:
     added: list[str] = field(default_factory=list)
@@ -236,10 +241,9 @@ class IndexStore:
         """All live vectors (n, dim) float32, row i = FAISS id i."""
         return self._live_rows(with_vectors=True)[1]
 
-    def _commit(self, rows: list[tuple[str, object, tuple[int, int]]], failed: list[tuple[str, str]], report: AddReport,
-                removed: list[str] = ()):
-        """One atomic commit of the embedded rows ((path, EmbeddingOutput, (size, mtime_ns) read
-        before embedding)), tombstones for `removed` and the files that failed (`_commit_shard`)."""
+    def _commit(self, rows: list[FileRows], failed: list[tuple[str, str]], report: AddReport, removed: list[str] = ()):
+        """One atomic commit of the embedded files' rows (`FileRows`), tombstones for `removed` and
+        the files that failed (`_commit_shard`)."""
         if not rows and not failed and not removed:
             return
         self._commit_shard(self._shard_arrays(rows, removed), [row[0] for row in rows], failed, report, list(removed))
@@ -270,24 +274,24 @@ class IndexStore:
         report.skipped += failed
         report.removed += list(removed)
 
-    def _shard_arrays(self, rows: list[tuple[str, object, tuple[int, int]]], removed: list[str] = ()) -> dict[str, np.ndarray]:
-        """One row per file (the clip vector), plus one per 1-s chunk when the index has segments;
-        and one tombstone row (zero vector, `removed` true) per removed path."""
+    def _shard_arrays(self, rows: list[FileRows], removed: list[str] = ()) -> dict[str, np.ndarray]:
+        """The shard of `rows` (each file's rows: its clip, and its segments when the index has
+        them) and of one tombstone row (zero vector, `removed` true) per removed path."""
+        dim = self.manifest["dim"]
         columns = {name: [] for name in TABLE_COLUMNS}
         vectors = []
-        for path, output, (size, mtime_ns) in rows:
-            for start, end, vector in zip(*output.rows(self.manifest["segments"])):
-                vectors.append(vector)
-                for name, value in zip(TABLE_COLUMNS, (path, start, end, output.duration, size, mtime_ns)):
-                    columns[name].append(value)
-        live = len(vectors)
-        for path in removed:
-            vectors.append(np.zeros(self.manifest["dim"], np.float32))
-            for name, value in zip(TABLE_COLUMNS, (path, math.nan, math.nan, math.nan, -1, -1)):
-                columns[name].append(value)
+        for path, starts, ends, file_vectors, duration, (size, mtime_ns) in rows:
+            vectors.append(np.asarray(file_vectors, np.float32).reshape(-1, dim))
+            for name, values in zip(TABLE_COLUMNS, ([path] * len(starts), starts, ends, [duration] * len(starts),
+                                                    [size] * len(starts), [mtime_ns] * len(starts))):
+                columns[name].extend(values)
+        live = sum(len(v) for v in vectors)
+        vectors.append(np.zeros((len(removed), dim), np.float32))
+        for name, value in zip(TABLE_COLUMNS, (None, math.nan, math.nan, math.nan, -1, -1)):
+            columns[name].extend(list(removed) if name == "path" else [value] * len(removed))
         arrays = {name: np.array(values) for name, values in columns.items()}
-        arrays["vectors"] = np.array(vectors, dtype=np.float32).reshape(-1, self.manifest["dim"])
-        arrays["removed"] = np.arange(len(vectors)) >= live
+        arrays["vectors"] = np.concatenate(vectors)
+        arrays["removed"] = np.arange(len(arrays["vectors"])) >= live
         return arrays
 
     def _known_under(self, targets: list[Path]) -> list[str]:
