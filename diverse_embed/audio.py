@@ -56,11 +56,17 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
             info = sf.info(source)
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
         raise AudioLoadError(path, f"not readable as audio, or corrupt ({err})") from None
+    return checked_info(info, path)
+
+
+def checked_info(info: sf._SoundFileInfo, source: str | os.PathLike) -> sf._SoundFileInfo:
+    """A header that promises usable audio, or AudioLoadError naming `source`: not truncated, some
+    samples, a sample rate that is audio."""
     if _declares_more_data_than_present(info):
-        raise AudioLoadError(path, "truncated: the file ends before the data its header declares")
+        raise AudioLoadError(source, "truncated: the file ends before the data its header declares")
     if info.frames <= 0:
-        raise AudioLoadError(path, "zero samples")
-    check_rate(info.samplerate, path)
+        raise AudioLoadError(source, "zero samples")
+    check_rate(info.samplerate, source)
     return info
 
 
@@ -70,12 +76,7 @@ def decode_bytes(data: bytes, name: str | os.PathLike, sample_rate: int = SAMPLE
     if not data:
         raise AudioLoadError(name, "empty file (0 bytes)")
     try:
-        info = sf.info(io.BytesIO(data))
-        if _declares_more_data_than_present(info):
-            raise AudioLoadError(name, "truncated: the file ends before the data its header declares")
-        if info.frames <= 0:
-            raise AudioLoadError(name, "zero samples")
-        check_rate(info.samplerate, name)
+        info = checked_info(sf.info(io.BytesIO(data)), name)
         audio = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0]  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
         raise AudioLoadError(name, f"not readable as audio, or corrupt ({err})") from None

@@ -79,9 +79,6 @@ def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, m
     table_schema = schema(dim, model, fingerprint)
     written = 0
 
-    def to_table(parts: list) -> pa.Table:
-        return batches_table(parts, dim, model, fingerprint)
-
     def write(f) -> None:
         nonlocal written
         with pq.ParquetWriter(f, table_schema) as writer:
@@ -90,10 +87,10 @@ def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, m
                 buffered.append(batch)
                 rows += len(batch[0])
                 if rows >= ROW_GROUP_ROWS:
-                    writer.write_table(to_table(buffered))
+                    writer.write_table(batches_table(buffered, dim, model, fingerprint))
                     written, buffered, rows = written + rows, [], 0
             if buffered:
-                writer.write_table(to_table(buffered))
+                writer.write_table(batches_table(buffered, dim, model, fingerprint))
                 written += rows
 
     files.atomic_write(path, write)

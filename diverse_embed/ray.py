@@ -31,7 +31,7 @@ from .audio import decode_bytes
 from .embed import embed_waveforms, finite
 from .errors import AudioLoadError
 from .parallel import DEFAULT_BATCH_SIZE
-from .parquet import batches_table, file_rows, parquet_files, schema
+from .parquet import batches_table, file_rows, parquet_files, read_rows, schema
 
 FILES_PER_BLOCK = 64  # files per Ray block, so per output file: the most a killed run embeds again per worker
 PART_PREFIX = "part-"
@@ -104,8 +104,8 @@ def done_paths(folder: Path) -> set[bytes]:
     """The files a dataset folder already has rows for (embedded, or failed with an error)."""
     done: set[bytes] = set()
     for part in parquet_files([folder]):
-        table = pq.read_table(part, columns=["path_bytes"])
-        done.update(table.column("path_bytes").to_pylist())
+        for batch in read_rows(part, columns=("path_bytes",)):
+            done.update(batch.column("path_bytes").to_pylist())
     return done
 
 
@@ -130,9 +130,10 @@ def embed_dataset(paths: list[Path], folder: Path, model: str | None = None, seg
     ray.init(address=address, ignore_reinit_error=True, logging_level=logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines would interleave with our bar
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts files
-    gpu = str(device).startswith("cuda") if device else ray.cluster_resources().get("GPU", 0) > 0
+    cluster = ray.cluster_resources()
+    gpu = str(device).startswith("cuda") if device else cluster.get("GPU", 0) > 0
     resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
-    workers = workers or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
+    workers = workers or max(1, int(cluster.get("GPU" if gpu else "CPU", 1)))
     per_block = max(1, min(files_per_block, math.ceil(len(todo) / (2 * workers))))  # every worker busy
     items = ray.data.from_items([{"path": os.fsencode(p)} for p in todo], override_num_blocks=math.ceil(len(todo) / per_block))
     embedded = items.map_batches(EmbedBatch, batch_size=per_block, compute=ray.data.ActorPoolStrategy(size=workers),

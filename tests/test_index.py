@@ -745,9 +745,9 @@ def test_a_search_maps_the_side_table_and_reads_no_shard(model, tmp_path, index_
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     names = [f"/sounds/{'é' if i % 7 == 0 else ''}file_{i // 3}.wav" for i in range(n)]  # three rows a file
     starts = np.array([np.nan if i % 3 == 0 else float(i % 3 - 1) for i in range(n)])
-    shard = {"path": np.array(names), "start": starts, "end": starts + 1, "duration": np.full(n, 2.0),
-             "size": np.ones(n, np.int64), "mtime_ns": np.ones(n, np.int64), "vectors": vectors, "removed": np.zeros(n, bool)}
-    index._commit_shard(shard, sorted(set(names)), [], AddReport())
+    runs = [i for i in range(n) if i == 0 or names[i] != names[i - 1]] + [n]  # each file's rows, together
+    index._commit([(names[a], starts[a:b], starts[a:b] + 1, vectors[a:b], 2.0, (1, 1)) for a, b in zip(runs, runs[1:])],
+                  [], AddReport())
     index.build()
     searched = AudioIndex(tmp_path / "idx")
     hits = searched.search_vector(vectors[4], k=5)

@@ -210,9 +210,7 @@ class AudioIndex(IndexStore):
         with tqdm(total=rows, desc="adding", unit="row", disable=not progress) as bar:
             for table in tables:
                 for batch in read_rows(table, commit_rows):
-                    shard, added, failed = self._parquet_shard(batch, table, seen)
-                    if len(shard["path"]) or failed:
-                        self._commit_shard(shard, added, failed, report)
+                    self._commit(*self._parquet_rows(batch, table, seen), report)
                     bar.update(batch.num_rows)
         return report
 
@@ -234,8 +232,9 @@ class AudioIndex(IndexStore):
                 rows += batch.num_rows
         return rows
 
-    def _parquet_shard(self, batch: pa.RecordBatch, table: Path, seen: set[str]) -> tuple[dict, list[str], list]:
-        """A record batch as a shard's arrays, the paths it adds and the (path, error) rows that failed."""
+    def _parquet_rows(self, batch: pa.RecordBatch, table: Path, seen: set[str]) -> tuple[list[FileRows], list]:
+        """A record batch as each new file's rows (`FileRows`, its rows together) and the (path,
+        error) rows that failed; `seen` gains the paths."""
         import pyarrow as pa
 
         columns = batch.schema.names
@@ -254,15 +253,17 @@ class AudioIndex(IndexStore):
         vectors = batch.column("vector").filter(pa.array(keep)).flatten().to_numpy(zero_copy_only=False)
         if vectors.size != keep.sum() * dim:
             raise AudioIndexError(f"{table}: vectors that are not of dimension {dim}, the index's")
-        sizes = [stat(p) for p in paths[keep]]  # where the file is here: so a later sync sees it unchanged
-        shard = {"path": paths[keep], "start": starts[keep], "end": ends[keep],
-                 "duration": np.full(keep.sum(), np.nan), "size": np.array([s for s, _ in sizes], np.int64),
-                 "mtime_ns": np.array([m for _, m in sizes], np.int64),
-                 "vectors": vectors.astype(np.float32).reshape(-1, dim), "removed": np.zeros(keep.sum(), bool)}
-        added = list(dict.fromkeys(paths[keep].tolist()))
-        seen.update(added)
+        vectors = vectors.astype(np.float32).reshape(-1, dim)
+        kept = np.flatnonzero(keep)
+        by_file: dict[str, list[int]] = {}  # path -> its rows among the kept ones, in table order
+        for j, i in enumerate(kept):
+            by_file.setdefault(paths[i], []).append(j)
+        # The file's size and mtime where it is here (once a file): so a later sync sees it unchanged.
+        rows = [(path, starts[kept[rows]], ends[kept[rows]], vectors[rows], math.nan, stat(path))
+                for path, rows in by_file.items()]
+        seen.update(by_file)
         seen.update(p for p, _ in failed)
-        return shard, added, failed
+        return rows, failed
 
     def remove(self, paths: list[str | os.PathLike]) -> AddReport:
         """Drop files, and every file under a folder, from the index in one commit. The paths need
@@ -356,11 +357,11 @@ class AudioIndex(IndexStore):
         return self._faiss
 
     def _load_faiss(self) -> None:
-        """vectors.faiss and the mapped side table when they are of this generation and whole, else
+        """vectors.faiss and the side table when they are of this generation and whole, else
         the vectors searched from memory (and the table read into it)."""
         built = self.manifest.get("faiss")
-        current = bool(built) and built["generation"] == self.manifest["generation"]
-        rows = RowsOnDisk.open(self.folder, built.get("rows")) if current else None  # None: an older index, or damage
+        current = self._built_current()
+        rows = self._current_rows()
         n = len(rows) if rows is not None else len(self.table["path"])
         exact = self.folder / EXACT_VECTORS
         if current and built["type"] == "compressed" and (
@@ -469,13 +470,19 @@ class AudioIndex(IndexStore):
 
         return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
 
+    def _built_current(self) -> bool:
+        """Whether the last build (vectors.faiss, the side table) is of this generation."""
+        built = self.manifest.get("faiss")
+        return bool(built) and built["generation"] == self.manifest["generation"]
+
+    def _current_rows(self) -> RowsOnDisk | None:
+        """The side table of a current build, or None (stale, an older index without one, or damage)."""
+        return RowsOnDisk.open(self.folder, self.manifest["faiss"].get("rows")) if self._built_current() else None
+
     def _counts(self) -> tuple[int, int]:
         """(files, segment rows) of the live rows: from the side table of a current build, read a
         block at a time, else from the table in RAM."""
-        built = self.manifest.get("faiss")
-        rows = self._rows
-        if rows is None and built and built["generation"] == self.manifest["generation"]:
-            rows = RowsOnDisk.open(self.folder, built.get("rows"))
+        rows = self._rows or self._current_rows()
         if rows is not None:
             self._rows = rows
             self.check_shards()  # what the counts come from is the build's; the shards are checked all the same
@@ -498,7 +505,7 @@ class AudioIndex(IndexStore):
             "segment_vectors": segments,
             "segments": self.manifest["segments"],
             "index_type": self.manifest["index_type"],
-            "faiss": built["type"] if built and built["generation"] == self.manifest["generation"] else "stale",
+            "faiss": built["type"] if self._built_current() else "stale",
             "skipped": len(self.skipped()),
             "commits": self.manifest["generation"],
             "bytes_on_disk": on_disk,

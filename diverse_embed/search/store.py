@@ -7,7 +7,7 @@ commits under a lock. What the vectors are for (embedding, FAISS, search) is ind
       vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
       vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
       rows.bin, paths.bin, path_offsets.bin
-                        the side table of the live rows in FAISS id order, memory-mapped by a search,
+                        the side table of the live rows in FAISS id order, read by row by a search,
                         so no per-row table is held in RAM (derived, written with vectors.faiss)
       skipped.tsv       files that could not be embedded: path <TAB> reason, the name's own bytes,
                         backslash, tab, newline and CR escaped (\\\\, \\t, \\n, \\r)
@@ -86,7 +86,7 @@ class IndexStore:
         self.folder = Path(folder)
         self.manifest = self._read_manifest()
         self._table: dict[str, np.ndarray] | None = None
-        self._rows: RowsOnDisk | None = None  # the side table mapped from disk, once a current build is loaded
+        self._rows: RowsOnDisk | None = None  # the side table on disk, once a current build is loaded
         self._faiss = None  # the searchable FAISS index, once loaded (index.py)
 
     @classmethod
@@ -176,7 +176,7 @@ class IndexStore:
         return len(self._rows) if self._rows is not None else len(self.table["path"])
 
     def row(self, i: int) -> tuple[object, str, float, float]:
-        """FAISS id i's (key of its file, path, start, end): read from the mapped side table when a
+        """FAISS id i's (key of its file, path, start, end): read from the side table on disk when a
         current build is loaded, else from the table in RAM."""
         if self._rows is not None:
             return self._rows.row(i)
@@ -242,17 +242,12 @@ class IndexStore:
         return self._live_rows(with_vectors=True)[1]
 
     def _commit(self, rows: list[FileRows], failed: list[tuple[str, str]], report: AddReport, removed: list[str] = ()):
-        """One atomic commit of the embedded files' rows (`FileRows`), tombstones for `removed` and
-        the files that failed (`_commit_shard`)."""
+        """One atomic commit: a shard of the embedded files' rows (`FileRows`) and of tombstones for
+        `removed` (no rows: no shard), the files that failed into skipped.tsv (and the added and
+        removed ones out of it), then the manifest."""
         if not rows and not failed and not removed:
             return
-        self._commit_shard(self._shard_arrays(rows, removed), [row[0] for row in rows], failed, report, list(removed))
-
-    def _commit_shard(self, shard: dict[str, np.ndarray], added: list[str], failed: list[tuple[str, str]],
-                      report: AddReport, removed: list[str] = ()) -> None:
-        """One atomic commit: `shard` (SHARD_COLUMNS and `removed`; no rows: no shard) naming the
-        files `added` and `removed`, the files that failed into skipped.tsv (and the added and
-        removed ones out of it), then the manifest."""
+        shard, added = self._shard_arrays(rows, removed), [row[0] for row in rows]
         with writing(self.folder), self._locked(self.folder):
             manifest = self._read_manifest()  # another writer may have committed meanwhile
             if len(shard["path"]):
@@ -557,8 +552,6 @@ class RowsOnDisk:
         offsets, count = [0], 0
 
         def write_rows(rows_file) -> None:
-            nonlocal count
-
             def write_names(names_file) -> None:
                 nonlocal count
                 previous = None
