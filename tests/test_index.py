@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, sine, write_wav
 from diverse_embed import DiverseEmbedder
 from diverse_embed.cli import main
-from diverse_embed.search.backends import build_faiss_index
+from diverse_embed.search.backends import RefinedIndex, build_faiss_index
 from diverse_embed.search.index import AddReport, AudioIndex, AudioIndexError
 
 RNG = np.random.default_rng(5)
@@ -475,17 +475,31 @@ def test_compressed_index_reranks_with_exact_vectors_from_disk(model, tmp_path):
     _fill(index, vectors)
     index.build()
     assert index.info()["faiss"] == "compressed"
-    assert (tmp_path / "idx" / "vectors.f32").stat().st_size == 12_000 * 256 * 4
-    reopened = AudioIndex(tmp_path / "idx")  # loads the codes and maps the exact vectors
+    # The vectors are on disk once, in the shards: beside them only the codes and 8 bytes a row.
+    folder = tmp_path / "idx"
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "index.json", "rows.bin", "shards", "skipped.tsv", "vectors.faiss"]
+    assert (folder / "rows.bin").stat().st_size == 12_000 * 8
+    reopened = AudioIndex(folder)  # loads the codes; reads rows and exact vectors from the shards
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-    found = [[int(h.path[-10:-4]) for h in reopened.search_vector(q, k=10)] for q in queries]
-    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
-    assert recall >= 0.9
+
+    def recall(index) -> float:
+        found = [[int(h.path[-10:-4]) for h in index.search_vector(q, k=10)] for q in queries]
+        return np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+
+    assert recall(reopened) >= 0.9 and reopened._table is None
+    # As diverse-embed 0.2 built it: its exact vectors in vectors.f32, no side table.
+    manifest = json.loads((folder / "index.json").read_text())
+    del manifest["faiss"]["rows"]
+    (folder / "index.json").write_text(json.dumps(manifest))
+    (folder / "rows.bin").unlink()
+    (folder / "vectors.f32").write_bytes(np.ascontiguousarray(reopened.vectors()).tobytes())
+    old = AudioIndex(folder)
+    assert recall(old) == recall(reopened) and isinstance(old.faiss_index, RefinedIndex)
     hit = reopened.search_vector(vectors[123], k=1)[0]
     assert hit.path.endswith("row_000123.wav") and hit.score == pytest.approx(1.0, abs=1e-5)  # an exact score
     reopened.remove([f"/nowhere/row_{i:06d}.wav" for i in range(100, 200)])
     reopened.build()
-    assert reopened.faiss_index.ntotal == 11_900
+    assert reopened.faiss_index.ntotal == 11_900 and not (folder / "vectors.f32").exists()  # the next build drops the copy
     assert all(not h.path.endswith("row_000123.wav") for h in reopened.search_vector(vectors[123], k=10))
 
 
@@ -733,10 +747,10 @@ def test_without_a_model_an_index_uses_its_own(collection, tmp_path):
 
 
 @pytest.mark.parametrize("index_type", ["flat", "compressed"])
-def test_a_search_maps_the_side_table_and_reads_no_shard(model, tmp_path, index_type):
+def test_a_search_holds_no_per_row_table(model, tmp_path, index_type):
     """A searching process holds the FAISS codes and nothing per row: hits' paths and times are read
-    from the mapped side table (rows.bin, paths.bin); without it (an older index, damage, an add
-    since the build) the shards' table is read as before, with the same hits."""
+    from the shards where rows.bin says they are; without it (an older index, damage, an add since
+    the build) the shards' table is read as before, with the same hits."""
     from diverse_embed.search.index_types import COMPRESSED_MIN_VECTORS
 
     index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0", segments=True, index_type=index_type)
@@ -754,9 +768,15 @@ def test_a_search_maps_the_side_table_and_reads_no_shard(model, tmp_path, index_
     assert searched._table is None and len(searched) == n  # no per-row table in RAM
     assert (hits[0].path, hits[0].start, hits[0].end) == (names[4], 0.0, 1.0) and hits[0].score == pytest.approx(1.0)
     assert len({h.path for h in hits}) == 5
-    (tmp_path / "idx" / "rows.bin").write_bytes((tmp_path / "idx" / "rows.bin").read_bytes()[:-20])  # damaged
+    rows = (tmp_path / "idx" / "rows.bin").read_bytes()
+    (tmp_path / "idx" / "rows.bin").write_bytes(np.full(n, 99, "<u4").repeat(2).tobytes())  # names a 100th shard
+    with pytest.raises(AudioIndexError, match="damaged side table"):
+        AudioIndex(tmp_path / "idx").search_vector(vectors[4], k=5)
+    (tmp_path / "idx" / "rows.bin").write_bytes(rows[:-20])  # damaged
     fallback = AudioIndex(tmp_path / "idx")
-    assert fallback.search_vector(vectors[4], k=5) == hits and fallback._table is not None
+    again = fallback.search_vector(vectors[4], k=5)
+    assert [(h.path, h.start, h.end) for h in again] == [(h.path, h.start, h.end) for h in hits]
+    assert [h.score for h in again] == pytest.approx([h.score for h in hits], abs=1e-5) and fallback._table is not None
 
 
 def test_searching_by_vector_imports_neither_torch_nor_pyarrow(built):
@@ -767,3 +787,13 @@ def test_searching_by_vector_imports_neither_torch_nor_pyarrow(built):
     done = subprocess.run([sys.executable, "-c", script, str(built.folder)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "[]"]
+
+
+def test_the_newest_rows_of_a_path_are_found_by_hash_whether_stored_as_text_or_bytes():
+    from diverse_embed.search.store import newest_rows, path_hashes
+
+    older = path_hashes(np.array(["/a.wav", "/a.wav", "/b.wav", "/é.wav"]))  # a version 2 shard: text
+    newer = path_hashes(np.array([os.fsencode(p) for p in ["/c.wav", "/é.wav", "/b.wav"]]))  # version 3: bytes
+    assert [k.tolist() for k in newest_rows([older, newer, np.zeros((0, 2), np.uint64)])] == [
+        [True, True, False, False], [True, True, True], []]
+    assert newest_rows([]) == [] and len(path_hashes(np.array(["/x"]))[0]) == 2

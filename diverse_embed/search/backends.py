@@ -59,26 +59,24 @@ def compressed_training_size(n_vectors: int) -> int:
     return min(n_vectors, TRAINING_POINTS_PER_LIST * compressed_lists(n_vectors))
 
 
-def build_compressed_index(n_vectors: int, blocks, training: np.ndarray, exact_file) -> faiss.Index:
+def build_compressed_index(n_vectors: int, blocks, training: np.ndarray) -> faiss.Index:
     """The compressed type, built a block at a time: `training` (m, d) float32 vectors sampled from
     the collection train the lists and the codes; then each block of `blocks` (an iterable of
-    (b, d) float32, in FAISS id order) is encoded and its exact rows written to `exact_file`.
-    Only one block and the sample are in RAM at once."""
+    (b, d) float32, in FAISS id order) is encoded. Only one block and the sample are in RAM at once;
+    the exact vectors a search re-ranks with stay where they are (the shards)."""
     d = training.shape[1]
     # np: no polysemous training, which took minutes and serves Hamming filtering, unused here
     spec = f"IVF{compressed_lists(n_vectors)}_HNSW32,PQ{COMPRESSED_CODE_BYTES}np"
     index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(training, dtype=np.float32))
     for block in blocks:
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        index.add(block)
-        exact_file.write(block.tobytes())
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
     set_search_parameters(index)
     return index
 
 
 class ExactVectors:
-    """A file of (n, d) float32 rows, read by row: `vectors[ids]` reads those rows with pread, so a
+    """A file of (n, d) float32 rows (vectors.f32 of an index built by diverse-embed 0.2), read by row: `vectors[ids]` reads those rows with pread, so a
     searching process holds no page of the file (a memory map would keep every page it touched)."""
 
     def __init__(self, path, n: int, d: int):
@@ -96,10 +94,11 @@ class ExactVectors:
 
 
 class RefinedIndex:
-    """A compressed FAISS index whose candidates are re-ranked with the exact vectors on disk.
-    Searches like a faiss.Index: search(queries (q, d), k) -> scores (q, k), ids (q, k)."""
+    """A compressed FAISS index whose candidates are re-ranked with the exact vectors on disk
+    (`exact`: FAISS ids -> their vectors (len(ids), d) float32). Searches like a faiss.Index:
+    search(queries (q, d), k) -> scores (q, k), ids (q, k)."""
 
-    def __init__(self, index: faiss.Index, exact: np.ndarray, candidates_per_hit: int = COMPRESSED_CANDIDATES):
+    def __init__(self, index: faiss.Index, exact, candidates_per_hit: int = COMPRESSED_CANDIDATES):
         self.index, self.exact, self.candidates_per_hit = index, exact, candidates_per_hit
 
     @property
@@ -112,7 +111,7 @@ class RefinedIndex:
         ids = np.full((len(queries), k), -1, np.int64)
         for row, (query, found) in enumerate(zip(queries, candidates)):
             found = np.sort(found[found >= 0])  # in file order: fewer pages read
-            exact = self.exact[found] @ query  # (candidates,)
+            exact = self.exact(found) @ query  # (candidates,)
             best = np.argsort(-exact, kind="stable")[:k]
             scores[row, : len(best)], ids[row, : len(best)] = exact[best], found[best]
         return scores, ids

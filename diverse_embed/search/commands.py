@@ -218,10 +218,10 @@ def add_from_parquet(index, args: argparse.Namespace) -> int:
     report = index.add_parquet(args.from_parquet, progress=not args.quiet)
     index.build()
     info = index.info()
-    print(f"{shown(index.folder)}: added {len(report.added)} file(s) from Parquet in {time.perf_counter() - started:.1f} s; "
+    print(f"{shown(index.folder)}: added {report.files} file(s) from Parquet in {time.perf_counter() - started:.1f} s; "
           f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
-    if report.skipped:
-        print(f"{len(report.skipped)} row(s) had no vector (an error; listed in {shown(index.folder / 'skipped.tsv')})")
+    if report.failed:
+        print(f"{report.failed} file(s) had no vector (an error; listed in {shown(index.folder / 'skipped.tsv')})")
     return 0 if info["files"] else 1
 
 

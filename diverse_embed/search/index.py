@@ -75,6 +75,14 @@ def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
 
 
 @dataclass
+class TableReport:
+    """What `add_parquet` added: counts, never a row's path (a table may hold 10^8)."""
+
+    files: int = 0
+    failed: int = 0  # files whose rows carry an error: listed in skipped.tsv
+
+
+@dataclass
 class Hit:
     rank: int
     path: str
@@ -190,14 +198,14 @@ class AudioIndex(IndexStore):
         return report
 
     def add_parquet(self, sources: list[str | os.PathLike], commit_rows: int = PARQUET_COMMIT_ROWS,
-                    progress: bool = True) -> AddReport:
+                    progress: bool = True) -> TableReport:
         """Add rows embedded elsewhere: Parquet files (or folders of them) of embed's schema
         (`embed --output x.parquet`, `embed --ray`, `index export`, `diverse_embed.ray.EmbedBatch`,
         Spark's with the same columns), committing every `commit_rows` rows. Rows of another model
         (fingerprint) are refused before anything is added; segment rows are added only to an index
-        with segments; rows with an `error` go to skipped.tsv. A path already added by this call is
-        not added again; one already in the index is superseded, as a re-embedded file is. Never
-        more than one commit's rows in memory."""
+        with segments; rows with an `error` go to skipped.tsv. A path met again supersedes its
+        earlier rows, as a re-embedded file does. Never more than one commit's rows in memory, and
+        nothing per row kept: the report counts."""
         from tqdm.auto import tqdm
 
         from ..parquet import parquet_files, read_rows
@@ -205,12 +213,14 @@ class AudioIndex(IndexStore):
         tables = parquet_files(sources)
         if not tables:
             raise AudioIndexError(f"no .parquet files in {', '.join(map(str, sources))}")
-        rows = self._check_parquet(tables)
-        report, seen = AddReport(), set()
-        with tqdm(total=rows, desc="adding", unit="row", disable=not progress) as bar:
+        report = TableReport()
+        with tqdm(total=self._check_parquet(tables), desc="adding", unit="row", disable=not progress) as bar:
             for table in tables:
                 for batch in read_rows(table, commit_rows):
-                    self._commit(*self._parquet_rows(batch, table, seen), report)
+                    committed = AddReport()
+                    self._commit(*self._parquet_rows(batch, table), committed)
+                    report.files += len(committed.added)
+                    report.failed += len(committed.skipped)
                     bar.update(batch.num_rows)
         return report
 
@@ -232,37 +242,39 @@ class AudioIndex(IndexStore):
                 rows += batch.num_rows
         return rows
 
-    def _parquet_rows(self, batch: pa.RecordBatch, table: Path, seen: set[str]) -> tuple[list[FileRows], list]:
-        """A record batch as each new file's rows (`FileRows`, its rows together) and the (path,
-        error) rows that failed; `seen` gains the paths."""
+    def _parquet_rows(self, batch: pa.RecordBatch, table: Path) -> tuple[list[FileRows], list]:
+        """A record batch as each file's rows (`FileRows`, from the last run of consecutive rows
+        that names it) and the (path, error) of files whose last run failed."""
         import pyarrow as pa
 
         columns = batch.schema.names
         names = batch.column("path_bytes") if "path_bytes" in columns else batch.column("path")
-        paths = np.array([os.fsdecode(p) if isinstance(p, bytes) else p for p in names.to_pylist()])
+        paths = [os.fsdecode(p) if isinstance(p, bytes) else p for p in names.to_pylist()]
         starts = batch.column("start").to_numpy(zero_copy_only=False).astype(np.float64)  # null -> NaN
         ends = batch.column("end").to_numpy(zero_copy_only=False).astype(np.float64)
-        errors = batch.column("error") if "error" in columns else pa.nulls(len(paths), pa.string())
-        failed_rows = errors.is_valid().to_numpy(zero_copy_only=False) | batch.column("vector").is_null().to_numpy(zero_copy_only=False)
-        keep = ~failed_rows & np.array([p not in seen for p in paths], dtype=bool)
-        if not self.manifest["segments"]:
-            keep &= np.isnan(starts)  # clip rows only
-        failed = [(str(p), str(e) if e is not None else "no vector") for p, e, bad
-                  in zip(paths, errors.to_pylist(), failed_rows) if bad and p not in seen]
+        errors = batch.column("error").to_pylist() if "error" in columns else [None] * len(paths)
+        failed_rows = np.array([e is not None for e in errors], bool) | batch.column("vector").is_null().to_numpy(zero_copy_only=False)
         dim = self.manifest["dim"]
-        vectors = batch.column("vector").filter(pa.array(keep)).flatten().to_numpy(zero_copy_only=False)
-        if vectors.size != keep.sum() * dim:
+        vectors = batch.column("vector").filter(pa.array(~failed_rows)).flatten().to_numpy(zero_copy_only=False)
+        if vectors.size != (~failed_rows).sum() * dim:
             raise AudioIndexError(f"{table}: vectors that are not of dimension {dim}, the index's")
         vectors = vectors.astype(np.float32).reshape(-1, dim)
-        kept = np.flatnonzero(keep)
-        by_file: dict[str, list[int]] = {}  # path -> its rows among the kept ones, in table order
-        for j, i in enumerate(kept):
-            by_file.setdefault(paths[i], []).append(j)
-        # The file's size and mtime where it is here (once a file): so a later sync sees it unchanged.
-        rows = [(path, starts[kept[rows]], ends[kept[rows]], vectors[rows], math.nan, stat(path))
-                for path, rows in by_file.items()]
-        seen.update(by_file)
-        seen.update(p for p, _ in failed)
+        vector_of_row = np.cumsum(~failed_rows) - 1  # row i's place among the vectors
+        last_run: dict[str, list[int]] = {}  # path -> its last run of consecutive rows
+        for i, path in enumerate(paths):
+            if i == 0 or path != paths[i - 1]:
+                last_run[path] = []
+            last_run[path].append(i)
+        rows, failed = [], []
+        for path, run in last_run.items():
+            run = np.array(run)
+            if failed_rows[run].any():
+                failed.append((path, next((errors[i] for i in run if errors[i] is not None), "no vector")))
+                continue
+            if not self.manifest["segments"]:
+                run = run[np.isnan(starts[run])]  # clip rows only
+            if len(run):  # the file's size and mtime where it is here: so a later sync sees it unchanged
+                rows.append((path, starts[run], ends[run], vectors[vector_of_row[run]], math.nan, stat(path)))
         return rows, failed
 
     def remove(self, paths: list[str | os.PathLike]) -> AddReport:
@@ -303,48 +315,41 @@ class AudioIndex(IndexStore):
         manifest. Which rows are live is worked out once; no per-row table is held meanwhile."""
         with writing(self.folder), self._locked(self.folder):
             self._refresh()
-            live = [(shard, keep) for shard, keep in self._live_shards() if keep.any()]
-            n = sum(int(keep.sum()) for _, keep in live)
+            number = {name: i for i, name in enumerate(self.manifest["shards"])}
+            live = [(number[shard.path.name], shard, keep) for shard, keep in self._live_shards() if keep.any()]
+            n = sum(int(keep.sum()) for _, _, keep in live)
             kind = index_type_for(self.manifest["index_type"], n)
+            blocks = (shard["vectors"][keep] for _, shard, keep in live)  # (b, dim) float32 in FAISS id order
             if kind == "compressed":
-                index = self._build_compressed(n, live)
-                faiss_index = index.index
+                faiss_index = build_compressed_index(n, blocks, self._training_sample(n, live))
             else:
-                vectors = [shard["vectors"][keep] for shard, keep in live]
-                matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.manifest["dim"]), np.float32)
-                index = faiss_index = build_faiss_index(matrix, kind)
-                (self.folder / EXACT_VECTORS).unlink(missing_ok=True)
-            data = faiss.serialize_index(faiss_index).tobytes()
-            files.atomic_write(self.folder / "vectors.faiss", lambda f: f.write(data))
-            rows = RowsOnDisk.write(self.folder, iter(live))
-            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": index_kind(index),
-                                      "sha256": hashlib.sha256(data).hexdigest(), "rows": rows}
+                matrix = np.concatenate(list(blocks)) if live else np.zeros((0, self.manifest["dim"]), np.float32)
+                faiss_index = build_faiss_index(matrix, kind)
+            # FAISS writes the file itself: the codes are not copied into a buffer first.
+            files.atomic_write(self.folder / "vectors.faiss",
+                               lambda f: faiss.write_index(faiss_index, faiss.PyCallbackIOWriter(f.write)))
+            rows = RowsOnDisk.write(self.folder, live)
+            (self.folder / EXACT_VECTORS).unlink(missing_ok=True)  # an older build's copy of the vectors
+            for name in ("paths.bin", "path_offsets.bin"):
+                (self.folder / name).unlink(missing_ok=True)  # an older build's side table
+            kind = "compressed" if kind == "compressed" else index_kind(faiss_index)
+            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": kind,
+                                      "sha256": file_sha256(self.folder / "vectors.faiss"), "rows": rows}
             self._write_manifest(self.folder, self.manifest)
-            self._rows = RowsOnDisk.open(self.folder, rows)
-        self._faiss = index
-        return index
+            self._rows = RowsOnDisk.open(self.folder, rows, self.manifest["shards"], self.manifest["dim"])
+        set_search_parameters(faiss_index)
+        self._faiss = RefinedIndex(faiss_index, self._rows.vectors) if kind == "compressed" else faiss_index
+        return self._faiss
 
-    def _build_compressed(self, n: int, live: list) -> RefinedIndex:
-        """Train on a random sample, then encode and write the exact vectors a shard at a time
-        (`live`: `_live_shards`' shards and masks)."""
-
-        def blocks() -> Iterator[np.ndarray]:  # (b, dim) float32 in FAISS id order, a shard at a time
-            return (shard["vectors"][keep] for shard, keep in live)
-
+    def _training_sample(self, n: int, live: list) -> np.ndarray:
+        """The compressed type's training vectors: a random sample of the n live ones, read a shard at a time."""
         wanted = np.sort(np.random.default_rng(0).choice(n, size=compressed_training_size(n), replace=False))
         sample, offset = [], 0
-        for block in blocks():
-            inside = wanted[(wanted >= offset) & (wanted < offset + len(block))]
-            sample.append(block[inside - offset])
-            offset += len(block)
-        built = []
-        files.atomic_write(self.folder / EXACT_VECTORS,
-                           lambda f: built.append(build_compressed_index(n, blocks(), np.concatenate(sample), f)))
-        return RefinedIndex(built[0], self._exact_vectors(n))
-
-    def _exact_vectors(self, n: int) -> ExactVectors:
-        """vectors.f32 on disk, (n, dim) float32: a search reads the rows it re-ranks and no more."""
-        return ExactVectors(self.folder / EXACT_VECTORS, n, self.manifest["dim"])
+        for _, shard, keep in live:
+            inside = wanted[(wanted >= offset) & (wanted < offset + int(keep.sum()))] - offset
+            sample.append(shard["vectors"][np.flatnonzero(keep)[inside]])
+            offset += int(keep.sum())
+        return np.concatenate(sample)
 
     @property
     def faiss_index(self) -> faiss.Index:
@@ -360,23 +365,28 @@ class AudioIndex(IndexStore):
         """vectors.faiss and the side table when they are of this generation and whole, else
         the vectors searched from memory (and the table read into it)."""
         built = self.manifest.get("faiss")
-        current = self._built_current()
         rows = self._current_rows()
-        n = len(rows) if rows is not None else len(self.table["path"])
-        exact = self.folder / EXACT_VECTORS
-        if current and built["type"] == "compressed" and (
-                not exact.is_file() or exact.stat().st_size != n * self.manifest["dim"] * 4):
-            current = False  # its exact vectors are missing or of another build
+        current = self._built_current()
         self._faiss = self._read_faiss_file(built) if current else None
         if self._faiss is not None:
             self._rows = rows
             set_search_parameters(self._faiss)
-            if built["type"] == "compressed":
-                self._faiss = RefinedIndex(self._faiss, self._exact_vectors(n))
+            if built["type"] == "compressed":  # re-ranked with the exact vectors where they are
+                exact = rows.vectors if rows is not None else self._exact_vectors_0_2() or self.vectors().__getitem__
+                self._faiss = RefinedIndex(self._faiss, exact)
         else:  # stale (an add after the last build) or damaged: search the current vectors all the same
             LOG.info("%s: vectors.faiss is stale or damaged, building in memory", self.folder)
             self._faiss = build_faiss_index(self.vectors(), self.manifest["index_type"])
-        len(self)  # the table of this generation, read inside the snapshot (unless mapped)
+        len(self)  # the table of this generation, read inside the snapshot (unless on disk)
+
+    def _exact_vectors_0_2(self):
+        """An index built by diverse-embed 0.2: the exact vectors in vectors.f32, (n, dim) float32 in
+        FAISS id order, read by row; None when the file is missing or of another build (then the
+        shards' vectors are read into RAM, as for a side table damaged since its build)."""
+        n, path = len(self.table["path"]), self.folder / EXACT_VECTORS
+        if not path.is_file() or path.stat().st_size != n * self.manifest["dim"] * 4:
+            return None
+        return ExactVectors(path, n, self.manifest["dim"]).__getitem__
 
     def _read_faiss_file(self, built: dict) -> faiss.Index | None:
         """vectors.faiss as written by `build`, or None (logged) when it is missing or damaged. Its
@@ -477,16 +487,20 @@ class AudioIndex(IndexStore):
 
     def _current_rows(self) -> RowsOnDisk | None:
         """The side table of a current build, or None (stale, an older index without one, or damage)."""
-        return RowsOnDisk.open(self.folder, self.manifest["faiss"].get("rows")) if self._built_current() else None
+        if not self._built_current():
+            return None
+        return RowsOnDisk.open(self.folder, self.manifest["faiss"].get("rows"), self.manifest["shards"],
+                               self.manifest["dim"])
 
     def _counts(self) -> tuple[int, int]:
-        """(files, segment rows) of the live rows: from the side table of a current build, read a
-        block at a time, else from the table in RAM."""
+        """(files, segment rows) of the live rows: as the current build counted them, else from
+        the table in RAM."""
         rows = self._rows or self._current_rows()
         if rows is not None:
             self._rows = rows
             self.check_shards()  # what the counts come from is the build's; the shards are checked all the same
-            return rows.files(), rows.segments()
+            recorded = self.manifest["faiss"]["rows"]
+            return recorded["files"], recorded["segments"]
         table = self.table
         segments = int(np.sum(~np.isnan(table["start"].astype(float)))) if len(table["start"]) else 0
         return len(set(table["path"].tolist())), segments

@@ -3,12 +3,13 @@ commits under a lock. What the vectors are for (embedding, FAISS, search) is ind
 
     INDEX_DIR/
       index.json        the manifest and the commit point: model, fingerprint, dimension, shards
-      shards/*.npz      one per commit: vectors (n, D) float32 and their side table
+      shards/*.npz      one per commit: vectors (n, D) float32 and their side table (uncompressed,
+                        so a row of any column is read where it lies)
       vectors.faiss     the FAISS index over all live vectors (derived; rebuilt when stale)
-      vectors.f32       with the compressed type: the live vectors, exact, row i = FAISS id i (derived)
-      rows.bin, paths.bin, path_offsets.bin
-                        the side table of the live rows in FAISS id order, read by row by a search,
-                        so no per-row table is held in RAM (derived, written with vectors.faiss)
+      rows.bin          the live rows in FAISS id order, each as (shard, row in it): a search reads
+                        its hits' paths and times, and the vectors it re-ranks, from the shards by
+                        row, so no per-row table is held in RAM and the vectors are on disk once
+                        (derived, written with vectors.faiss)
       skipped.tsv       files that could not be embedded: path <TAB> reason, the name's own bytes,
                         backslash, tab, newline and CR escaped (\\\\, \\t, \\n, \\r)
       .lock             taken while writing, so concurrent writers wait for each other
@@ -25,13 +26,17 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import hashlib
 import json
 import logging
 import math
 import os
 import re
 import stat as stat_module
+import struct
 import uuid
+import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,8 +52,10 @@ from .index_types import INDEX_TYPES
 LOG = logging.getLogger(__name__)
 
 FORMAT = "diverse-embed-index"
-VERSION = 2  # 2: shards may hold tombstone rows (a `removed` column); version 1 indexes read as before
-READABLE_VERSIONS = (1, 2)
+# 2: shards may hold tombstone rows (a `removed` column); 3: paths as their bytes, not 4-byte
+# characters. Older indexes read as before.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "index.json"
 TABLE_COLUMNS = ("path", "start", "end", "duration", "size", "mtime_ns")
 
@@ -205,17 +212,12 @@ class IndexStore:
             for column in TABLE_COLUMNS:
                 shard[column]
 
-    def _live_shards(self) -> Iterator[tuple[np.lib.npyio.NpzFile, np.ndarray]]:
+    def _live_shards(self) -> Iterator[tuple[DamageChecked, np.ndarray]]:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
-        it, none where that shard removes it. A shard's arrays are read only when asked for."""
+        it, none where that shard removes it. Paths are compared by their hashes (`newest_rows`), so
+        RAM holds 16 bytes a row, never the paths; a shard's arrays are read only when asked for."""
         shards = [DamageChecked(self.folder / "shards" / name, self.manifest["dim"]) for name in self.manifest["shards"]]
-        paths = [shard["path"] for shard in shards]  # an NpzFile reads an array again at each access
-        newest_shard = {}
-        for number, names in enumerate(paths):
-            for path in np.unique(names):
-                newest_shard[path] = number
-        for number, (shard, names) in enumerate(zip(shards, paths)):
-            keep = np.array([newest_shard[p] == number for p in names], dtype=bool)
+        for shard, keep in zip(shards, newest_rows([path_hashes(shard.column("path")) for shard in shards])):
             if "removed" in shard.files:
                 keep &= ~shard["removed"]
             yield shard, keep
@@ -284,7 +286,8 @@ class IndexStore:
         vectors.append(np.zeros((len(removed), dim), np.float32))
         for name, value in zip(TABLE_COLUMNS, (None, math.nan, math.nan, math.nan, -1, -1)):
             columns[name].extend(list(removed) if name == "path" else [value] * len(removed))
-        arrays = {name: np.array(values) for name, values in columns.items()}
+        arrays = {name: np.array(values) for name, values in columns.items() if name != "path"}
+        arrays["path"] = np.array([os.fsencode(p) for p in columns["path"]], dtype=bytes)  # 1 byte a character, not 4
         arrays["vectors"] = np.concatenate(vectors)
         arrays["removed"] = np.arange(len(arrays["vectors"])) >= live
         return arrays
@@ -344,7 +347,7 @@ SHARD_COLUMNS = TABLE_COLUMNS + ("vectors",)
 
 # What each shard column must be: (numpy kinds, dimensions). A foreign or hand-edited shard (a
 # `start` of text, `removed` of integers, a 2-D path) is damage, said in one line, never a raw error.
-COLUMN_KINDS = {"path": ("U", 1), "start": ("f", 1), "end": ("f", 1), "duration": ("f", 1), "size": ("iu", 1),
+COLUMN_KINDS = {"path": ("US", 1), "start": ("f", 1), "end": ("f", 1), "duration": ("f", 1), "size": ("iu", 1),
                 "mtime_ns": ("iu", 1), "removed": ("b", 1), "vectors": ("f", 2)}
 
 
@@ -385,11 +388,19 @@ class DamageChecked:
             raise self.damaged(f"column {name} holds {len(shape)}-D {dtype} values")
         return shape
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def column(self, name: str) -> np.ndarray:
+        """A column as stored (paths: their bytes in a version 3 shard, text in older ones)."""
         try:
             return self.npz[name]
         except Exception as err:
             raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """A column, paths as text."""
+        values = self.column(name)
+        if name == "path" and values.dtype.kind == "S":
+            return np.array([os.fsdecode(bytes(p)) for p in values], dtype=str) if len(values) else np.zeros(0, str)
+        return values
 
     def damaged(self, why: str) -> AudioIndexError:
         return AudioIndexError(f"{self.path}: damaged index shard ({why}); rebuild the index (a new index build "
@@ -488,88 +499,164 @@ def remove_leftovers(folder: Path, manifest: dict) -> list[Path]:
     return foreign
 
 
-ROW_DTYPE = np.dtype([("path", "<u4"), ("start", "<f8"), ("end", "<f8")])  # path: the number of its file
+ROW_DTYPE = np.dtype([("shard", "<u4"), ("row", "<u4")])  # a live row: its shard's place in the manifest, its row there
+SIDE_TABLE_LAYOUT = "shard-row"  # what the manifest's faiss.rows records; an older side table reads as none
+MAX_OPEN_SHARDS = 64  # shard files a searching process keeps open at once
+
+
+class ShardColumns:
+    """Where a shard's columns lie in its file, so that a row of one is read with pread: np.savez
+    stores each array uncompressed, after its zip member's local header and its .npy header. The
+    shard's headers are checked as `DamageChecked` checks them; its bytes (zip's CRC) are not."""
+
+    COLUMNS = ("path", "start", "end", "vectors")
+
+    def __init__(self, path: Path, dim: int):
+        self.path, self.where = path, {}  # column -> (offset of row 0, dtype, shape)
+        DamageChecked(path, dim)
+        try:
+            with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+                for name in self.COLUMNS:
+                    member = archive.getinfo(f"{name}.npy")
+                    if member.compress_type != zipfile.ZIP_STORED:
+                        raise ValueError(f"column {name} is compressed")
+                    f.seek(member.header_offset + 26)
+                    name_length, extra_length = struct.unpack("<HH", f.read(4))
+                    f.seek(member.header_offset + 30 + name_length + extra_length)
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, fortran_order, dtype = read(f)
+                    if fortran_order:
+                        raise ValueError(f"column {name} is in Fortran order")
+                    self.where[name] = (f.tell(), dtype, shape)
+        except (OSError, KeyError, ValueError, struct.error, zipfile.BadZipFile) as err:
+            raise AudioIndexError(f"{path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); rebuild "
+                                  "the index (a new index build of the same files)") from None
+
+    def read(self, fd: int, name: str, row: int) -> np.ndarray:
+        """Row `row` of column `name` (a 0-d array, or (dim,) for the vectors)."""
+        offset, dtype, shape = self.where[name]
+        size = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        data = os.pread(fd, size, offset + row * size)
+        if not 0 <= row < shape[0] or len(data) != size:
+            raise AudioIndexError(f"{self.path}: damaged index shard (row {row} of {name} cannot be read); rebuild "
+                                  "the index (a new index build of the same files)")
+        return np.frombuffer(data, dtype).reshape(shape[1:])
 
 
 class RowsOnDisk:
-    """The side table of the live rows in FAISS id order, on disk: a search reads the rows of its
-    hits (pread, so no page of the files stays in the process) and nothing else. rows.bin (n,)
-    ROW_DTYPE; paths.bin every file's name (its bytes, one after another); path_offsets.bin
-    (files + 1,) uint64, where file j's name starts and ends."""
+    """The side table of the live rows in FAISS id order, on disk: rows.bin (n,) ROW_DTYPE, each
+    row's shard and row there. A search reads its hits' paths and times, and the vectors it
+    re-ranks, from the shards with pread (no page of any file stays in the process), so the
+    vectors are on disk once and no per-row table is held in RAM."""
 
-    FILES = ("rows.bin", "paths.bin", "path_offsets.bin")
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.sizes = [(folder / name).stat().st_size for name in self.FILES]
-        self.fds = [os.open(folder / name, os.O_RDONLY) for name in self.FILES]
+    def __init__(self, folder: Path, shards: list[str], dim: int):
+        self.folder, self.shards, self.dim = folder, [folder / "shards" / name for name in shards], dim
+        self.size = (folder / "rows.bin").stat().st_size
+        self.fd = os.open(folder / "rows.bin", os.O_RDONLY)
+        self._columns: dict[int, ShardColumns] = {}  # read when a shard is first needed
+        self._open: OrderedDict[int, int] = OrderedDict()  # shard -> fd, the most recently used
 
     def __del__(self):
-        for fd in getattr(self, "fds", []):
-            os.close(fd)
+        for fd in [getattr(self, "fd", None), *getattr(self, "_open", {}).values()]:
+            if fd is not None:
+                os.close(fd)
 
     @classmethod
-    def open(cls, folder: Path, recorded: dict | None) -> RowsOnDisk | None:
-        """The table when its files are those the manifest records (their sizes), else None."""
+    def open(cls, folder: Path, recorded: dict | None, shards: list[str], dim: int) -> RowsOnDisk | None:
+        """The table when it is the one the manifest records (layout, size and count), else None."""
+        if not isinstance(recorded, dict) or recorded.get("layout") != SIDE_TABLE_LAYOUT:
+            return None
         try:
-            rows = cls(folder)
+            rows = cls(folder, shards, dim)
         except OSError:
             return None
-        if not isinstance(recorded, dict) or recorded.get("bytes") != rows.sizes or len(rows) != recorded.get("count"):
+        if recorded.get("bytes") != rows.size or len(rows) != recorded.get("count"):
             return None
         return rows
 
     def __len__(self) -> int:
-        return self.sizes[0] // ROW_DTYPE.itemsize
+        return self.size // ROW_DTYPE.itemsize
 
-    def files(self) -> int:
-        return max(0, self.sizes[2] // 8 - 1)
+    def _shard(self, i: int) -> tuple[ShardColumns, int, int]:
+        """FAISS id i's shard (its columns and an open fd) and its row there."""
+        shard, row = (int(x) for x in np.frombuffer(os.pread(self.fd, ROW_DTYPE.itemsize, i * ROW_DTYPE.itemsize), ROW_DTYPE)[0])
+        if shard >= len(self.shards):
+            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names shard {shard}, of "
+                                  f"{len(self.shards)}); the next index add, remove or sync rewrites it")
+        if shard not in self._columns:
+            self._columns[shard] = ShardColumns(self.shards[shard], self.dim)
+        if shard in self._open:
+            self._open.move_to_end(shard)
+        else:
+            if len(self._open) >= MAX_OPEN_SHARDS:
+                os.close(self._open.popitem(last=False)[1])
+            self._open[shard] = os.open(self.shards[shard], os.O_RDONLY)
+        return self._columns[shard], self._open[shard], row
 
-    def segments(self, block: int = 1 << 20) -> int:
-        """How many rows are segments (a start time), reading rows.bin a block of rows at a time."""
-        count = 0
-        for first in range(0, len(self), block):
-            data = os.pread(self.fds[0], min(block, len(self) - first) * ROW_DTYPE.itemsize, first * ROW_DTYPE.itemsize)
-            count += int(np.sum(~np.isnan(np.frombuffer(data, ROW_DTYPE)["start"])))
-        return count
+    def row(self, i: int) -> tuple[str, str, float, float]:
+        """FAISS id i's (key of its file, path, start, end)."""
+        columns, fd, row = self._shard(i)
+        name = columns.read(fd, "path", row).item()  # bytes (version 3) or text, its padding dropped
+        path = os.fsdecode(name) if isinstance(name, bytes) else name
+        return path, path, float(columns.read(fd, "start", row)), float(columns.read(fd, "end", row))
 
-    def row(self, i: int) -> tuple[int, str, float, float]:
-        rows, names, offsets = self.fds
-        path, start, end = np.frombuffer(os.pread(rows, ROW_DTYPE.itemsize, i * ROW_DTYPE.itemsize), ROW_DTYPE)[0]
-        span = np.frombuffer(os.pread(offsets, 16, int(path) * 8), np.uint64)
-        if len(span) != 2 or not span[0] <= span[1] <= self.sizes[1]:
-            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names file {int(path)}, which it does "
-                                  "not hold); the next index add, remove or sync rewrites it")
-        name = os.pread(names, int(span[1] - span[0]), int(span[0]))
-        return int(path), os.fsdecode(name), float(start), float(end)
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The exact vectors of FAISS ids `ids`, (len(ids), dim) float32."""
+        rows = []
+        for i in np.asarray(ids).reshape(-1):
+            columns, fd, row = self._shard(int(i))
+            rows.append(columns.read(fd, "vectors", row))
+        return np.array(rows, np.float32).reshape(len(rows), -1)
 
     @classmethod
-    def write(cls, folder: Path, live: Iterator[tuple[DamageChecked, np.ndarray]]) -> dict:
-        """Write the table of the live rows (`_live_shards`), a shard at a time, each file atomically;
-        returns what the manifest records of it (a crash between the files leaves sizes that differ
-        from the record, so the table is not used). A file's rows are consecutive in its shard, so
-        its name is written once."""
-        offsets, count = [0], 0
+    def write(cls, folder: Path, live: list[tuple[int, DamageChecked, np.ndarray]]) -> dict:
+        """Write rows.bin from the live rows (`_live_shards`' shards, with their place in the
+        manifest) atomically; returns what the manifest records of it, the files and segment rows
+        counted on the way (a file's rows are consecutive in its shard, and in one shard only)."""
+        count, files_found, segments = 0, 0, 0
 
         def write_rows(rows_file) -> None:
-            def write_names(names_file) -> None:
-                nonlocal count
-                previous = None
-                for shard, keep in live:
-                    paths = shard["path"][keep]
-                    block = np.empty(len(paths), ROW_DTYPE)
-                    for j, path in enumerate(paths):
-                        if path != previous:
-                            names_file.write(os.fsencode(path))
-                            offsets.append(names_file.tell())
-                            previous = path
-                        block["path"][j] = len(offsets) - 2
-                    block["start"], block["end"] = shard["start"][keep], shard["end"][keep]
-                    rows_file.write(block.tobytes())
-                    count += len(paths)
-
-            files.atomic_write(folder / "paths.bin", write_names)
+            nonlocal count, files_found, segments
+            for number, shard, keep in live:
+                kept = np.flatnonzero(keep)
+                block = np.empty(len(kept), ROW_DTYPE)
+                block["shard"], block["row"] = number, kept
+                rows_file.write(block.tobytes())
+                names = shard.column("path")[kept]
+                files_found += int(np.count_nonzero(names[1:] != names[:-1])) + 1 if len(names) else 0
+                segments += int(np.count_nonzero(~np.isnan(shard["start"][kept].astype(float))))
+                count += len(kept)
 
         files.atomic_write(folder / "rows.bin", write_rows)
-        files.atomic_write(folder / "path_offsets.bin", lambda f: f.write(np.array(offsets, np.uint64).tobytes()))
-        return {"count": count, "bytes": [(folder / name).stat().st_size for name in cls.FILES]}
+        return {"layout": SIDE_TABLE_LAYOUT, "count": count, "bytes": (folder / "rows.bin").stat().st_size,
+                "files": files_found, "segments": segments}
+
+
+def path_hashes(names: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64: a 128-bit hash (blake2b) of each path's bytes. Two of 10^8 paths share one
+    with odds of about 10^-23, so paths are told apart by their hashes: 16 bytes a row in RAM."""
+    digests = b"".join(hashlib.blake2b(name if isinstance(name, bytes) else os.fsencode(name), digest_size=16).digest()
+                       for name in names)
+    return np.frombuffer(digests, "<u8").reshape(-1, 2)
+
+
+def newest_rows(hashes: list[np.ndarray]) -> list[np.ndarray]:
+    """Each shard's path hashes (`path_hashes`), in commit order -> each shard's rows (bool) that
+    name a path no later shard names: every path's newest rows. Sorted by path, then commit."""
+    sizes = [len(h) for h in hashes]
+    if not sum(sizes):
+        return [np.zeros(0, bool) for _ in hashes]
+    everything = np.concatenate(hashes)  # (N, 2)
+    commit = np.repeat(np.arange(len(hashes), dtype=np.uint32), sizes)  # (N,)
+    order = np.lexsort((commit, everything[:, 1], everything[:, 0]))
+    everything, commit_sorted = everything[order], commit[order]
+    del commit
+    new_path = np.ones(len(order), bool)
+    new_path[1:] = (everything[1:] != everything[:-1]).any(axis=1)
+    del everything
+    last_of_path = np.append(new_path[1:], True)
+    newest_commit = commit_sorted[last_of_path][np.cumsum(new_path) - 1]  # of each row's path
+    keep = np.empty(len(order), bool)
+    keep[order] = commit_sorted == newest_commit
+    return np.split(keep, np.cumsum(sizes)[:-1])
