@@ -512,7 +512,7 @@ class ShardColumns:
     COLUMNS = ("path", "start", "end", "vectors")
 
     def __init__(self, path: Path, dim: int):
-        self.path, self.where = path, {}  # column -> (offset of row 0, dtype, shape)
+        self.path, self.where = path, {}  # column -> (offset of row 0, bytes a row, rows, dtype)
         DamageChecked(path, dim)
         try:
             with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
@@ -528,20 +528,23 @@ class ShardColumns:
                     shape, fortran_order, dtype = read(f)
                     if fortran_order:
                         raise ValueError(f"column {name} is in Fortran order")
-                    self.where[name] = (f.tell(), dtype, shape)
+                    self.where[name] = (f.tell(), dtype.itemsize * math.prod(shape[1:]), shape[0], dtype)
         except (OSError, KeyError, ValueError, struct.error, zipfile.BadZipFile) as err:
             raise AudioIndexError(f"{path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); rebuild "
                                   "the index (a new index build of the same files)") from None
 
-    def read(self, fd: int, name: str, row: int) -> np.ndarray:
-        """Row `row` of column `name` (a 0-d array, or (dim,) for the vectors)."""
-        offset, dtype, shape = self.where[name]
-        size = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    def read(self, fd: int, name: str, row: int) -> bytes:
+        """Row `row` of column `name`, its bytes (of `self.where[name][3]`)."""
+        offset, size, rows, _ = self.where[name]
         data = os.pread(fd, size, offset + row * size)
-        if not 0 <= row < shape[0] or len(data) != size:
+        if not 0 <= row < rows or len(data) != size:
             raise AudioIndexError(f"{self.path}: damaged index shard (row {row} of {name} cannot be read); rebuild "
                                   "the index (a new index build of the same files)")
-        return np.frombuffer(data, dtype).reshape(shape[1:])
+        return data
+
+    def value(self, fd: int, name: str, row: int):
+        """Row `row` of a column of one value a row (path, start, end), as Python reads it."""
+        return np.frombuffer(self.read(fd, name, row), self.where[name][3])[0].item()
 
 
 class RowsOnDisk:
@@ -580,34 +583,40 @@ class RowsOnDisk:
 
     def _shard(self, i: int) -> tuple[ShardColumns, int, int]:
         """FAISS id i's shard (its columns and an open fd) and its row there."""
-        shard, row = (int(x) for x in np.frombuffer(os.pread(self.fd, ROW_DTYPE.itemsize, i * ROW_DTYPE.itemsize), ROW_DTYPE)[0])
+        shard, row = struct.unpack("<II", os.pread(self.fd, ROW_DTYPE.itemsize, i * ROW_DTYPE.itemsize))
+        fd = self._open.get(shard)
+        if fd is None:
+            fd = self._open_shard(i, shard)
+        else:
+            self._open.move_to_end(shard)
+        return self._columns[shard], fd, row
+
+    def _open_shard(self, i: int, shard: int) -> int:
         if shard >= len(self.shards):
             raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names shard {shard}, of "
                                   f"{len(self.shards)}); the next index add, remove or sync rewrites it")
         if shard not in self._columns:
             self._columns[shard] = ShardColumns(self.shards[shard], self.dim)
-        if shard in self._open:
-            self._open.move_to_end(shard)
-        else:
-            if len(self._open) >= MAX_OPEN_SHARDS:
-                os.close(self._open.popitem(last=False)[1])
-            self._open[shard] = os.open(self.shards[shard], os.O_RDONLY)
-        return self._columns[shard], self._open[shard], row
+        if len(self._open) >= MAX_OPEN_SHARDS:
+            os.close(self._open.popitem(last=False)[1])
+        self._open[shard] = os.open(self.shards[shard], os.O_RDONLY)
+        return self._open[shard]
 
     def row(self, i: int) -> tuple[str, str, float, float]:
         """FAISS id i's (key of its file, path, start, end)."""
         columns, fd, row = self._shard(i)
-        name = columns.read(fd, "path", row).item()  # bytes (version 3) or text, its padding dropped
+        name = columns.value(fd, "path", row)  # bytes (version 3) or text, its padding dropped
         path = os.fsdecode(name) if isinstance(name, bytes) else name
-        return path, path, float(columns.read(fd, "start", row)), float(columns.read(fd, "end", row))
+        return path, path, float(columns.value(fd, "start", row)), float(columns.value(fd, "end", row))
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The exact vectors of FAISS ids `ids`, (len(ids), dim) float32."""
+        """The exact vectors of FAISS ids `ids`, (len(ids), dim) float32: a pread each."""
         rows = []
-        for i in np.asarray(ids).reshape(-1):
-            columns, fd, row = self._shard(int(i))
-            rows.append(columns.read(fd, "vectors", row))
-        return np.array(rows, np.float32).reshape(len(rows), -1)
+        for i in np.asarray(ids).reshape(-1).tolist():
+            columns, fd, row = self._shard(i)
+            data, dtype = columns.read(fd, "vectors", row), columns.where["vectors"][3]
+            rows.append(data if dtype == np.float32 else np.frombuffer(data, dtype).astype(np.float32).tobytes())
+        return np.frombuffer(b"".join(rows), np.float32).reshape(len(rows), self.dim)
 
     @classmethod
     def write(cls, folder: Path, live: list[tuple[int, DamageChecked, np.ndarray]]) -> dict:
