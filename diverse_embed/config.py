@@ -66,15 +66,28 @@ PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classificatio
 # so a new head or its labels do not orphan the indexes built with the branches.
 NOT_FINGERPRINTED = ("problem_type", "num_labels", "id2label")
 
-SUBCONFIGS = {"pitch": PitchConfig, "timbre": TimbreConfig, "waveform": WaveformConfig, "neuralogram": NeuralogramConfig}
+SUBCONFIGS = {
+    "pitch": PitchConfig,
+    "timbre": TimbreConfig,
+    "waveform": WaveformConfig,
+    "neuralogram": NeuralogramConfig,
+}
 
 # config.json of diverse-embed 0.1.0 kept the front-end settings flat; they still load.
 FLAT_NAMES = {
-    **{f"pitch_{name}": ("pitch", name) for name in ("n_fft", "fmin_hz", "fmax_hz", "max_peaks", "threshold_db", "floor_dbfs")},
-    "n_mfcc": ("timbre", "n_mfcc"), "mfcc_window_ms": ("timbre", "window_ms"), "mfcc_n_mels": ("timbre", "n_mels"),
-    "waveform_patch_ms": ("waveform", "patch_ms"), "mel_bins": ("neuralogram", "mel_bins"),
-    "mel_window_ms": ("neuralogram", "window_ms"), "mel_fmin_hz": ("neuralogram", "fmin_hz"),
-    "mel_fmax_hz": ("neuralogram", "fmax_hz"), "mobilenet_width": ("neuralogram", "mobilenet_width"),
+    **{
+        f"pitch_{name}": ("pitch", name)
+        for name in ("n_fft", "fmin_hz", "fmax_hz", "max_peaks", "threshold_db", "floor_dbfs")
+    },
+    "n_mfcc": ("timbre", "n_mfcc"),
+    "mfcc_window_ms": ("timbre", "window_ms"),
+    "mfcc_n_mels": ("timbre", "n_mels"),
+    "waveform_patch_ms": ("waveform", "patch_ms"),
+    "mel_bins": ("neuralogram", "mel_bins"),
+    "mel_window_ms": ("neuralogram", "window_ms"),
+    "mel_fmin_hz": ("neuralogram", "fmin_hz"),
+    "mel_fmax_hz": ("neuralogram", "fmax_hz"),
+    "mobilenet_width": ("neuralogram", "mobilenet_width"),
     "mobilenet_time_stride": ("neuralogram", "mobilenet_time_stride"),
 }
 
@@ -122,7 +135,9 @@ class DiverseEmbedConfig:
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, _strict(kind, getattr(self, name), f"{name}."))
             if not isinstance(getattr(self, name), kind):
-                raise ValueError(f"{name} must be a JSON object of {kind.__name__}'s fields, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be a JSON object of {kind.__name__}'s fields, got {getattr(self, name)!r}"
+                )
         check_ranges(self)
         if self.id2label is not None:
             if not isinstance(self.id2label, dict):
@@ -130,7 +145,9 @@ class DiverseEmbedConfig:
             # JSON turns integer keys into strings; bring them back.
             self.id2label = {int(index): str(label) for index, label in self.id2label.items()}
             if sorted(self.id2label) != list(range(self.num_labels)):
-                raise ValueError(f"id2label must name classes 0..{self.num_labels - 1}, got {len(self.id2label)} entries")
+                raise ValueError(
+                    f"id2label must name classes 0..{self.num_labels - 1}, got {len(self.id2label)} entries"
+                )
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.chunk_samples % self.waveform_patch_samples:
@@ -138,15 +155,19 @@ class DiverseEmbedConfig:
         for group in ("pitch", "neuralogram"):
             band = getattr(self, group)
             if not band.fmin_hz < band.fmax_hz:
-                raise ValueError(f"{group}.fmin_hz must be below {group}.fmax_hz, got {band.fmin_hz} and {band.fmax_hz}")
+                raise ValueError(
+                    f"{group}.fmin_hz must be below {group}.fmax_hz, got {band.fmin_hz} and {band.fmax_hz}"
+                )
         if self.timbre.n_mfcc > self.timbre.n_mels:
             raise ValueError(f"timbre.n_mfcc ({self.timbre.n_mfcc}) cannot exceed timbre.n_mels ({self.timbre.n_mels})")
         if not self.min_final_chunk_seconds <= self.chunk_seconds:
             raise ValueError("min_final_chunk_seconds cannot exceed chunk_seconds")
         weights, floats = self.size_estimate()
         if weights > MAX_WEIGHTS or floats > MAX_CHUNK_FLOATS:
-            raise ValueError(f"this config makes about {weights:,} weights and {floats:,} floats of work per chunk, more "
-                             f"than {MAX_WEIGHTS:,} and {MAX_CHUNK_FLOATS:,}: not a model of this kind")
+            raise ValueError(
+                f"this config makes about {weights:,} weights and {floats:,} floats of work per chunk, more "
+                f"than {MAX_WEIGHTS:,} and {MAX_CHUNK_FLOATS:,}: not a model of this kind"
+            )
 
     def size_estimate(self) -> tuple[int, int]:
         """About how many weights the network holds and how many floats one chunk's forward pass
@@ -154,14 +175,20 @@ class DiverseEmbedConfig:
         before anything is allocated: what a config could make huge. The default: 4.4 M and 0.5 M."""
         frames = self.chunk_samples // self.frame_hop_samples + 1  # of the centred STFTs
         mel_window = self.samples(self.neuralogram.window_ms)
-        bins = {"pitch": self.pitch.n_fft // 2 + 1, "timbre": self.samples(self.timbre.window_ms) // 2 + 1,
-                "neuralogram": (1 << max(0, mel_window - 1).bit_length()) // 2 + 1}
+        bins = {
+            "pitch": self.pitch.n_fft // 2 + 1,
+            "timbre": self.samples(self.timbre.window_ms) // 2 + 1,
+            "neuralogram": (1 << max(0, mel_window - 1).bit_length()) // 2 + 1,
+        }
         width = self.neuralogram.mobilenet_width
         pitch_bins = int((self.pitch.fmax_hz - self.pitch.fmin_hz) * self.pitch.n_fft / self.sample_rate) + 2
         patch = self.waveform_patch_samples
-        tokens = {"pitch": (frames, pitch_bins), "timbre": (frames, self.timbre.n_mfcc),
-                  "waveform": (self.chunk_samples // patch, patch),
-                  "neuralogram": (frames // self.neuralogram.mobilenet_time_stride + 1, int(1024 * width))}
+        tokens = {
+            "pitch": (frames, pitch_bins),
+            "timbre": (frames, self.timbre.n_mfcc),
+            "waveform": (self.chunk_samples // patch, patch),
+            "neuralogram": (frames // self.neuralogram.mobilenet_time_stride + 1, int(1024 * width)),
+        }
         weights = self.embedding_dim * self.num_labels + self.transformer_weights()
         floats = 0
         for name in self.branches:
@@ -208,8 +235,12 @@ class DiverseEmbedConfig:
         """Where each of a clip's `num_chunks` chunks starts and ends, in seconds: a chunk every hop,
         the last one ending with the clip."""
         duration = num_samples / self.sample_rate
-        starts = [k * self.hop_samples / self.sample_rate for k in range(self.num_chunks(num_samples))]
+        starts = [first / self.sample_rate for first in self.chunk_starts(num_samples)]
         return starts, [min(start + self.chunk_seconds, duration) for start in starts]
+
+    def chunk_starts(self, num_samples: int) -> list[int]:
+        """Each of a clip's `num_chunks` chunks' first sample: a chunk every hop_samples."""
+        return [k * self.hop_samples for k in range(self.num_chunks(num_samples))]
 
     def num_chunks(self, num_samples: int) -> int:
         """How many chunks a clip of `num_samples` makes: at least one, every hop_samples; the last
@@ -231,8 +262,12 @@ class DiverseEmbedConfig:
 
     def branch_columns(self, names: list[str]) -> list[int]:
         """The fused embedding's columns that hold the named branches, in the model's order."""
-        return [i for name in self.branches if name in names
-                for i in range(self.branch_slice(name).start, self.branch_slice(name).stop)]
+        return [
+            i
+            for name in self.branches
+            if name in names
+            for i in range(self.branch_slice(name).start, self.branch_slice(name).stop)
+        ]
 
     def branch_subsets(self) -> dict[str, list[str]]:
         """The fused set, each branch alone, and each leave-one-out set ("-pitch"): the ablation's systems."""
@@ -267,25 +302,47 @@ def _strict(kind, values: dict, prefix: str = ""):
         raise ValueError(f"{prefix or 'config'} must be a JSON object, got {type(values).__name__}")
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(kind)})
     if unknown:
-        raise ValueError(f"config has fields this version of diverse-embed does not know: {[prefix + u for u in unknown]}")
+        raise ValueError(
+            f"config has fields this version of diverse-embed does not know: {[prefix + u for u in unknown]}"
+        )
     return kind(**values)
 
 
 # Every number a config.json may hold: (type, lowest, highest), checked before anything is built, so
 # a hostile or mistyped file fails in one line instead of allocating gigabytes. Generous bounds.
 RANGES = {
-    DiverseEmbedConfig: {"num_labels": (int, 1, 100_000), "sample_rate": (int, 1000, 384_000),
-                         "chunk_seconds": (float, 0.05, 60.0), "hop_seconds": (float, 0.01, 60.0),
-                         "min_final_chunk_seconds": (float, 0.0, 60.0), "frame_hop_ms": (float, 1.0, 1000.0),
-                         "d_model": (int, 1, 4096), "n_layers": (int, 1, 64), "n_heads": (int, 1, 256),
-                         "head_dim": (int, 1, 1024), "ff_dim": (int, 1, 65_536), "dropout": (float, 0.0, 0.99)},
-    PitchConfig: {"n_fft": (int, 16, 65_536), "fmin_hz": (float, 0.0, 192_000.0), "fmax_hz": (float, 1.0, 192_000.0),
-                  "max_peaks": (int, 1, 4096), "threshold_db": (float, -200.0, 0.0), "floor_dbfs": (float, -300.0, 0.0)},
+    DiverseEmbedConfig: {
+        "num_labels": (int, 1, 100_000),
+        "sample_rate": (int, 1000, 384_000),
+        "chunk_seconds": (float, 0.05, 60.0),
+        "hop_seconds": (float, 0.01, 60.0),
+        "min_final_chunk_seconds": (float, 0.0, 60.0),
+        "frame_hop_ms": (float, 1.0, 1000.0),
+        "d_model": (int, 1, 4096),
+        "n_layers": (int, 1, 64),
+        "n_heads": (int, 1, 256),
+        "head_dim": (int, 1, 1024),
+        "ff_dim": (int, 1, 65_536),
+        "dropout": (float, 0.0, 0.99),
+    },
+    PitchConfig: {
+        "n_fft": (int, 16, 65_536),
+        "fmin_hz": (float, 0.0, 192_000.0),
+        "fmax_hz": (float, 1.0, 192_000.0),
+        "max_peaks": (int, 1, 4096),
+        "threshold_db": (float, -200.0, 0.0),
+        "floor_dbfs": (float, -300.0, 0.0),
+    },
     TimbreConfig: {"n_mfcc": (int, 1, 512), "window_ms": (float, 1.0, 1000.0), "n_mels": (int, 1, 512)},
     WaveformConfig: {"patch_ms": (float, 1.0, 1000.0)},
-    NeuralogramConfig: {"mel_bins": (int, 8, 512), "window_ms": (float, 1.0, 1000.0), "fmin_hz": (float, 0.0, 192_000.0),
-                        "fmax_hz": (float, 1.0, 192_000.0), "mobilenet_width": (float, 0.05, 4.0),
-                        "mobilenet_time_stride": (int, 1, 256)},
+    NeuralogramConfig: {
+        "mel_bins": (int, 8, 512),
+        "window_ms": (float, 1.0, 1000.0),
+        "fmin_hz": (float, 0.0, 192_000.0),
+        "fmax_hz": (float, 1.0, 192_000.0),
+        "mobilenet_width": (float, 0.05, 4.0),
+        "mobilenet_time_stride": (int, 1, 256),
+    },
 }
 # A config.json's network must fit these (DiverseEmbedConfig.size_estimate; the default: 4.4 M
 # weights, 0.5 M floats a chunk): 400 MB of float32 weights, 64 MB a chunk.

@@ -76,8 +76,13 @@ class SoundEffectsCNN(nn.Module):
 def log_mel(audio: torch.Tensor) -> torch.Tensor:
     """44.1 kHz audio (samples,), already peak-normalised -> (frames, 96): power mel of a centred
     2048-point Hann STFT, hop 1024, HTK bands from 0 to 22.05 kHz each of unit sum, log-compressed."""
-    spectrum = torch.stft(audio, N_FFT, HOP, window=torch.hann_window(N_FFT), center=True, pad_mode="constant",
-                          return_complex=True).abs().pow(2)  # (1025, frames)
+    spectrum = (
+        torch.stft(
+            audio, N_FFT, HOP, window=torch.hann_window(N_FFT), center=True, pad_mode="constant", return_complex=True
+        )
+        .abs()
+        .pow(2)
+    )  # (1025, frames)
     bank = AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE, mel_scale="htk")  # (1025, 96)
     bank = bank / bank.sum(dim=0).clamp(min=1e-12)
     return torch.log10(spectrum.T @ bank * 10000.0 + 1.0) / LOG_SCALE
@@ -101,16 +106,16 @@ def chunk_windows(audio: np.ndarray, config: DiverseEmbedConfig) -> torch.Tensor
     past the clip. Distillation's targets, and the benchmark of what 1-s chunks can hold."""
     audio_44k = resample(np.asarray(audio, dtype=np.float32), config.sample_rate, SAMPLE_RATE)
     frames = log_mel(peak_normalised(audio_44k))  # (frames, 96)
-    n = config.num_chunks(len(audio))
-    centres = (np.arange(n) * config.hop_samples + config.chunk_samples / 2) / config.sample_rate  # seconds
+    centres = (np.array(config.chunk_starts(len(audio))) + config.chunk_samples / 2) / config.sample_rate  # seconds
     starts = np.round(centres * SAMPLE_RATE / HOP - BLOCK_FRAMES / 2).astype(int)
     padded = F.pad(frames, (0, 0, BLOCK_FRAMES, 2 * BLOCK_FRAMES))  # log-mel of silence is exactly 0
     return torch.stack([padded[s + BLOCK_FRAMES : s + 2 * BLOCK_FRAMES] for s in starts])
 
 
 @torch.inference_mode()
-def clip_vector(model: SoundEffectsCNN, audio_44k: np.ndarray, hop: int = BLOCK_FRAMES // 2,
-                batch_size: int = 32) -> np.ndarray:
+def clip_vector(
+    model: SoundEffectsCNN, audio_44k: np.ndarray, hop: int = BLOCK_FRAMES // 2, batch_size: int = 32
+) -> np.ndarray:
     """A clip's vector as the issue measured the peer: the mean of its blocks' vectors (512,)."""
     pieces = blocks(log_mel(peak_normalised(audio_44k)), hop)
     vectors = torch.cat([model.embed(piece) for piece in pieces.split(batch_size)])  # (n_blocks, 512)
@@ -140,7 +145,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not (isinstance(loaded, (tuple, list)) and loaded and isinstance(loaded[0], dict)):
         raise CheckpointError(f"{path}: not an aisfx checkpoint (expected (state_dict, datasets))")
     prefix = "embedding_net."
-    return {k[len(prefix):]: v for k, v in loaded[0].items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in loaded[0].items() if k.startswith(prefix)}
 
 
 def load_teacher(path: str | os.PathLike) -> SoundEffectsCNN:
@@ -149,7 +154,9 @@ def load_teacher(path: str | os.PathLike) -> SoundEffectsCNN:
     try:
         model.load_state_dict(read_state_dict(path), strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: its weights do not fit the aisfx network ({str(err).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit the aisfx network ({str(err).splitlines()[0]})"
+        ) from None
     return model.eval().requires_grad_(False)
 
 

@@ -45,7 +45,9 @@ class AudioCache:
         key = hashlib.sha1(os.fsencode(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")).hexdigest()
         return self.folder / key[:2] / f"{key}.npy"
 
-    def prepare(self, clips: list[Clip], num_workers: int = 2, progress: bool = True) -> tuple[list[Clip], list[tuple[str, str]]]:
+    def prepare(
+        self, clips: list[Clip], num_workers: int = 2, progress: bool = True
+    ) -> tuple[list[Clip], list[tuple[str, str]]]:
         """Decode what is not cached yet. Returns the usable clips and the failures (path, reason)."""
         from tqdm.auto import tqdm
 
@@ -61,8 +63,9 @@ class AudioCache:
             # process would import the user's script again (which then needs a __main__ guard).
             with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
                 jobs = pool.map(_decode_into_cache, [(c.path, self.file_for(c.path), self.sample_rate) for c in todo])
-                for clip, error in tqdm(zip(todo, jobs), total=len(todo), desc="caching 16 kHz audio",
-                                        unit="clip", disable=not progress):
+                for clip, error in tqdm(
+                    zip(todo, jobs), total=len(todo), desc="caching 16 kHz audio", unit="clip", disable=not progress
+                ):
                     if error:
                         failures.append((str(clip.path), error))
         failed = {path for path, _ in failures}
@@ -98,17 +101,25 @@ class ChunkDataset(torch.utils.data.Dataset):
     clip's label without any of its sound).
     """
 
-    def __init__(self, clips: list[Clip], cache: AudioCache, n_classes: int, config: DiverseEmbedConfig,
-                 crop_jitter: bool = False, min_peak_db: float | None = None, seed: int = 0):
+    def __init__(
+        self,
+        clips: list[Clip],
+        cache: AudioCache,
+        n_classes: int,
+        config: DiverseEmbedConfig,
+        crop_jitter: bool = False,
+        min_peak_db: float | None = None,
+        seed: int = 0,
+    ):
         self.clips, self.cache, self.n_classes = clips, cache, n_classes
-        self.chunk_samples, self.hop_samples = config.chunk_samples, config.hop_samples
+        self.config, self.chunk_samples, self.hop_samples = config, config.chunk_samples, config.hop_samples
         self.crop_jitter, self.seed, self.epoch = crop_jitter, seed, 0
         min_peak = None if min_peak_db is None else round(32767 * 10 ** (min_peak_db / 20))
         index = []
         for i, clip in enumerate(clips):
             audio = cache.load(clip.path)
-            for k in range(config.num_chunks(len(audio))):
-                piece = audio[k * self.hop_samples : k * self.hop_samples + self.chunk_samples]
+            for k, start in enumerate(config.chunk_starts(len(audio))):
+                piece = audio[start : start + self.chunk_samples]
                 if min_peak is None or np.abs(piece.astype(np.int32)).max() >= min_peak:
                     index.append((i, k))
         self.index = np.array(index, dtype=np.int64).reshape(-1, 2)  # (n_chunks, 2): clip, chunk number
@@ -128,7 +139,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: int):
         clip_number, k = self.index[item]
         audio = self.cache.load(self.clips[clip_number].path)
-        start = k * self.hop_samples
+        start = self.config.chunk_starts(len(audio))[k]
         if self.crop_jitter:
             rng = np.random.default_rng([self.seed, self.epoch, int(item)])
             shift = int(rng.integers(-(self.hop_samples // 2), self.hop_samples // 2 + 1))
@@ -159,9 +170,14 @@ def read_dataset(cfg: DataConfig) -> Dataset:
     raise DataError(f"dataset must be fsd50k or csv, got {cfg.dataset!r}")
 
 
-def load_splits(cfg: DataConfig, rt, shape: DiverseEmbedConfig, crop_jitter: bool = False,
-                min_peak_db: float | None = None, seed: int = 0,
-                ) -> tuple[dict[str, ChunkDataset], list[str], list[tuple[str, str]]]:
+def load_splits(
+    cfg: DataConfig,
+    rt,
+    shape: DiverseEmbedConfig,
+    crop_jitter: bool = False,
+    min_peak_db: float | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, ChunkDataset], list[str], list[tuple[str, str]]]:
     """The train/val/test chunk datasets that have clips (chunked as `shape` says), the vocabulary,
     and the clips that failed to decode (path, reason). Augmentation settings apply to the training
     split only. `rt` is the distributed Runtime: rank 0 fills the cache while the others wait."""
@@ -179,8 +195,15 @@ def load_splits(cfg: DataConfig, rt, shape: DiverseEmbedConfig, crop_jitter: boo
         chosen = [c for c in usable if c.split in names]
         training = name == "train"
         if chosen:
-            data[name] = ChunkDataset(chosen, cache, len(dataset.vocabulary), shape, crop_jitter=training and crop_jitter,
-                                      min_peak_db=min_peak_db if training else None, seed=seed)
+            data[name] = ChunkDataset(
+                chosen,
+                cache,
+                len(dataset.vocabulary),
+                shape,
+                crop_jitter=training and crop_jitter,
+                min_peak_db=min_peak_db if training else None,
+                seed=seed,
+            )
     return data, dataset.vocabulary, failures
 
 
@@ -198,8 +221,9 @@ class SkipFirst(torch.utils.data.Sampler):
         return max(0, len(self.sampler) - self.skip)
 
 
-def balanced_order(dataset: ChunkDataset, chunks: int, seed: int, epoch: int,
-                   weights: dict[str, float] | None = None) -> np.ndarray:
+def balanced_order(
+    dataset: ChunkDataset, chunks: int, seed: int, epoch: int, weights: dict[str, float] | None = None
+) -> np.ndarray:
     """`chunks` chunk numbers for one epoch, drawn from (seed, epoch): each corpus gets a share in
     proportion to its weight (default 1 each), whatever its size (a small corpus repeats, a big one
     is sampled without repeats), and the corpora are interleaved, so every batch holds each in its share."""
@@ -216,7 +240,9 @@ def balanced_order(dataset: ChunkDataset, chunks: int, seed: int, epoch: int,
         members = np.flatnonzero(corpus_of_chunk == name)
         wanted = int(round(fraction * chunks))
         repeats = -(-wanted // len(members)) if wanted else 0
-        streams.append(np.concatenate([rng.permutation(members) for _ in range(repeats)])[:wanted] if wanted else members[:0])
+        streams.append(
+            np.concatenate([rng.permutation(members) for _ in range(repeats)])[:wanted] if wanted else members[:0]
+        )
         positions.append((np.arange(wanted) + rng.random()) / max(wanted, 1))  # evenly spread over the epoch
     order = np.concatenate(streams)[np.argsort(np.concatenate(positions), kind="stable")]
     return order[:chunks]
@@ -235,9 +261,19 @@ class Sequence(torch.utils.data.Sampler):
         return len(self.order)
 
 
-def epoch_loader(dataset: ChunkDataset, epoch: int, skip_batches: int, batch_size: int, num_workers: int,
-                 rank: int = 0, world: int = 1, seed: int = 0, pin_memory: bool = False, chunks: int = 0,
-                 corpus_weights: dict[str, float] | None = None) -> torch.utils.data.DataLoader:
+def epoch_loader(
+    dataset: ChunkDataset,
+    epoch: int,
+    skip_batches: int,
+    batch_size: int,
+    num_workers: int,
+    rank: int = 0,
+    world: int = 1,
+    seed: int = 0,
+    pin_memory: bool = False,
+    chunks: int = 0,
+    corpus_weights: dict[str, float] | None = None,
+) -> torch.utils.data.DataLoader:
     """This rank's share of one training epoch, shuffled by (seed, epoch), its first `skip_batches`
     batches left out (a run resumed mid-epoch): (chunks, targets, item numbers) batches. With
     `chunks`, an epoch is that many chunks, balanced across corpora (`balanced_order`); else every
@@ -250,6 +286,11 @@ def epoch_loader(dataset: ChunkDataset, epoch: int, skip_batches: int, batch_siz
     dataset.set_epoch(epoch)
     # Its own generator: creating a loader must not draw from the global RNG, or a run resumed
     # mid-epoch would see other dropout masks than the uninterrupted run.
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=SkipFirst(sampler, skip_batches * batch_size),
-                                       num_workers=num_workers, pin_memory=pin_memory,
-                                       generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=SkipFirst(sampler, skip_batches * batch_size),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(0),
+    )
