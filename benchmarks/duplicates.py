@@ -64,23 +64,46 @@ def main(argv: list[str] | None = None) -> None:
         for neighbours, threshold in itertools.product(NEIGHBOURS, THRESHOLDS):
             groups = index.duplicates(threshold, neighbours)
             grouped, right = pair_counts(groups)
-            rows.append({"neighbours": neighbours, "threshold": threshold, "groups": len(groups), "files": sum(map(len, groups)),
-                         "pairs": grouped, "right_pairs": right, "precision": right / grouped if grouped else None,
-                         "recall": right / same_source_pairs})
+            rows.append(
+                {
+                    "neighbours": neighbours,
+                    "threshold": threshold,
+                    "groups": len(groups),
+                    "files": sum(map(len, groups)),
+                    "pairs": grouped,
+                    "right_pairs": right,
+                    "precision": right / grouped if grouped else None,
+                    "recall": right / same_source_pairs,
+                }
+            )
             print(rows[-1], flush=True)
         model_name = index.model_name
-    report = {"machine": machine(), "command": "python -m benchmarks.duplicates" + (f" {' '.join(argv)}" if argv else ""),
-              "model": model_name, "files": len(names), "recordings_with_several_takes": sum(n > 1 for n in sources.values()),
-              "same_source_pairs": same_source_pairs, "rows": rows}
-    lines = [f"# Near-duplicate groups on ESC-50 ({report['machine']})", "", f"Command: `{report['command']}`", "",
-             f"{len(names)} clips, model {model_name}; {report['recordings_with_several_takes']} source recordings have "
-             f"several takes, {same_source_pairs} same-source pairs in all. A grouped pair is right when both files "
-             "come from one source recording.", "",
-             "| mutual neighbours | threshold | groups | files in groups | pairs grouped | precision | recall |",
-             "|---|---|---|---|---|---|---|"]
+    report = {
+        "machine": machine(),
+        "command": "python -m benchmarks.duplicates" + (f" {' '.join(argv)}" if argv else ""),
+        "model": model_name,
+        "files": len(names),
+        "recordings_with_several_takes": sum(n > 1 for n in sources.values()),
+        "same_source_pairs": same_source_pairs,
+        "rows": rows,
+    }
+    lines = [
+        f"# Near-duplicate groups on ESC-50 ({report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"{len(names)} clips, model {model_name}; {report['recordings_with_several_takes']} source recordings have "
+        f"several takes, {same_source_pairs} same-source pairs in all. A grouped pair is right when both files "
+        "come from one source recording.",
+        "",
+        "| mutual neighbours | threshold | groups | files in groups | pairs grouped | precision | recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         precision = "-" if r["precision"] is None else f"{r['precision']:.3f}"
-        lines.append(f"| {r['neighbours']} | {r['threshold']} | {r['groups']} | {r['files']} | {r['pairs']} | {precision} | {r['recall']:.3f} |")
+        lines.append(
+            f"| {r['neighbours']} | {r['threshold']} | {r['groups']} | {r['files']} | {r['pairs']} | {precision} | {r['recall']:.3f} |"
+        )
     write_results(args.output, report, "\n".join(lines) + "\n")
 
 

@@ -49,9 +49,13 @@ def clip_vectors(audio: np.ndarray, model, config: DiverseEmbedConfig) -> dict[s
     n_all = dataclasses.replace(config, min_final_chunk_seconds=0.0).num_chunks(len(audio))  # every leftover padded
     half = dataclasses.replace(config, hop_seconds=config.hop_seconds / 2)
     n_half = half.num_chunks(len(audio))
-    chunks = torch.cat([cut(waveform, size, hop, n_all),  # (n_all, size)
-                        cut(waveform, size, half.hop_samples, n_half),  # (n_half, size)
-                        cut(waveform[-size:], size, hop, 1)])  # (1, size): the clip's last chunk_seconds
+    chunks = torch.cat(
+        [
+            cut(waveform, size, hop, n_all),  # (n_all, size)
+            cut(waveform, size, half.hop_samples, n_half),  # (n_half, size)
+            cut(waveform[-size:], size, hop, 1),
+        ]
+    )  # (1, size): the clip's last chunk_seconds
     embeddings, _ = forward_chunks(model, chunks.contiguous(), 32)  # (n_all + n_half + 1, D)
     padded, halved, last = embeddings[:n_all], embeddings[n_all : n_all + n_half], embeddings[-1]
     vectors = {}
@@ -88,15 +92,35 @@ def score(labelled: LabelledSet, model) -> dict[str, dict[str, float]]:
 def markdown(report: dict) -> str:
     sets = list(report["sets"])
     rules = list(report["sets"][sets[0]])
-    lines = ["# The last chunk of a clip: retrieval under each rule", "", f"Command: `{report['command']}`  ",
-             f"Machine: {report['machine']}  ", f"Model: {report['model']}", "",
-             "Leave-one-out mAP@10 of the fused vector, exact cosine search; each clip vector the mean of its chunk "
-             "vectors under the rule.", "", "| rule | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
-    lines += [f"| {rule} | " + " | ".join(f"{report['sets'][s][rule]['fused']:.3f}" for s in sets) + " |" for rule in rules]
+    lines = [
+        "# The last chunk of a clip: retrieval under each rule",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}",
+        "",
+        "Leave-one-out mAP@10 of the fused vector, exact cosine search; each clip vector the mean of its chunk "
+        "vectors under the rule.",
+        "",
+        "| rule | " + " | ".join(sets) + " |",
+        "|---|" + "---|" * len(sets),
+    ]
+    lines += [
+        f"| {rule} | " + " | ".join(f"{report['sets'][s][rule]['fused']:.3f}" for s in sets) + " |" for rule in rules
+    ]
     branches = [b for b in report["sets"][sets[0]][rules[0]] if b != "fused"]
-    lines += ["", "Each branch alone:", "", "| rule | branch | " + " | ".join(sets) + " |", "|---|---|" + "---|" * len(sets)]
-    lines += [f"| {rule} | {b} | " + " | ".join(f"{report['sets'][s][rule][b]:.3f}" for s in sets) + " |"
-              for rule in rules for b in branches]
+    lines += [
+        "",
+        "Each branch alone:",
+        "",
+        "| rule | branch | " + " | ".join(sets) + " |",
+        "|---|---|" + "---|" * len(sets),
+    ]
+    lines += [
+        f"| {rule} | {b} | " + " | ".join(f"{report['sets'][s][rule][b]:.3f}" for s in sets) + " |"
+        for rule in rules
+        for b in branches
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sets = sets_of(args, parser)
     model, _ = resolve_model(args.model)
-    report = {"command": "python -m benchmarks.final_chunk " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})", "sets": {}}
+    report = {
+        "command": "python -m benchmarks.final_chunk " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})",
+        "sets": {},
+    }
     for labelled in sets:
         report["sets"][labelled.name] = score(labelled, model)
         print(labelled.name, {rule: s["fused"] for rule, s in report["sets"][labelled.name].items()}, file=sys.stderr)

@@ -66,12 +66,17 @@ def parts(model) -> dict[str, tuple]:
     mel = branches["neuralogram"].front_end[0] if "neuralogram" in branches else None
     found = {}
     for name, branch in branches.items():
-        transformer = lambda x, b=branch: b.final_norm(b.blocks(b.input_norm(b.input_projection(x)) + b.position)).mean(dim=1)  # noqa: E731
+
+        def transformer(x, b=branch):
+            return b.final_norm(b.blocks(b.input_norm(b.input_projection(x)) + b.position)).mean(dim=1)
+
         if name == "neuralogram":
             found["neuralogram: log-mel"] = (mel, None, fft_flops(frames, mel.mel.spectrogram.spectrogram.n_fft))
             found["neuralogram: MobileNet"] = (branch.front_end[1], mel, 0.0)
         else:
-            n_fft = {"pitch": config.pitch.n_fft, "timbre": config.samples(config.timbre.window_ms)}.get(name)  # None: no FFT
+            n_fft = {"pitch": config.pitch.n_fft, "timbre": config.samples(config.timbre.window_ms)}.get(
+                name
+            )  # None: no FFT
             found[f"{name}: front end"] = (branch.front_end, None, fft_flops(frames, n_fft) if n_fft else 0.0)
         found[f"{name}: transformer"] = (transformer, branch.front_end, 0.0)
     return found
@@ -96,7 +101,9 @@ def before_the_model(repeats: int) -> dict[str, float]:
     """Seconds per second of audio: decoding a 10-s 44.1-kHz WAV, and that plus resampling to 16 kHz."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
-        sf.write(path, (np.random.default_rng(0).standard_normal(441000) * 0.1).astype(np.float32), 44100, subtype="PCM_16")
+        sf.write(
+            path, (np.random.default_rng(0).standard_normal(441000) * 0.1).astype(np.float32), 44100, subtype="PCM_16"
+        )
         with torch_threads(1):
             decode = seconds_per_call(lambda _: sf.read(path, dtype="float32"), None, repeats) / 10
             both = seconds_per_call(lambda _: load_audio(path), None, repeats) / 10
@@ -112,35 +119,54 @@ def measure(model, batch: int, repeats: int) -> dict:
             x = feed(chunks) if feed is not None else chunks
             flops = counted_flops(function, x[:1]) + fft  # per chunk
             seconds = seconds_per_call(function, x, repeats) / batch  # per chunk
-            rows[name] = {"mflop_per_second_of_audio": flops / 1e6 / model.config.chunk_seconds,
-                          "ms_per_second_of_audio": 1000 * seconds / model.config.chunk_seconds,
-                          "gflop_per_s": flops / seconds / 1e9}
+            rows[name] = {
+                "mflop_per_second_of_audio": flops / 1e6 / model.config.chunk_seconds,
+                "ms_per_second_of_audio": 1000 * seconds / model.config.chunk_seconds,
+                "gflop_per_s": flops / seconds / 1e9,
+            }
         whole = seconds_per_call(lambda x: model(x), chunks, repeats) / batch
         flops = counted_flops(lambda x: model(x), chunks[:1]) + sum(fft for _, _, fft in found.values())
-    rows["whole model"] = {"mflop_per_second_of_audio": flops / 1e6, "ms_per_second_of_audio": 1000 * whole,
-                           "gflop_per_s": flops / whole / 1e9}
+    rows["whole model"] = {
+        "mflop_per_second_of_audio": flops / 1e6,
+        "ms_per_second_of_audio": 1000 * whole,
+        "gflop_per_s": flops / whole / 1e9,
+    }
     return rows
 
 
 def markdown(report: dict) -> str:
     p = report["peak_gflop_per_s"]
-    lines = ["# FLOPs per second of audio, and the distance to the machine's peak", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}", "",
-             "Peak (2048 x 2048 matrix product): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in p.items()) + ".", "",
-             f"Each part on one thread, batches of {report['batch']} chunks (1 s each), median of {report['repeats']}. "
-             "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
-             "not counted, so a part that is mostly elementwise shows a low rate.", "",
-             "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# FLOPs per second of audio, and the distance to the machine's peak",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}",
+        "",
+        "Peak (2048 x 2048 matrix product): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in p.items()) + ".",
+        "",
+        f"Each part on one thread, batches of {report['batch']} chunks (1 s each), median of {report['repeats']}. "
+        "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
+        "not counted, so a part that is mostly elementwise shows a low rate.",
+        "",
+        "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |",
+        "|---|---|---|---|---|",
+    ]
     one = p["float32, 1 thread"]
     for name, r in report["parts"].items():
-        lines.append(f"| {name} | {r['mflop_per_second_of_audio']:.1f} | {r['ms_per_second_of_audio']:.2f} | "
-                     f"{r['gflop_per_s']:.1f} | {r['gflop_per_s'] / one:.1%} |")
+        lines.append(
+            f"| {name} | {r['mflop_per_second_of_audio']:.1f} | {r['ms_per_second_of_audio']:.2f} | "
+            f"{r['gflop_per_s']:.1f} | {r['gflop_per_s'] / one:.1%} |"
+        )
     b = report["before_the_model"]
     whole = report["parts"]["whole model"]["ms_per_second_of_audio"]
-    lines += ["", "Before the model, per second of audio (one thread): decoding a 44.1-kHz 16-bit WAV "
-              f"{1000 * b['decode']:.2f} ms, resampling it to 16 kHz {1000 * b['resample']:.2f} ms "
-              f"(the model: {whole:.2f} ms).", ""]
+    lines += [
+        "",
+        "Before the model, per second of audio (one thread): decoding a 44.1-kHz 16-bit WAV "
+        f"{1000 * b['decode']:.2f} ms, resampling it to 16 kHz {1000 * b['resample']:.2f} ms "
+        f"(the model: {whole:.2f} ms).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -158,10 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {"float32, 1 thread": peak(1, torch.float32), f"float32, {cores} threads": peak(cores, torch.float32)}
     if has_bf16():
         peaks["bfloat16, 1 thread"] = peak(1, torch.bfloat16)
-    report = {"command": "python -m benchmarks.flops " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()})",
-              "batch": args.batch, "repeats": args.repeats, "peak_gflop_per_s": peaks,
-              "parts": measure(model, args.batch, args.repeats), "before_the_model": before_the_model(5)}
+    report = {
+        "command": "python -m benchmarks.flops " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()})",
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "peak_gflop_per_s": peaks,
+        "parts": measure(model, args.batch, args.repeats),
+        "before_the_model": before_the_model(5),
+    }
     write_results(args.output_dir / args.name, report, markdown(report))
     print(markdown(report))
     return 0

@@ -46,7 +46,9 @@ def variants(fused: np.ndarray, branches: list[np.ndarray], others: np.ndarray) 
         "centred on the set": fused - fused.mean(axis=0),
         "centred on the other sets": fused - others.mean(axis=0),
         "each branch L2-normalised": np.concatenate([unit(b) for b in branches], axis=1),
-        "each branch centred on the set, L2-normalised": np.concatenate([unit(b - b.mean(axis=0)) for b in branches], axis=1),
+        "each branch centred on the set, L2-normalised": np.concatenate(
+            [unit(b - b.mean(axis=0)) for b in branches], axis=1
+        ),
         "whitened on the other sets": whitened(fused, others),
     }
 
@@ -73,11 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         others = np.concatenate([f for other, (f, _, _) in sets.items() if other != name])
         for variant, x in variants(fused, branches, others).items():
             scores.setdefault(variant, {})[name] = round(map_at_10(x, targets), 4)
-    report = {"command": "python -m benchmarks.fusion " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})", "mAP@10": scores}
-    lines = ["# Fusion variants on the unseen sets", "", f"Command: `{report['command']}`  ",
-             f"Model: {report['model']}", "", "Leave-one-out mAP@10, exact cosine search.", "",
-             "| fusion | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    report = {
+        "command": "python -m benchmarks.fusion " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})",
+        "mAP@10": scores,
+    }
+    lines = [
+        "# Fusion variants on the unseen sets",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Model: {report['model']}",
+        "",
+        "Leave-one-out mAP@10, exact cosine search.",
+        "",
+        "| fusion | " + " | ".join(sets) + " |",
+        "|---|" + "---|" * len(sets),
+    ]
     lines += [f"| {variant} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + " |" for variant, row in scores.items()]
     text = "\n".join(lines) + "\n"
     write_results(args.output_dir / args.name, report, text)

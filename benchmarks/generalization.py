@@ -32,9 +32,12 @@ def summary(reports: dict[str, dict]) -> dict[str, dict]:
         mfcc = scores[MFCC]
         branches = {s: v for s, v in scores.items() if s.endswith(" branch")}
         best_branch = max(branches, key=branches.get) if branches else None
-        rows[name] = {"mAP@10": scores, "fused_over_mfcc": scores[FUSED] / mfcc if mfcc else float("inf"),
-                      "best_branch": best_branch,
-                      "fused_beats_every_branch": all(scores[FUSED] >= v for v in branches.values())}
+        rows[name] = {
+            "mAP@10": scores,
+            "fused_over_mfcc": scores[FUSED] / mfcc if mfcc else float("inf"),
+            "best_branch": best_branch,
+            "fused_beats_every_branch": all(scores[FUSED] >= v for v in branches.values()),
+        }
         if AISFX in scores:
             rows[name]["fused_beats_aisfx"] = scores[FUSED] >= scores[AISFX]
     return rows
@@ -43,23 +46,41 @@ def summary(reports: dict[str, dict]) -> dict[str, dict]:
 def markdown(report: dict) -> str:
     sets = report["summary"]
     systems = list(next(iter(sets.values()))["mAP@10"])
-    lines = ["# Generalization: retrieval on sets the model never saw", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}", "",
-             "Leave-one-out query by example (exact inner product on L2-normalised clip vectors); "
-             "mAP@10 per set. The last rows: the fused vector's multiple of the MFCC baseline, and "
-             "whether it is at least every single branch.", "",
-             "| system | " + " | ".join(f"{n} ({report['sets'][n]['clips']} clips, {report['sets'][n]['classes']} classes)"
-                                      for n in sets) + " |",
-             "|---" * (len(sets) + 1) + "|"]
+    lines = [
+        "# Generalization: retrieval on sets the model never saw",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}",
+        "",
+        "Leave-one-out query by example (exact inner product on L2-normalised clip vectors); "
+        "mAP@10 per set. The last rows: the fused vector's multiple of the MFCC baseline, and "
+        "whether it is at least every single branch.",
+        "",
+        "| system | "
+        + " | ".join(f"{n} ({report['sets'][n]['clips']} clips, {report['sets'][n]['classes']} classes)" for n in sets)
+        + " |",
+        "|---" * (len(sets) + 1) + "|",
+    ]
     for system in systems:
         lines.append(f"| {system} | " + " | ".join(f"{s['mAP@10'][system]:.3f}" for s in sets.values()) + " |")
     lines.append("| **fused / MFCC** | " + " | ".join(f"**{s['fused_over_mfcc']:.2f}x**" for s in sets.values()) + " |")
-    lines.append("| fused ≥ every branch | " + " | ".join(
-        "yes" if s["fused_beats_every_branch"] else f"no ({s['best_branch']})" for s in sets.values()) + " |")
+    lines.append(
+        "| fused ≥ every branch | "
+        + " | ".join("yes" if s["fused_beats_every_branch"] else f"no ({s['best_branch']})" for s in sets.values())
+        + " |"
+    )
     if all("fused_beats_aisfx" in s for s in sets.values()):
-        lines.append("| fused ≥ aisfx | " + " | ".join("yes" if s["fused_beats_aisfx"] else "no" for s in sets.values()) + " |")
-    lines += ["", "P@1 / P@10 of the fused vector and MFCC:", "",
-              "| set | fused P@1 | fused P@10 | MFCC P@1 | MFCC P@10 |", "|---|---|---|---|---|"]
+        lines.append(
+            "| fused ≥ aisfx | " + " | ".join("yes" if s["fused_beats_aisfx"] else "no" for s in sets.values()) + " |"
+        )
+    lines += [
+        "",
+        "P@1 / P@10 of the fused vector and MFCC:",
+        "",
+        "| set | fused P@1 | fused P@10 | MFCC P@1 | MFCC P@10 |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in report["sets"].items():
         fused, mfcc = r["systems"][FUSED]["overall"], r["systems"][MFCC]["overall"]
         lines.append(f"| {name} | {fused['P@1']:.3f} | {fused['P@10']:.3f} | {mfcc['P@1']:.3f} | {mfcc['P@10']:.3f} |")
@@ -81,11 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.manifests:
         labelled = manifest(path)
         reports[labelled.name] = retrieval.run(labelled, model, args.model, None, args.cache_dir, args.teacher)
-        print(f"{labelled.name}: fused mAP@10 {reports[labelled.name]['systems'][FUSED]['overall']['mAP@10']:.3f}",
-              file=sys.stderr)
-    report = {"command": "python -m benchmarks.generalization " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})",
-              "summary": summary(reports), "sets": reports}
+        print(
+            f"{labelled.name}: fused mAP@10 {reports[labelled.name]['systems'][FUSED]['overall']['mAP@10']:.3f}",
+            file=sys.stderr,
+        )
+    report = {
+        "command": "python -m benchmarks.generalization " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})",
+        "summary": summary(reports),
+        "sets": reports,
+    }
     write_results(args.output_dir / args.name, report, markdown(report))
     print(markdown(report))
     return 0

@@ -34,15 +34,23 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python -m benchmarks.hear_speed", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
         "timestamp_hop_ms": model.timestamp_hop_samples * 1000 / model.sample_rate,
-        "scene_audio_seconds_per_second": total / median_seconds(lambda: hear.get_scene_embeddings(audio, model), args.repeats),
-        "timestamp_audio_seconds_per_second": total / median_seconds(
-            lambda: hear.get_timestamp_embeddings(audio, model), args.repeats),
+        "scene_audio_seconds_per_second": total
+        / median_seconds(lambda: hear.get_scene_embeddings(audio, model), args.repeats),
+        "timestamp_audio_seconds_per_second": total
+        / median_seconds(lambda: hear.get_timestamp_embeddings(audio, model), args.repeats),
     }
-    lines = [f"# HEAR API speed ({report['machine']})", "", f"Command: `{report['command']}`", "",
-             "| function | seconds of audio per second |", "|---|---|",
-             f"| get_scene_embeddings | {report['scene_audio_seconds_per_second']:.1f} |",
-             f"| get_timestamp_embeddings (hop {report['timestamp_hop_ms']:.0f} ms) | "
-             f"{report['timestamp_audio_seconds_per_second']:.2f} |", ""]
+    lines = [
+        f"# HEAR API speed ({report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "| function | seconds of audio per second |",
+        "|---|---|",
+        f"| get_scene_embeddings | {report['scene_audio_seconds_per_second']:.1f} |",
+        f"| get_timestamp_embeddings (hop {report['timestamp_hop_ms']:.0f} ms) | "
+        f"{report['timestamp_audio_seconds_per_second']:.2f} |",
+        "",
+    ]
     write_results(args.output, report, "\n".join(lines))
     print("\n".join(lines))
 

@@ -44,21 +44,38 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             model.embed_files(paths, progress=False)
             times["embed_files"].append(time.perf_counter() - start)
-            for name, command in [("diverse-embed embed", [cli, "embed", args.folder, "-o", f"{temp}/e{run}.npz", "-q"]),
-                                  ("diverse-embed index build", [cli, "index", "build", args.folder, "-o", f"{temp}/i{run}", "-q"])]:
+            for name, command in [
+                ("diverse-embed embed", [cli, "embed", args.folder, "-o", f"{temp}/e{run}.npz", "-q"]),
+                ("diverse-embed index build", [cli, "index", "build", args.folder, "-o", f"{temp}/i{run}", "-q"]),
+            ]:
                 start = time.perf_counter()
                 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - start)
             print(json.dumps({name: t[-1] for name, t in times.items()}), flush=True)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    report = {"machine": machine(), "command": " ".join(["python -m benchmarks.index_build", *(argv or sys.argv[1:])]),
-              "files": len(paths), "audio_seconds": seconds, "seconds": medians,
-              "audio_seconds_per_second": {name: seconds / t for name, t in medians.items()}}
+    report = {
+        "machine": machine(),
+        "command": " ".join(["python -m benchmarks.index_build", *(argv or sys.argv[1:])]),
+        "files": len(paths),
+        "audio_seconds": seconds,
+        "seconds": medians,
+        "audio_seconds_per_second": {name: seconds / t for name, t in medians.items()},
+    }
     rate = report["audio_seconds_per_second"]
-    lines = [f"# Index build against embedding ({report['machine']})", "", f"Command: `{report['command']}`", "",
-             f"{len(paths)} files, {seconds:,.0f} s of audio; medians of {args.repeats} runs taking turns:", "",
-             "| what | seconds | audio seconds per second | share of embed_files |", "|---|---|---|---|"]
-    lines += [f"| {name} | {medians[name]:.1f} | {rate[name]:.0f} | {rate[name] / rate['embed_files']:.0%} |" for name in medians]
+    lines = [
+        f"# Index build against embedding ({report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"{len(paths)} files, {seconds:,.0f} s of audio; medians of {args.repeats} runs taking turns:",
+        "",
+        "| what | seconds | audio seconds per second | share of embed_files |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {medians[name]:.1f} | {rate[name]:.0f} | {rate[name] / rate['embed_files']:.0%} |"
+        for name in medians
+    ]
     write_results(args.output, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -101,7 +101,7 @@ def exact_top10(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
     best_scores = np.full((len(queries), 10), -np.inf, np.float32)
     best_ids = np.zeros((len(queries), 10), np.int64)
     for start in range(0, len(data), BLOCK):
-        scores = queries @ np.asarray(data[start:start + BLOCK]).T  # (q, block)
+        scores = queries @ np.asarray(data[start : start + BLOCK]).T  # (q, block)
         top = np.argpartition(-scores, 10, axis=1)[:, :10]
         merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
         merged_ids = np.concatenate([best_ids, top + start], axis=1)
@@ -123,16 +123,36 @@ def measure(n: int, n_queries: int, folder: Path) -> dict:
     table = folder / "table"
     for part, first in enumerate(range(0, n, 10 * BLOCK)):  # files of a million rows, as a cluster writes them
         last = min(n, first + 10 * BLOCK)
-        batches = (([name(i) for i in range(s, min(last, s + BLOCK))], np.full(min(last, s + BLOCK) - s, np.nan),
-                    np.full(min(last, s + BLOCK) - s, np.nan), np.asarray(data[s:min(last, s + BLOCK)]))
-                   for s in range(first, last, BLOCK))
+        batches = (
+            (
+                [name(i) for i in range(s, min(last, s + BLOCK))],
+                np.full(min(last, s + BLOCK) - s, np.nan),
+                np.full(min(last, s + BLOCK) - s, np.nan),
+                np.asarray(data[s : min(last, s + BLOCK)]),
+            )
+            for s in range(first, last, BLOCK)
+        )
         write_parquet(table / f"part-{part:05d}.parquet", batches, DIM, DEFAULT_MODEL, model.fingerprint())
     del data
     data_path.unlink()  # the index holds the vectors now; the disk is needed for it
 
     index = folder / "index"
-    build_seconds, out = run_measured([sys.executable, "-c", BUILDER, "index", "build", "--from-parquet", str(table),
-                                       "-o", str(index), "--index-type", "compressed", "-q"])
+    build_seconds, out = run_measured(
+        [
+            sys.executable,
+            "-c",
+            BUILDER,
+            "index",
+            "build",
+            "--from-parquet",
+            str(table),
+            "-o",
+            str(index),
+            "--index-type",
+            "compressed",
+            "-q",
+        ]
+    )
     build_peak = int(out.strip().splitlines()[-1])
     table_bytes = sum(p.stat().st_size for p in table.iterdir())
     for p in table.iterdir():
@@ -145,16 +165,27 @@ def measure(n: int, n_queries: int, folder: Path) -> dict:
     on_disk["shards"] = sum(p.stat().st_size for p in (index / "shards").iterdir())
     after, before = searched["after"], searched["before"]
     row = {
-        "vectors": n, "lists": compressed_lists(n), "code_bytes": COMPRESSED_CODE_BYTES, "nprobe": COMPRESSED_NPROBE,
-        "candidates": 10 * COMPRESSED_CANDIDATES, "recall@10": float(np.mean(recalls)),
-        "p50_ms": float(np.percentile(searched["latencies"], 50)), "p99_ms": float(np.percentile(searched["latencies"], 99)),
-        "ram_all_in_bytes_per_vector": after["VmRSS"] / n, "rss_before_opening_mb": before["VmRSS"] / 2**20,
-        "rss_after_search_mb": after["VmRSS"] / 2**20, "rss_anon_after_search_mb": after["RssAnon"] / 2**20,
-        "rss_file_after_search_mb": after["RssFile"] / 2**20, "search_peak_rss_mb": searched["after"]["VmHWM"] / 2**20,
+        "vectors": n,
+        "lists": compressed_lists(n),
+        "code_bytes": COMPRESSED_CODE_BYTES,
+        "nprobe": COMPRESSED_NPROBE,
+        "candidates": 10 * COMPRESSED_CANDIDATES,
+        "recall@10": float(np.mean(recalls)),
+        "p50_ms": float(np.percentile(searched["latencies"], 50)),
+        "p99_ms": float(np.percentile(searched["latencies"], 99)),
+        "ram_all_in_bytes_per_vector": after["VmRSS"] / n,
+        "rss_before_opening_mb": before["VmRSS"] / 2**20,
+        "rss_after_search_mb": after["VmRSS"] / 2**20,
+        "rss_anon_after_search_mb": after["RssAnon"] / 2**20,
+        "rss_file_after_search_mb": after["RssFile"] / 2**20,
+        "search_peak_rss_mb": searched["after"]["VmHWM"] / 2**20,
         "search_imported": searched["modules"],
         "index_ram_bytes_per_vector": (after["VmRSS"] - before["VmRSS"]) / n,
-        "disk_bytes_per_vector": sum(on_disk.values()) / n, "disk_bytes": on_disk, "parquet_bytes_per_vector": table_bytes / n,
-        "build_seconds": round(build_seconds, 1), "build_peak_rss_mb": round(build_peak / 2**20),
+        "disk_bytes_per_vector": sum(on_disk.values()) / n,
+        "disk_bytes": on_disk,
+        "parquet_bytes_per_vector": table_bytes / n,
+        "build_seconds": round(build_seconds, 1),
+        "build_peak_rss_mb": round(build_peak / 2**20),
         "collection_mb": round(n * 4 * DIM / 2**20),
     }
     print(row, flush=True)
@@ -162,26 +193,39 @@ def measure(n: int, n_queries: int, folder: Path) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# A whole index at scale ({report['machine']})", "",
-             f"Command: `{report['command']}`", "",
-             "256-d clustered vectors named as files of an archive, indexed by `diverse-embed index build --from-parquet "
-             "--index-type compressed`, then searched one query at a time by a fresh process through "
-             "`AudioIndex.search_vector`. **RAM all in** is that process's RSS after a warm-up pass over the queries, "
-             "divided by N: the FAISS codes and lists, and the interpreter with the libraries it imported (the "
-             "\"before\" column: that much is there whatever N). A hit's path and times, and the exact vectors a "
-             "query re-ranks, are read from the shards with pread where rows.bin (8 bytes a row) says they are, so "
-             "none of them stays in RAM and the vectors are on disk once.", "",
-             "| vectors | recall@10 | p50 (ms) | p99 (ms) | RAM all in (B/vector) | of which before opening (MB) | "
-             "index's own RAM (B/vector) | disk (B/vector) | build (s) | build peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# A whole index at scale ({report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "256-d clustered vectors named as files of an archive, indexed by `diverse-embed index build --from-parquet "
+        "--index-type compressed`, then searched one query at a time by a fresh process through "
+        "`AudioIndex.search_vector`. **RAM all in** is that process's RSS after a warm-up pass over the queries, "
+        "divided by N: the FAISS codes and lists, and the interpreter with the libraries it imported (the "
+        '"before" column: that much is there whatever N). A hit\'s path and times, and the exact vectors a '
+        "query re-ranks, are read from the shards with pread where rows.bin (8 bytes a row) says they are, so "
+        "none of them stays in RAM and the vectors are on disk once.",
+        "",
+        "| vectors | recall@10 | p50 (ms) | p99 (ms) | RAM all in (B/vector) | of which before opening (MB) | "
+        "index's own RAM (B/vector) | disk (B/vector) | build (s) | build peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
-        lines.append(f"| {r['vectors']:,} | {r['recall@10']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['ram_all_in_bytes_per_vector']:.0f} | {r['rss_before_opening_mb']:.0f} | "
-                     f"{r['index_ram_bytes_per_vector']:.0f} | {r['disk_bytes_per_vector']:,.0f} | {r['build_seconds']:.0f} | "
-                     f"{r['build_peak_rss_mb']:,} |")
-    lines += ["", "Disk per vector, by file (bytes): " + "; ".join(
-        f"{r['vectors']:,}: " + ", ".join(f"{k} {v / r['vectors']:.0f}" for k, v in sorted(r["disk_bytes"].items()) if v >= r["vectors"])
-        for r in report["rows"])]
+        lines.append(
+            f"| {r['vectors']:,} | {r['recall@10']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['ram_all_in_bytes_per_vector']:.0f} | {r['rss_before_opening_mb']:.0f} | "
+            f"{r['index_ram_bytes_per_vector']:.0f} | {r['disk_bytes_per_vector']:,.0f} | {r['build_seconds']:.0f} | "
+            f"{r['build_peak_rss_mb']:,} |"
+        )
+    lines += [
+        "",
+        "Disk per vector, by file (bytes): "
+        + "; ".join(
+            f"{r['vectors']:,}: "
+            + ", ".join(f"{k} {v / r['vectors']:.0f}" for k, v in sorted(r["disk_bytes"].items()) if v >= r["vectors"])
+            for r in report["rows"]
+        ),
+    ]
     lines += ["", projection(report["rows"])]
     return "\n".join(lines) + "\n"
 
@@ -192,19 +236,23 @@ def projection(rows: list[dict], n: int = 10**8) -> str:
     last = rows[-1]
     ram = last["rss_before_opening_mb"] * 2**20 + last["index_ram_bytes_per_vector"] * n
     disk = last["disk_bytes_per_vector"] * n
-    text = (f"**10^8, extrapolated from the {last['vectors']:,} row, not measured:** a searching process of "
-            f"~{ram / 2**30:.1f} GiB ({last['index_ram_bytes_per_vector']:.0f} B/vector of codes and lists, plus the "
-            f"{last['rss_before_opening_mb']:.0f} MB before opening): {'within' if ram < 24 * 2**30 else 'over'} 24 GiB. "
-            "The lists stop growing at 8,192, so each holds ~12k vectors and a query scans ten times what it does at "
-            f"10^7 (expect tens of milliseconds). Disk ~{disk / 2**30:,.0f} GiB ({last['disk_bytes_per_vector']:,.0f} "
-            "B/vector; the shards hold the vectors, once, and each path as its bytes, here ~40).")
+    text = (
+        f"**10^8, extrapolated from the {last['vectors']:,} row, not measured:** a searching process of "
+        f"~{ram / 2**30:.1f} GiB ({last['index_ram_bytes_per_vector']:.0f} B/vector of codes and lists, plus the "
+        f"{last['rss_before_opening_mb']:.0f} MB before opening): {'within' if ram < 24 * 2**30 else 'over'} 24 GiB. "
+        "The lists stop growing at 8,192, so each holds ~12k vectors and a query scans ten times what it does at "
+        f"10^7 (expect tens of milliseconds). Disk ~{disk / 2**30:,.0f} GiB ({last['disk_bytes_per_vector']:,.0f} "
+        "B/vector; the shards hold the vectors, once, and each path as its bytes, here ~40)."
+    )
     if len(rows) >= 2:
         first = rows[-2]
         slope = (last["build_peak_rss_mb"] - first["build_peak_rss_mb"]) * 2**20 / (last["vectors"] - first["vectors"])
         peak = last["build_peak_rss_mb"] * 2**20 + slope * (n - last["vectors"])
-        text += (f" The build's peak RSS grows by ~{slope:.0f} B/vector between the two largest rows (the codes, and "
-                 f"16-byte path hashes where it works out which rows are live): ~{peak / 2**30:.0f} GiB at 10^8, "
-                 f"{'within' if peak < 24 * 2**30 else 'over'} 24 GiB.")
+        text += (
+            f" The build's peak RSS grows by ~{slope:.0f} B/vector between the two largest rows (the codes, and "
+            f"16-byte path hashes where it works out which rows are live): ~{peak / 2**30:.0f} GiB at 10^8, "
+            f"{'within' if peak < 24 * 2**30 else 'over'} 24 GiB."
+        )
     return text
 
 

@@ -33,7 +33,10 @@ from .systems import machine, write_results
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 CATEGORIES = {  # ESC-50's target numbers by major category (its README): 0-9 animals, 10-19 natural, ...
-    "animals": range(0, 10), "natural": range(10, 20), "human": range(20, 30), "domestic": range(30, 40),
+    "animals": range(0, 10),
+    "natural": range(10, 20),
+    "human": range(20, 30),
+    "domestic": range(30, 40),
     "urban": range(40, 50),
 }
 
@@ -65,8 +68,12 @@ def train(args: list[str], output: Path) -> dict:
     seconds = time.perf_counter() - started
     metrics = json.loads((output / "metrics.json").read_text())
     fused = metrics["results"]["test"]["systems"]["fused"]
-    return {"command": shlex.join(["diverse-embed", *command[3:]]), "wall_seconds": round(seconds, 1),
-            "accuracy": fused["accuracy"], "macro_map": fused["macro_map"]}
+    return {
+        "command": shlex.join(["diverse-embed", *command[3:]]),
+        "wall_seconds": round(seconds, 1),
+        "accuracy": fused["accuracy"],
+        "macro_map": fused["macro_map"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,29 +84,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-probe-task", action="store_true", help="task 1 only")
     parser.add_argument("--output", default="benchmarks/results/init_from")
     options = parser.parse_args(argv)
-    report = {"command": shlex.join(["python", "-m", "benchmarks.init_from", *(argv or sys.argv[1:])]),
-              "machine": machine(), "model": options.model}
+    report = {
+        "command": shlex.join(["python", "-m", "benchmarks.init_from", *(argv or sys.argv[1:])]),
+        "machine": machine(),
+        "model": options.model,
+    }
     with tempfile.TemporaryDirectory(prefix="init-from-") as temp:
         temp = Path(temp)
         few = temp / "few.csv"
         few_clips_manifest(options.esc50, few)
-        common = ["--dataset", "csv", "--manifest", str(few), "--audio-root", str(options.esc50 / "audio"),
-                  "--train-splits", "train", "--val-splits", "none", "--test-splits", "test", "--no-select-on-val",
-                  "--cache-dir", str(temp / "cache")]
+        common = [
+            "--dataset",
+            "csv",
+            "--manifest",
+            str(few),
+            "--audio-root",
+            str(options.esc50 / "audio"),
+            "--train-splits",
+            "train",
+            "--val-splits",
+            "none",
+            "--test-splits",
+            "test",
+            "--no-select-on-val",
+            "--cache-dir",
+            str(temp / "cache"),
+        ]
         report["few_clips"] = {
             "init_from": train([*common, "--init-from", options.model], temp / "init"),
-            "from_scratch": train([*common, *[f"--{p}-epochs={options.scratch_epochs}" for p in ("neuralogram", "branch")]],
-                                  temp / "scratch"),
+            "from_scratch": train(
+                [*common, *[f"--{p}-epochs={options.scratch_epochs}" for p in ("neuralogram", "branch")]],
+                temp / "scratch",
+            ),
         }
         if not options.skip_probe_task:
             full = temp / "esc50.csv"
             esc50_manifest(options.esc50, full)
-            esc50 = ["--dataset", "csv", "--manifest", str(full), "--audio-root", str(options.esc50 / "audio"),
-                     "--test-splits", "5", "--cache-dir", str(temp / "cache"), "--init-from", options.model]
+            esc50 = [
+                "--dataset",
+                "csv",
+                "--manifest",
+                str(full),
+                "--audio-root",
+                str(options.esc50 / "audio"),
+                "--test-splits",
+                "5",
+                "--cache-dir",
+                str(temp / "cache"),
+                "--init-from",
+                options.model,
+            ]
             report["esc50_fold5"] = train([*esc50, "--train-splits", "1,2,3", "--val-splits", "4"], temp / "esc50")
             # The probe's own final fit: every other fold, nothing held out to select on.
-            report["esc50_fold5_all_folds"] = train([*esc50, "--train-splits", "1,2,3,4", "--val-splits", "none",
-                                                     "--no-select-on-val"], temp / "esc50_all")
+            report["esc50_fold5_all_folds"] = train(
+                [*esc50, "--train-splits", "1,2,3,4", "--val-splits", "none", "--no-select-on-val"], temp / "esc50_all"
+            )
     write_results(options.output, report, markdown(report))
     print(markdown(report))
     return 0
@@ -107,21 +146,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(report: dict) -> str:
     few = report["few_clips"]
-    lines = ["# `train --init-from` against training from scratch", "", f"Command: `{report['command']}`  ",
-             f"Machine: {report['machine']}  ", f"Pretrained model: {report['model']}", "",
-             "ESC-50's five major categories, 10 training clips each (fold 4), 100 held-out clips (fold 5):", "",
-             "| run | held-out accuracy | held-out macro mAP | wall time (s) |", "|---|---|---|---|"]
+    lines = [
+        "# `train --init-from` against training from scratch",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Pretrained model: {report['model']}",
+        "",
+        "ESC-50's five major categories, 10 training clips each (fold 4), 100 held-out clips (fold 5):",
+        "",
+        "| run | held-out accuracy | held-out macro mAP | wall time (s) |",
+        "|---|---|---|---|",
+    ]
     for name, run in [("init-from, head only", few["init_from"]), ("from scratch", few["from_scratch"])]:
         lines.append(f"| {name} | {run['accuracy']:.3f} | {run['macro_map']:.3f} | {run['wall_seconds']:.0f} |")
     lines += ["", *[f"- {name}: `{run['command']}`" for name, run in few.items()]]
     if "esc50_fold5" in report:
-        lines += ["", "ESC-50's 50 classes, head only, tested on fold 5 (the linear probe's fold-5 task; the probe "
-                  "chooses its regularisation on fold 4, then fits on folds 1-4):", "",
-                  "| head trained on | fold-5 accuracy | fold-5 macro mAP | wall time (s) |", "|---|---|---|---|"]
-        runs = [("folds 1-3, best epoch on fold 4", report["esc50_fold5"]),
-                ("folds 1-4, last epoch", report["esc50_fold5_all_folds"])]
-        lines += [f"| {name} | {run['accuracy']:.3f} | {run['macro_map']:.3f} | {run['wall_seconds']:.0f} |"
-                  for name, run in runs]
+        lines += [
+            "",
+            "ESC-50's 50 classes, head only, tested on fold 5 (the linear probe's fold-5 task; the probe "
+            "chooses its regularisation on fold 4, then fits on folds 1-4):",
+            "",
+            "| head trained on | fold-5 accuracy | fold-5 macro mAP | wall time (s) |",
+            "|---|---|---|---|",
+        ]
+        runs = [
+            ("folds 1-3, best epoch on fold 4", report["esc50_fold5"]),
+            ("folds 1-4, last epoch", report["esc50_fold5_all_folds"]),
+        ]
+        lines += [
+            f"| {name} | {run['accuracy']:.3f} | {run['macro_map']:.3f} | {run['wall_seconds']:.0f} |"
+            for name, run in runs
+        ]
         lines += ["", *[f"- `{run['command']}`" for _, run in runs]]
     return "\n".join(lines) + "\n"
 

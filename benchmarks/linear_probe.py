@@ -51,15 +51,22 @@ def single_label_cv(x: np.ndarray, labelled: LabelledSet) -> dict:
     for i, test in enumerate(folds):
         val = folds[i - 1]
         train = (groups != test) & (groups != val)
-        scores = {C: accuracy_score(y[groups == val], probe(C, False).fit(x[train], y[train]).predict(x[groups == val]))
-                  for C in C_GRID}
+        scores = {
+            C: accuracy_score(y[groups == val], probe(C, False).fit(x[train], y[train]).predict(x[groups == val]))
+            for C in C_GRID
+        }
         best = max(scores, key=scores.get)
         fitted = probe(best, False).fit(x[groups != test], y[groups != test])
         per_fold[test] = float(accuracy_score(y[groups == test], fitted.predict(x[groups == test])))
         chosen[test] = best
     values = list(per_fold.values())
-    return {"metric": "accuracy", "mean": float(np.mean(values)), "std": float(np.std(values)),
-            "per_fold": per_fold, "C": chosen}
+    return {
+        "metric": "accuracy",
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "per_fold": per_fold,
+        "C": chosen,
+    }
 
 
 def split_probe(x: np.ndarray, labelled: LabelledSet, train: str, val: str, test: tuple[str, ...]) -> dict:
@@ -76,18 +83,30 @@ def split_probe(x: np.ndarray, labelled: LabelledSet, train: str, val: str, test
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Linear probe on {report['dataset']} ({report['clips']} clips)", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}  ",
-             f"CLAP: {report['clap'] or 'not run (no --clap given)'}", ""]
+    lines = [
+        f"# Linear probe on {report['dataset']} ({report['clips']} clips)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}  ",
+        f"CLAP: {report['clap'] or 'not run (no --clap given)'}",
+        "",
+    ]
     first = next(iter(report["systems"].values()))
     if "per_fold" in first:
         folds = list(first["per_fold"])
-        lines += [report["note"], "",
-                  "| system | accuracy (mean ± std) | " + " | ".join(f"fold {f}" for f in folds) + " |",
-                  "|---|---|" + "---|" * len(folds)]
+        lines += [
+            report["note"],
+            "",
+            "| system | accuracy (mean ± std) | " + " | ".join(f"fold {f}" for f in folds) + " |",
+            "|---|---|" + "---|" * len(folds),
+        ]
         for name, r in report["systems"].items():
-            lines.append(f"| {name} | {r['mean']:.3f} ± {r['std']:.3f} | "
-                         + " | ".join(f"{r['per_fold'][f]:.3f}" for f in folds) + " |")
+            lines.append(
+                f"| {name} | {r['mean']:.3f} ± {r['std']:.3f} | "
+                + " | ".join(f"{r['per_fold'][f]:.3f}" for f in folds)
+                + " |"
+            )
     else:
         lines += ["| system | macro mAP | C |", "|---|---|---|"]
         for name, r in report["systems"].items():
@@ -115,12 +134,19 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = split_probe(x, labelled, "train", "val", ("test", "eval"))
         results[name]["description"] = descriptions[name]
     report = {
-        "dataset": labelled.name, "clips": len(labelled.paths), "seconds": round(time.perf_counter() - started, 1),
+        "dataset": labelled.name,
+        "clips": len(labelled.paths),
+        "seconds": round(time.perf_counter() - started, 1),
         "command": "python -m benchmarks.linear_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})", "clap": args.clap,
-        "note": ("Folds 1-4 were the bundled model's training and validation folds: only the fold-5 column "
-                 "is free of that, the mean over folds is optimistic for the DiverseEmbedder rows."
-                 if args.esc50 else ""),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()[:16]})",
+        "clap": args.clap,
+        "note": (
+            "Folds 1-4 were the bundled model's training and validation folds: only the fold-5 column "
+            "is free of that, the mean over folds is optimistic for the DiverseEmbedder rows."
+            if args.esc50
+            else ""
+        ),
         "systems": results,
     }
     name = args.name or f"linear_probe_{labelled.name}"

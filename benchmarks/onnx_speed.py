@@ -72,7 +72,9 @@ def measure(systems: dict, paths: list[Path], batches: list[int], conditions: li
         result[name] = {}
         with condition(name):
             for batch in batches:
-                times = taking_turns({k: (lambda s=s, batch=batch: s.embed(clips[:batch])) for k, s in systems.items()}, repeats)
+                times = taking_turns(
+                    {k: (lambda s=s, batch=batch: s.embed(clips[:batch])) for k, s in systems.items()}, repeats
+                )
                 result[name][f"arrays, {batch} per call"] = {k: batch * CLIP_SECONDS / t for k, t in times.items()}
             times = taking_turns({k: (lambda s=s: s.embed_files(paths)) for k, s in systems.items()}, repeats)
             result[name][f"{len(paths)} files"] = {k: len(paths) * CLIP_SECONDS / t for k, t in times.items()}
@@ -105,22 +107,35 @@ def operator_shares(path: Path, chunks: int = 64) -> dict[str, float]:
 
 def markdown(report: dict) -> str:
     keys = list(report["systems"])
-    lines = [f"# onnxruntime against the package ({report['model']})", "",
-             f"`{report['command']}` on {report['machine']}; onnxruntime {report['onnxruntime']}. Seconds of audio "
-             "embedded per second (higher is faster), medians; the ratio is onnxruntime's best over the package.", ""]
+    lines = [
+        f"# onnxruntime against the package ({report['model']})",
+        "",
+        f"`{report['command']}` on {report['machine']}; onnxruntime {report['onnxruntime']}. Seconds of audio "
+        "embedded per second (higher is faster), medians; the ratio is onnxruntime's best over the package.",
+        "",
+    ]
     for name, rows in report["results"].items():
-        lines += [f"## {'idle' if name == 'idle' else 'one core busy'}", "",
-                  "| what | " + " | ".join(report["systems"][k] for k in keys) + " | best onnxruntime / package |",
-                  "|---|" + "---|" * (len(keys) + 1)]
+        lines += [
+            f"## {'idle' if name == 'idle' else 'one core busy'}",
+            "",
+            "| what | " + " | ".join(report["systems"][k] for k in keys) + " | best onnxruntime / package |",
+            "|---|" + "---|" * (len(keys) + 1),
+        ]
         for what, speeds in rows.items():
             best = max(v for k, v in speeds.items() if k != "package")
-            lines.append(f"| {what} | " + " | ".join(f"{speeds[k]:.1f}" for k in keys) + f" | {best / speeds['package']:.2f}x |")
+            lines.append(
+                f"| {what} | " + " | ".join(f"{speeds[k]:.1f}" for k in keys) + f" | {best / speeds['package']:.2f}x |"
+            )
         lines.append("")
     shares = ", ".join(f"{op} {share:.0%}" for op, share in list(report["operator_shares"].items())[:5])
-    lines += [f"Largest difference between the two systems' clip vectors on these clips: {report['max_difference']:.1e}.", "",
-              f"Where onnxruntime's time goes (its profiler, 1 thread, 64 chunks a run): {shares}. Its STFT "
-              "operator runs the front ends' three STFTs in float64 (in float32 it is far less exact than torch's "
-              "FFT); the 800-point one (the MFCCs' 50-ms window) is not a power of two.", ""]
+    lines += [
+        f"Largest difference between the two systems' clip vectors on these clips: {report['max_difference']:.1e}.",
+        "",
+        f"Where onnxruntime's time goes (its profiler, 1 thread, 64 chunks a run): {shares}. Its STFT "
+        "operator runs the front ends' three STFTs in float64 (in float32 it is far less exact than torch's "
+        "FFT); the 800-point one (the MFCCs' 50-ms window) is not a power of two.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -139,19 +154,30 @@ def main(argv: list[str] | None = None) -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, Path(folder) / "model.onnx", name)
-        systems = {"package": Package(model), "onnx 1 thread": OnnxClips(path, 1, model.config),
-                   f"onnx {cores} threads": OnnxClips(path, cores, model.config)}
+        systems = {
+            "package": Package(model),
+            "onnx 1 thread": OnnxClips(path, 1, model.config),
+            f"onnx {cores} threads": OnnxClips(path, cores, model.config),
+        }
         paths = write_wav_files(Path(folder), args.files)
         vectors = [s.embed_files(paths) for s in systems.values()]
         batches = [int(b) for b in args.batches.split(",")]
         results = measure(systems, paths, batches, args.conditions.split(","), args.repeats)
         shares = operator_shares(path)
-    report = {"machine": machine(), "model": name, "onnxruntime": onnxruntime.__version__,
-              "command": " ".join(["python -m benchmarks.onnx_speed", *(argv if argv is not None else sys.argv[1:])]),
-              "systems": {"package": "package", "onnx 1 thread": "onnxruntime, 1 thread",
-                          f"onnx {cores} threads": f"onnxruntime, {cores} threads"},
-              "max_difference": float(max(np.abs(v - vectors[0]).max() for v in vectors[1:])),
-              "results": results, "operator_shares": shares}
+    report = {
+        "machine": machine(),
+        "model": name,
+        "onnxruntime": onnxruntime.__version__,
+        "command": " ".join(["python -m benchmarks.onnx_speed", *(argv if argv is not None else sys.argv[1:])]),
+        "systems": {
+            "package": "package",
+            "onnx 1 thread": "onnxruntime, 1 thread",
+            f"onnx {cores} threads": f"onnxruntime, {cores} threads",
+        },
+        "max_difference": float(max(np.abs(v - vectors[0]).max() for v in vectors[1:])),
+        "results": results,
+        "operator_shares": shares,
+    }
     write_results(args.output, report, markdown(report))
     print(markdown(report))
 

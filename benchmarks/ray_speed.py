@@ -52,17 +52,19 @@ def main() -> None:
         runs = iter(range(10**6))
         systems = {"embed_files, one process (the thread plan)": lambda files: model.embed_files(files, progress=False)}
         for workers in (1, 2):
-            systems[f"Ray, {workers} worker(s) of 1 CPU (embed --ray)"] = (
-                lambda files, workers=workers: embed_dataset(files, Path(tmp) / f"out{next(runs)}", workers=workers,
-                                                             progress=False))
+            systems[f"Ray, {workers} worker(s) of 1 CPU (embed --ray)"] = lambda files, workers=workers: embed_dataset(
+                files, Path(tmp) / f"out{next(runs)}", workers=workers, progress=False
+            )
         times, cluster_start = {}, None
         for name, run in systems.items():
             if name.startswith("Ray") and cluster_start is None:
                 start = time.perf_counter()
                 ray.init(num_cpus=available_cores(), logging_level=logging.ERROR)
                 cluster_start = time.perf_counter() - start
-            times[name] = [timed(lambda run=run: run(paths[:args.files]), args.repeats),
-                           timed(lambda run=run: run(paths), args.repeats)]
+            times[name] = [
+                timed(lambda run=run: run(paths[: args.files]), args.repeats),
+                timed(lambda run=run: run(paths), args.repeats),
+            ]
             print(name, times[name], flush=True)
         ray.shutdown()
     audio = args.files * CLIP_SECONDS
@@ -70,8 +72,11 @@ def main() -> None:
     running = {name: audio / (large - small) for name, (small, large) in times.items()}  # the second N files' rate
     fixed = {name: max(0.0, 2 * small - large) for name, (small, large) in times.items()}
     baseline, running_baseline = rates[next(iter(rates))], running[next(iter(running))]
-    rows = "\n".join(f"| {name} | {rates[name]:.0f} | {rates[name] / baseline:.2f} | {running[name]:.0f} | "
-                     f"{running[name] / running_baseline:.2f} | {fixed[name]:.1f} |" for name in rates)
+    rows = "\n".join(
+        f"| {name} | {rates[name]:.0f} | {rates[name] / baseline:.2f} | {running[name]:.0f} | "
+        f"{running[name] / running_baseline:.2f} | {fixed[name]:.1f} |"
+        for name in rates
+    )
     text = f"""# Embedding on a local Ray cluster ({machine()})
 
 Command: `python -m benchmarks.ray_speed --files {args.files}` (needs `pip install "diverse-embed[ray]"`)
@@ -86,9 +91,18 @@ files ({audio} s of audio) and {2 * args.files}: "once running" is the rate of t
 |---|---|---|---|---|---|
 {rows}
 """
-    report = {"machine": machine(), "cores": available_cores(), "files": args.files, "audio_seconds": audio,
-              "model": DEFAULT_MODEL, "cluster_start_s": cluster_start, "seconds": times,
-              "audio_seconds_per_second": rates, "once_running": running, "fixed_cost_s": fixed}
+    report = {
+        "machine": machine(),
+        "cores": available_cores(),
+        "files": args.files,
+        "audio_seconds": audio,
+        "model": DEFAULT_MODEL,
+        "cluster_start_s": cluster_start,
+        "seconds": times,
+        "audio_seconds_per_second": rates,
+        "once_running": running,
+        "fixed_cost_s": fixed,
+    }
     write_results(args.output, report, text)
     print(text)
 

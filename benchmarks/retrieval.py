@@ -32,8 +32,14 @@ from .systems import LabelledSet, add_arguments, all_systems, load_set, machine,
 K_MAX = 20
 
 
-def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
-        cache_dir: Path | None = None, teacher: str | None = None) -> dict:
+def run(
+    labelled: LabelledSet,
+    model: DiverseEmbedder,
+    model_name: str,
+    clap: str | None,
+    cache_dir: Path | None = None,
+    teacher: str | None = None,
+) -> dict:
     started = time.perf_counter()
     vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir, teacher)
     embed_seconds = time.perf_counter() - started
@@ -43,23 +49,42 @@ def run(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: st
         metrics = retrieval_metrics(leave_one_out_neighbours(v, K_MAX), targets)
         metrics["per_class"] = {labelled.vocabulary[c]: m for c, m in metrics["per_class"].items()}
         results[name] = {"description": descriptions[name], "dimension": int(v.shape[1]), **metrics}
-    return {"dataset": labelled.name, "clips": len(labelled.paths), "classes": len(labelled.vocabulary),
-            "embedding_seconds": round(embed_seconds, 1), "systems": results}
+    return {
+        "dataset": labelled.name,
+        "clips": len(labelled.paths),
+        "classes": len(labelled.vocabulary),
+        "embedding_seconds": round(embed_seconds, 1),
+        "systems": results,
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Retrieval on {report['dataset']} ({report['clips']} clips, {report['classes']} classes)", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ", f"Model: {report['model']}  ",
-             f"CLAP: {report['clap'] or 'not run (no --clap given)'}", "",
-             "Leave-one-out query by example, exact FAISS inner product on L2-normalised vectors.", "",
-             "| system | dim | P@1 | P@10 | mAP@10 | recall@10 |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Retrieval on {report['dataset']} ({report['clips']} clips, {report['classes']} classes)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}  ",
+        f"CLAP: {report['clap'] or 'not run (no --clap given)'}",
+        "",
+        "Leave-one-out query by example, exact FAISS inner product on L2-normalised vectors.",
+        "",
+        "| system | dim | P@1 | P@10 | mAP@10 | recall@10 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in report["systems"].items():
         o = r["overall"]
-        lines.append(f"| {name} | {r['dimension']} | {o['P@1']:.3f} | {o['P@10']:.3f} | {o['mAP@10']:.3f} | {o['recall@10']:.3f} |")
+        lines.append(
+            f"| {name} | {r['dimension']} | {o['P@1']:.3f} | {o['P@10']:.3f} | {o['mAP@10']:.3f} | {o['recall@10']:.3f} |"
+        )
     first = next(iter(report["systems"]))
-    lines += ["", "## Per class: mAP@10", "",
-              "| class | " + " | ".join(_short(n) for n in report["systems"]) + " |",
-              "|---" * (len(report["systems"]) + 1) + "|"]
+    lines += [
+        "",
+        "## Per class: mAP@10",
+        "",
+        "| class | " + " | ".join(_short(n) for n in report["systems"]) + " |",
+        "|---" * (len(report["systems"]) + 1) + "|",
+    ]
     for label in report["systems"][first]["per_class"]:
         row = [f"{r['per_class'].get(label, {}).get('mAP@10', float('nan')):.3f}" for r in report["systems"].values()]
         lines.append(f"| {label} | " + " | ".join(row) + " |")
@@ -84,8 +109,14 @@ def plot(report: dict, path: Path) -> None:
     colours = plt.cm.tab20.colors  # 20 distinct colours: no two systems share one
     for number, (name, r) in enumerate(report["systems"].items()):
         style = "-" if ("fused" in name or name.startswith(("CLAP", "MFCC"))) and "without" not in name else ":"
-        ax.plot(range(1, len(r["overall"]["P@k"]) + 1), r["overall"]["P@k"], style, marker=".", label=name,
-                color=colours[(2 * number) % 20 + (2 * number) // 20])
+        ax.plot(
+            range(1, len(r["overall"]["P@k"]) + 1),
+            r["overall"]["P@k"],
+            style,
+            marker=".",
+            label=name,
+            color=colours[(2 * number) % 20 + (2 * number) // 20],
+        )
     ax.set_xlabel("k (hits)")
     ax.set_ylabel("precision at k")
     ax.set_xticks(range(1, K_MAX + 1))
@@ -107,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     labelled = load_set(args)
     model, _ = resolve_model(args.model)
     report = run(labelled, model, args.model, args.clap, args.cache_dir, args.teacher)
-    report.update(command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-                  machine=machine(), model=f"{args.model} (fingerprint {model.fingerprint()[:16]})", clap=args.clap)
+    report.update(
+        command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        machine=machine(),
+        model=f"{args.model} (fingerprint {model.fingerprint()[:16]})",
+        clap=args.clap,
+    )
     name = args.name or f"retrieval_{labelled.name}"
     write_results(args.output_dir / name, report, markdown(report))
     plot(report, args.output_dir / f"{name}.png")

@@ -83,6 +83,7 @@ def median_seconds(run, repeats: int) -> float:
 
 # ----- the two systems ---------------------------------------------------------------------------
 
+
 class DiverseSystem:
     name = f"DiverseEmbedder (fused, 256-d, {DEFAULT_MODEL})"
     sample_rate = 16000
@@ -119,8 +120,9 @@ class ClapTower:
     @torch.inference_mode()
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         inputs = self.preprocess(clips, sampling_rate=self.sample_rate, return_tensors="pt")
-        output = self.model(input_features=inputs["input_features"].to(self.device),
-                            is_longer=inputs["is_longer"].to(self.device))
+        output = self.model(
+            input_features=inputs["input_features"].to(self.device), is_longer=inputs["is_longer"].to(self.device)
+        )
         return output.audio_embeds.float().cpu().numpy()  # (clips, 512)
 
     def embed_files(self, paths: list[Path]) -> np.ndarray:
@@ -149,7 +151,11 @@ def write_wav_files(folder: Path, count: int, rate: int = 44100) -> list[Path]:
     t = np.arange(CLIP_SECONDS * rate) / rate
     paths = []
     for i in range(count):
-        tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.2, 3) * t))
+        tone = (
+            0.3
+            * np.sin(2 * np.pi * rng.uniform(100, 2000) * t)
+            * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.2, 3) * t))
+        )
         audio = tone + 0.05 * rng.standard_normal(len(t))
         paths.append(folder / f"clip{i:03d}.wav")
         sf.write(paths[-1], np.clip(audio, -1, 1).astype(np.float32), rate, subtype="PCM_16")
@@ -177,7 +183,9 @@ def from_files(systems: dict, paths: list[Path], conditions: list[str], repeats:
     result = {}
     for name in conditions:
         with condition(name):
-            times = taking_turns({key: (lambda s=system: s.embed_files(paths)) for key, system in systems.items()}, repeats)
+            times = taking_turns(
+                {key: (lambda s=system: s.embed_files(paths)) for key, system in systems.items()}, repeats
+            )
         result[name] = {key: audio_seconds / t for key, t in times.items()}
         print(f"from files, {name}: " + json.dumps(result[name]), flush=True)
     return result
@@ -187,14 +195,25 @@ def commands(folder: Path, count: int, conditions: list[str], repeats: int) -> d
     """Seconds of audio per second of the whole process: `diverse-embed embed` and `clap_command`."""
     cli = Path(sys.executable).with_name("diverse-embed")
     out = folder / "out.npz"
-    argv = {"diverse": [str(cli) if cli.exists() else "diverse-embed", "embed", str(folder), "-o", str(out), "-q"],
-            "clap": [sys.executable, "-c", f"from benchmarks.speed import clap_command; clap_command({str(folder)!r}, {str(out)!r})"]}
+    argv = {
+        "diverse": [str(cli) if cli.exists() else "diverse-embed", "embed", str(folder), "-o", str(out), "-q"],
+        "clap": [
+            sys.executable,
+            "-c",
+            f"from benchmarks.speed import clap_command; clap_command({str(folder)!r}, {str(out)!r})",
+        ],
+    }
     root = Path(__file__).resolve().parent.parent
     result = {}
     for name in conditions:
         with condition(name):
-            times = taking_turns({key: (lambda a=a: subprocess.run(a, check=True, cwd=root, stdout=subprocess.DEVNULL))
-                                  for key, a in argv.items()}, repeats)
+            times = taking_turns(
+                {
+                    key: (lambda a=a: subprocess.run(a, check=True, cwd=root, stdout=subprocess.DEVNULL))
+                    for key, a in argv.items()
+                },
+                repeats,
+            )
         result[name] = {key: count * CLIP_SECONDS / t for key, t in times.items()}
         result[name].update({f"{key} seconds": t for key, t in times.items()})
         print(f"command, {name}: " + json.dumps(result[name]), flush=True)
@@ -209,8 +228,9 @@ def throughputs(systems: dict, batches: list[int], conditions: list[str], repeat
         with condition(name):
             for batch in batches:
                 clips = {key: clips_for(system, batch) for key, system in systems.items()}
-                times = taking_turns({key: (lambda s=system, c=clips[key]: s.embed(c)) for key, system in systems.items()},
-                                     repeats)
+                times = taking_turns(
+                    {key: (lambda s=system, c=clips[key]: s.embed(c)) for key, system in systems.items()}, repeats
+                )
                 result[name][f"batch {batch}"] = {key: batch * CLIP_SECONDS / t for key, t in times.items()}
         print(f"from arrays, {name}: " + json.dumps(result[name]), flush=True)
     return result
@@ -226,8 +246,13 @@ def peak_memory(system_key: str, batch: int, device: str) -> dict:
         "loaded = _high_water_mb(reset=True); s.embed(clips); peak = _high_water_mb(); "
         "print(json.dumps({'peak_mb': peak, 'rise_mb': peak - loaded}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -252,12 +277,17 @@ def branch_times(batch_size: int, repeats: int, device: str) -> dict[str, dict[s
         with torch_threads(1):
             front = median_seconds(lambda branch=branch: branch.front_end(chunks), repeats)
             whole = median_seconds(lambda branch=branch: branch(chunks), repeats)
-        result[name] = {"features_ms": 1000 * front, "network_ms": 1000 * (whole - front), "total_ms": 1000 * whole,
-                        "parameters": sum(p.numel() for p in branch.parameters())}
+        result[name] = {
+            "features_ms": 1000 * front,
+            "network_ms": 1000 * (whole - front),
+            "total_ms": 1000 * whole,
+            "parameters": sum(p.numel() for p in branch.parameters()),
+        }
     return result
 
 
 # ----- FAISS -------------------------------------------------------------------------------------
+
 
 def clustered_vectors(n: int, d: int = 256, centres: int = 1000, seed: int = 0) -> np.ndarray:
     """(n, d) float32, L2-normalised, around `centres` random directions."""
@@ -266,7 +296,9 @@ def clustered_vectors(n: int, d: int = 256, centres: int = 1000, seed: int = 0) 
     out = np.empty((n, d), np.float32)
     for start in range(0, n, 100_000):  # in blocks: a million vectors is 1 GB already
         stop = min(n, start + 100_000)
-        block = means[rng.integers(0, centres, stop - start)] + rng.standard_normal((stop - start, d)).astype(np.float32)
+        block = means[rng.integers(0, centres, stop - start)] + rng.standard_normal((stop - start, d)).astype(
+            np.float32
+        )
         out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
@@ -290,18 +322,24 @@ def faiss_benchmark(sizes: list[int], queries: int, kinds: list[str]) -> list[di
                 latencies.append(1000 * (time.perf_counter() - t))
                 found.append(ids[0])
             recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
-            rows.append({
-                "vectors": n, "index": kind if index_kind(index) == kind else f"{kind} (fell back to {index_kind(index)})",
-                "build_seconds": round(build, 2),
-                "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-                "recall@10": recall, "bytes_per_vector": len(faiss.serialize_index(index)) / n,
-            })
+            rows.append(
+                {
+                    "vectors": n,
+                    "index": kind if index_kind(index) == kind else f"{kind} (fell back to {index_kind(index)})",
+                    "build_seconds": round(build, 2),
+                    "p50_ms": float(np.percentile(latencies, 50)),
+                    "p99_ms": float(np.percentile(latencies, 99)),
+                    "recall@10": recall,
+                    "bytes_per_vector": len(faiss.serialize_index(index)) / n,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
             del index
     return rows
 
 
 # ----- report ------------------------------------------------------------------------------------
+
 
 def markdown(report: dict) -> str:
     lines = [f"# Speed and memory ({report['machine']})", "", f"Command: `{report['command']}`", ""]
@@ -312,59 +350,95 @@ def markdown(report: dict) -> str:
         return f"**{row['diverse'] / row['clap']:.1f}x**"
 
     if "from_files" in report:
-        lines += [f"From files: {report['files']} ten-second WAV files at 44.1 kHz in one call, seconds of audio per "
-                  "second (DiverseEmbedder: `embed_files`; CLAP: soundfile, resampling, its preprocessing, the tower):", "",
-                  f"| machine | {names['diverse']} | {names['clap']} | ratio |", "|---|---|---|---|"]
+        lines += [
+            f"From files: {report['files']} ten-second WAV files at 44.1 kHz in one call, seconds of audio per "
+            "second (DiverseEmbedder: `embed_files`; CLAP: soundfile, resampling, its preprocessing, the tower):",
+            "",
+            f"| machine | {names['diverse']} | {names['clap']} | ratio |",
+            "|---|---|---|---|",
+        ]
         for cond, row in report["from_files"].items():
             lines.append(f"| {labels[cond]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
         lines.append("")
     if "command_process" in report:
-        lines += [f"The command as a whole process, start-up included, on the same {report['files']} files: "
-                  "`diverse-embed embed FOLDER -o x.npz` against a process doing CLAP's part (`clap_command`):", "",
-                  "| machine | diverse-embed embed (s) | CLAP process (s) | diverse-embed (s/s) | CLAP (s/s) | ratio |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"The command as a whole process, start-up included, on the same {report['files']} files: "
+            "`diverse-embed embed FOLDER -o x.npz` against a process doing CLAP's part (`clap_command`):",
+            "",
+            "| machine | diverse-embed embed (s) | CLAP process (s) | diverse-embed (s/s) | CLAP (s/s) | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
         for cond, row in report["command_process"].items():
-            lines.append(f"| {labels[cond]} | {row['diverse seconds']:.1f} | {row['clap seconds']:.1f} | "
-                         f"{row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+            lines.append(
+                f"| {labels[cond]} | {row['diverse seconds']:.1f} | {row['clap seconds']:.1f} | "
+                f"{row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |"
+            )
         lines.append("")
     if "arrays" in report:
-        lines += ["From arrays: `embed_batch` on 10-s waveforms in memory (batch = clips per call), seconds of audio per second:",
-                  "", "| machine | batch | DiverseEmbedder | CLAP tower | ratio |", "|---|---|---|---|---|"]
+        lines += [
+            "From arrays: `embed_batch` on 10-s waveforms in memory (batch = clips per call), seconds of audio per second:",
+            "",
+            "| machine | batch | DiverseEmbedder | CLAP tower | ratio |",
+            "|---|---|---|---|---|",
+        ]
         for cond, rows in report["arrays"].items():
             for batch, row in rows.items():
-                lines.append(f"| {labels[cond]} | {batch.split()[-1]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+                lines.append(
+                    f"| {labels[cond]} | {batch.split()[-1]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |"
+                )
         lines.append("")
     if "memory" in report:
         batches = report["batches"]
-        lines += ["Size and peak memory (fresh process per system and batch; rise over the process with one clip embedded):", "",
-                  "| system | parameters | " + " | ".join(f"peak MB (rise), batch {b}" for b in batches) + " |",
-                  "|---|---|" + "---|" * len(batches)]
+        lines += [
+            "Size and peak memory (fresh process per system and batch; rise over the process with one clip embedded):",
+            "",
+            "| system | parameters | " + " | ".join(f"peak MB (rise), batch {b}" for b in batches) + " |",
+            "|---|---|" + "---|" * len(batches),
+        ]
         for key, system in report["systems"].items():
             memory = report["memory"][key]
-            lines.append(f"| {system['name']} | {system['parameters']:,} | " + " | ".join(
-                f"{memory[f'batch {b}']['peak_mb']:.0f} ({memory[f'batch {b}']['rise_mb']:.0f})" for b in batches) + " |")
+            lines.append(
+                f"| {system['name']} | {system['parameters']:,} | "
+                + " | ".join(
+                    f"{memory[f'batch {b}']['peak_mb']:.0f} ({memory[f'batch {b}']['rise_mb']:.0f})" for b in batches
+                )
+                + " |"
+            )
         lines.append("")
     if "branch_ms" in report:
-        lines += [f"Per branch, one batch of {report['branch_batch']} chunks on one thread (ms); the neuralogram's features are "
-                  "its log-mel and MobileNet, its network the transformer:", "",
-                  "| branch | parameters | features | network | total |", "|---|---|---|---|---|"]
+        lines += [
+            f"Per branch, one batch of {report['branch_batch']} chunks on one thread (ms); the neuralogram's features are "
+            "its log-mel and MobileNet, its network the transformer:",
+            "",
+            "| branch | parameters | features | network | total |",
+            "|---|---|---|---|---|",
+        ]
         for name, t in report["branch_ms"].items():
-            lines.append(f"| {name} | {t['parameters']:,} | {t['features_ms']:.1f} | {t['network_ms']:.1f} | {t['total_ms']:.1f} |")
+            lines.append(
+                f"| {name} | {t['parameters']:,} | {t['features_ms']:.1f} | {t['network_ms']:.1f} | {t['total_ms']:.1f} |"
+            )
         lines.append("")
     if report.get("faiss"):
-        lines += ["FAISS, 256-d clustered vectors, one query at a time, the library's index settings:", "",
-                  "| vectors | index | build (s) | p50 (ms) | p99 (ms) | recall@10 | bytes/vector |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "FAISS, 256-d clustered vectors, one query at a time, the library's index settings:",
+            "",
+            "| vectors | index | build (s) | p50 (ms) | p99 (ms) | recall@10 | bytes/vector |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in report["faiss"]:
-            lines.append(f"| {r['vectors']:,} | {r['index']} | {r['build_seconds']:.1f} | {r['p50_ms']:.2f} | "
-                         f"{r['p99_ms']:.2f} | {r['recall@10']:.3f} | {r['bytes_per_vector']:.0f} |")
+            lines.append(
+                f"| {r['vectors']:,} | {r['index']} | {r['build_seconds']:.1f} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['recall@10']:.3f} | {r['bytes_per_vector']:.0f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=32, help="WAV files per call, from files and the command (default 32)")
+    parser.add_argument(
+        "--files", type=int, default=32, help="WAV files per call, from files and the command (default 32)"
+    )
     parser.add_argument("--batches", default="1,32", help="clips per call from arrays (default 1,32)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs after a warm-up; the median counts")
     parser.add_argument("--command-repeats", type=int, default=3, help="timed runs of the whole processes")
@@ -382,9 +456,12 @@ def main(argv: list[str] | None = None) -> None:
 
     batches = [int(b) for b in args.batches.split(",")]
     conditions = args.conditions.split(",")
-    report = {"machine": machine() + f", device {args.device}",
-              "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]),
-              "files": args.files, "batches": batches}
+    report = {
+        "machine": machine() + f", device {args.device}",
+        "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]),
+        "files": args.files,
+        "batches": batches,
+    }
     if not args.skip_embedding:
         systems = {key: cls(args.device) for key, cls in SYSTEMS.items()}
         report["systems"] = {key: {"name": s.name, "parameters": s.parameters()} for key, s in systems.items()}
@@ -396,12 +473,15 @@ def main(argv: list[str] | None = None) -> None:
         report["arrays"] = throughputs(systems, batches, conditions, args.repeats)
         del systems
         if not args.skip_memory:
-            report["memory"] = {key: {f"batch {b}": peak_memory(key, b, args.device) for b in batches} for key in SYSTEMS}
+            report["memory"] = {
+                key: {f"batch {b}": peak_memory(key, b, args.device) for b in batches} for key in SYSTEMS
+            }
         report["branch_batch"] = 32
         report["branch_ms"] = branch_times(32, args.repeats, args.device)
     if not args.skip_faiss:
-        report["faiss"] = faiss_benchmark([int(n) for n in args.faiss_sizes.split(",")], args.faiss_queries,
-                                          args.faiss_index.split(","))
+        report["faiss"] = faiss_benchmark(
+            [int(n) for n in args.faiss_sizes.split(",")], args.faiss_queries, args.faiss_index.split(",")
+        )
     report["peak_rss_mb_of_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_results(args.output, report, markdown(report))
     print(markdown(report))

@@ -69,8 +69,10 @@ def esc50(root: str | Path, folds: list[str] | None = None, limit_per_class: int
                 kept.append(r)
         rows = kept
     return LabelledSet(
-        name="esc50", paths=[root / "audio" / r["filename"] for r in rows],
-        labels=[[vocabulary.index(r["category"])] for r in rows], vocabulary=vocabulary,
+        name="esc50",
+        paths=[root / "audio" / r["filename"] for r in rows],
+        labels=[[vocabulary.index(r["category"])] for r in rows],
+        vocabulary=vocabulary,
         groups=[r["fold"] for r in rows],
     )
 
@@ -79,15 +81,25 @@ def fsd50k(root: str | Path, splits: tuple[str, ...] = ("eval",)) -> LabelledSet
     """FSD-50K's official layout; splits from "train", "val" (both from dev) and "eval"."""
     dataset = read_fsd50k(root)
     clips = [c for c in dataset.clips if c.split in splits]
-    return LabelledSet("fsd50k-" + "-".join(splits), [c.path for c in clips], [c.labels for c in clips],
-                       dataset.vocabulary, [c.split for c in clips])
+    return LabelledSet(
+        "fsd50k-" + "-".join(splits),
+        [c.path for c in clips],
+        [c.labels for c in clips],
+        dataset.vocabulary,
+        [c.split for c in clips],
+    )
 
 
 def manifest(path: str | Path, audio_root: str | Path | None = None, splits: list[str] | None = None) -> LabelledSet:
     dataset = read_manifest(path, audio_root)
     clips = [c for c in dataset.clips if not splits or c.split in splits]
-    return LabelledSet(Path(path).stem, [c.path for c in clips], [c.labels for c in clips], dataset.vocabulary,
-                       [c.split for c in clips])
+    return LabelledSet(
+        Path(path).stem,
+        [c.path for c in clips],
+        [c.labels for c in clips],
+        dataset.vocabulary,
+        [c.split for c in clips],
+    )
 
 
 def load_set(args, fsd50k_splits: tuple[str, ...] = ("eval",)) -> LabelledSet:
@@ -110,7 +122,9 @@ def add_arguments(parser, output_name: str, folds: bool) -> None:
     parser.add_argument("--splits", help="manifest splits to use (default: all)")
     if folds:
         parser.add_argument("--folds", help="ESC-50 folds to use, e.g. 5 (default: all)")
-    parser.add_argument("--limit-per-class", type=int, help="ESC-50: at most this many clips per class and fold (smoke tests)")
+    parser.add_argument(
+        "--limit-per-class", type=int, help="ESC-50: at most this many clips per class and fold (smoke tests)"
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
     parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
     parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
@@ -142,6 +156,7 @@ def sets_of(args, parser) -> list[LabelledSet]:
 
 # ----- systems -----------------------------------------------------------------------------------
 
+
 def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Clip vectors for the fused model, each branch, and each leave-one-out: name -> (n, d).
 
@@ -155,9 +170,11 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
             means.append(output.chunk_embeddings.mean(axis=0))  # (256,)
             scenes.append(scene_vector(output))  # (512,)
     means = np.stack(means)  # (n, 256)
-    systems = {FUSED: means,
-               # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
-               "diverse-embed (fused mean+std over chunks)": np.stack(scenes)}
+    systems = {
+        FUSED: means,
+        # The HEAR scene embedding: the same mean, and the spread of the chunks around it.
+        "diverse-embed (fused mean+std over chunks)": np.stack(scenes),
+    }
     # The same subsets, and the same columns, as training's ablation heads.
     for name, branches in model.config.branch_subsets().items():
         if name != "fused":
@@ -169,7 +186,9 @@ def diverse_embed_systems(model: DiverseEmbedder, clips: list[np.ndarray]) -> di
 def mfcc_statistics(clips: list[np.ndarray]) -> np.ndarray:
     """Mean and standard deviation over time of 20 MFCCs, each of the 40 columns then standardised
     over the clip set (else c0, in the hundreds, alone decides every cosine): (n, 40)."""
-    transform = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40})
+    transform = torchaudio.transforms.MFCC(
+        SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40}
+    )
     rows = []
     with torch.no_grad():
         for audio in clips:
@@ -211,8 +230,14 @@ def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
     config = ClapConfig(
-        text_config=dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=40),
+        text_config=dict(
+            vocab_size=64,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+        ),
         audio_config=dict(patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2]),
         projection_dim=32,
     )
@@ -249,20 +274,34 @@ def aisfx_vectors(labelled: LabelledSet, wheel: str | Path, cache_dir: Path | No
 
     from diverse_embed import teacher
 
-    cache = None if cache_dir is None else Path(cache_dir) / f"{labelled.name}-{labelled.key()}-aisfx-{Path(wheel).stat().st_size}.npy"
+    cache = (
+        None
+        if cache_dir is None
+        else Path(cache_dir) / f"{labelled.name}-{labelled.key()}-aisfx-{Path(wheel).stat().st_size}.npy"
+    )
     if cache is not None and cache.is_file():
         return np.load(cache)
     network = teacher.load_teacher(wheel)
-    vectors = np.stack([teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
-                        for p in tqdm(labelled.paths, desc="aisfx", unit="clip", leave=False)])
+    vectors = np.stack(
+        [
+            teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
+            for p in tqdm(labelled.paths, desc="aisfx", unit="clip", leave=False)
+        ]
+    )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, vectors)
     return vectors
 
 
-def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, clap: str | None,
-                cache_dir: Path | None = None, teacher: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def all_systems(
+    labelled: LabelledSet,
+    model: DiverseEmbedder,
+    model_name: str,
+    clap: str | None,
+    cache_dir: Path | None = None,
+    teacher: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Every system's clip vectors (name -> (n, d)) and a description of each."""
     cache = None
     if cache_dir is not None:
@@ -287,7 +326,11 @@ def all_systems(labelled: LabelledSet, model: DiverseEmbedder, model_name: str, 
 
 
 def _clap_key(clap: str | None) -> str:
-    return "noclap" if not clap else hashlib.sha1(str(Path(clap).resolve() if Path(clap).is_dir() else clap).encode()).hexdigest()[:8]
+    return (
+        "noclap"
+        if not clap
+        else hashlib.sha1(str(Path(clap).resolve() if Path(clap).is_dir() else clap).encode()).hexdigest()[:8]
+    )
 
 
 def describe(vectors: dict[str, np.ndarray], model_name: str, clap: str | None) -> dict[str, str]:
@@ -296,9 +339,13 @@ def describe(vectors: dict[str, np.ndarray], model_name: str, clap: str | None) 
         if name.startswith("CLAP"):
             out[name] = f"{clap}: transformers ClapModel.get_audio_features, {v.shape[1]}-d"
         elif name == AISFX:
-            out[name] = "aisfx 0.1.2 (Ma & Lerch, ISMIR 2022), mean of 512-d block vectors (2.3-s blocks every 1.16 s), 44.1 kHz"
+            out[name] = (
+                "aisfx 0.1.2 (Ma & Lerch, ISMIR 2022), mean of 512-d block vectors (2.3-s blocks every 1.16 s), 44.1 kHz"
+            )
         elif name.startswith("MFCC"):
-            out[name] = "torchaudio MFCC (20 coefficients, 40 mel bands, 25 ms / 10 ms), mean and std over time, standardised, 40-d"
+            out[name] = (
+                "torchaudio MFCC (20 coefficients, 40 mel bands, 25 ms / 10 ms), mean and std over time, standardised, 40-d"
+            )
         else:
             out[name] = f"{model_name}, {v.shape[1]}-d"
     return out

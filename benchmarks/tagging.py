@@ -43,32 +43,64 @@ def esc50_report(model, root: Path, folds: list[str]) -> dict:
         truth = [category[name] for name in names]
         given = best_labels(outputs, model.config, GENERAL)
         report["general_top1"] = float(np.mean([a == b for a, b in zip(given, truth)]))
-        report["general_per_category"] = {c: float(np.mean([g == c for g, t in zip(given, truth) if t == c]))
-                                          for c in ESC50_CATEGORIES if c in truth}
+        report["general_per_category"] = {
+            c: float(np.mean([g == c for g, t in zip(given, truth) if t == c])) for c in ESC50_CATEGORIES if c in truth
+        }
     return report
 
 
 def expect_report(model, csv: Path, label: str) -> dict:
     given = best_labels(model.embed_batch(load_clips(manifest(csv)), model.config.sample_rate), model.config, GENERAL)
-    return {"clips": len(given), "expected": label, "share": float(np.mean([g == label for g in given])),
-            "given": dict(collections.Counter(given).most_common(4))}
+    return {
+        "clips": len(given),
+        "expected": label,
+        "share": float(np.mean([g == label for g in given])),
+        "given": dict(collections.Counter(given).most_common(4)),
+    }
 
 
 def markdown(report: dict) -> str:
     e = report["esc50"]
-    lines = ["# Tagging: the head's top-1 label", "", f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
-             f"Model: {report['model']}", "", f"ESC-50 folds {report['folds']} ({e['clips']} clips, never trained on):", "",
-             "| labels | top-1 accuracy |", "|---|---|", f"| esc50 (50 classes) | {e['esc50_top1']:.3f} |"]
+    lines = [
+        "# Tagging: the head's top-1 label",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Model: {report['model']}",
+        "",
+        f"ESC-50 folds {report['folds']} ({e['clips']} clips, never trained on):",
+        "",
+        "| labels | top-1 accuracy |",
+        "|---|---|",
+        f"| esc50 (50 classes) | {e['esc50_top1']:.3f} |",
+    ]
     if "general_top1" in e:
         lines.append(f"| general, against ESC-50's major category | {e['general_top1']:.3f} |")
-        lines += ["", "| category | " + " | ".join(ESC50_CATEGORIES) + " |", "|---|" + "---|" * 5,
-                  "| general top-1 | " + " | ".join(f"{e['general_per_category'][c]:.3f}" if c in e["general_per_category"]
-                                                    else "no clips" for c in ESC50_CATEGORIES) + " |"]
+        lines += [
+            "",
+            "| category | " + " | ".join(ESC50_CATEGORIES) + " |",
+            "|---|" + "---|" * 5,
+            "| general top-1 | "
+            + " | ".join(
+                f"{e['general_per_category'][c]:.3f}" if c in e["general_per_category"] else "no clips"
+                for c in ESC50_CATEGORIES
+            )
+            + " |",
+        ]
     if report["expect"]:
-        lines += ["", "Sets never seen, and the general label expected of them:", "",
-                  "| set | clips | expected | share tagged so | tagged most often |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['clips']} | {r['expected']} | {r['share']:.3f} | "
-                  + ", ".join(f"{k} {v}" for k, v in r["given"].items()) + " |" for name, r in report["expect"].items()]
+        lines += [
+            "",
+            "Sets never seen, and the general label expected of them:",
+            "",
+            "| set | clips | expected | share tagged so | tagged most often |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {r['clips']} | {r['expected']} | {r['share']:.3f} | "
+            + ", ".join(f"{k} {v}" for k, v in r["given"].items())
+            + " |"
+            for name, r in report["expect"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -76,16 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--esc50", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv, audio/)")
     parser.add_argument("--folds", default="4,5")
-    parser.add_argument("--expect", action="append", default=[], metavar="SET.csv=LABEL",
-                        help="a manifest (path,labels) of a set never trained on, and the general label its clips should get")
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="SET.csv=LABEL",
+        help="a manifest (path,labels) of a set never trained on, and the general label its clips should get",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="tagging", help="output file name without extension")
     args = parser.parse_args(argv)
     model, _ = resolve_model(args.model)
-    report = {"command": "python -m benchmarks.tagging " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(), "model": f"{args.model} (fingerprint {model.fingerprint()})", "folds": args.folds,
-              "esc50": esc50_report(model, args.esc50, args.folds.split(",")), "expect": {}}
+    report = {
+        "command": "python -m benchmarks.tagging " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "model": f"{args.model} (fingerprint {model.fingerprint()})",
+        "folds": args.folds,
+        "esc50": esc50_report(model, args.esc50, args.folds.split(",")),
+        "expect": {},
+    }
     has_general = "general_top1" in report["esc50"]
     for item in args.expect if has_general else []:
         csv, _, label = item.rpartition("=")

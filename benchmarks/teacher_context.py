@@ -47,8 +47,10 @@ AS_MEASURED = "as the issue measured it (2.3-s blocks every 1.16 s)"
 
 def variant_names(config: DiverseEmbedConfig) -> tuple[str, str]:
     seconds = f"{config.chunk_seconds:g}-s"
-    return (f"the distillation targets (2.3 s centred on each {seconds} chunk)",
-            f"each {seconds} chunk alone (frames outside it silenced)")
+    return (
+        f"the distillation targets (2.3 s centred on each {seconds} chunk)",
+        f"each {seconds} chunk alone (frames outside it silenced)",
+    )
 
 
 def chunk_alone(windows: torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
@@ -61,8 +63,9 @@ def chunk_alone(windows: torch.Tensor, config: DiverseEmbedConfig) -> torch.Tens
 
 
 @torch.inference_mode()
-def chunk_vectors(network: teacher.SoundEffectsCNN, clips: list[np.ndarray], config: DiverseEmbedConfig,
-                  batch_size: int = 32) -> dict[str, np.ndarray]:
+def chunk_vectors(
+    network: teacher.SoundEffectsCNN, clips: list[np.ndarray], config: DiverseEmbedConfig, batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """The targets' and the chunk-alone clip vectors of 16 kHz clips: name -> (n_clips, 512)."""
     from tqdm.auto import tqdm
 
@@ -75,20 +78,35 @@ def chunk_vectors(network: teacher.SoundEffectsCNN, clips: list[np.ndarray], con
     return {name: np.stack(v) for name, v in out.items()}
 
 
-def score(labelled: LabelledSet, network: teacher.SoundEffectsCNN, wheel: str, config: DiverseEmbedConfig,
-          cache_dir: Path | None) -> dict[str, float]:
-    vectors = {AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
-               **chunk_vectors(network, load_clips(labelled), config)}
+def score(
+    labelled: LabelledSet,
+    network: teacher.SoundEffectsCNN,
+    wheel: str,
+    config: DiverseEmbedConfig,
+    cache_dir: Path | None,
+) -> dict[str, float]:
+    vectors = {
+        AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
+        **chunk_vectors(network, load_clips(labelled), config),
+    }
     targets = labelled.targets()
     return {name: map_at_10(v, targets) for name, v in vectors.items()}
 
 
 def markdown(report: dict) -> str:
     sets = list(report["sets"])
-    lines = ["# What of the teacher one chunk can hold", "", f"Command: `{report['command']}`  ",
-             f"Machine: {report['machine']}  ", f"Chunking: {report['chunking']}", "",
-             "Leave-one-out mAP@10 of the aisfx teacher's clip vector (the mean of its window vectors) on each set.", "",
-             "| teacher vector | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    lines = [
+        "# What of the teacher one chunk can hold",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Chunking: {report['chunking']}",
+        "",
+        "Leave-one-out mAP@10 of the aisfx teacher's clip vector (the mean of its window vectors) on each set.",
+        "",
+        "| teacher vector | " + " | ".join(sets) + " |",
+        "|---|" + "---|" * len(sets),
+    ]
     for name in report["sets"][sets[0]]:
         lines.append(f"| {name} | " + " | ".join(f"{report['sets'][s][name]:.3f}" for s in sets) + " |")
     return "\n".join(lines) + "\n"
@@ -98,11 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sets_arguments(parser, "a row")
     parser.add_argument("--teacher", required=True, help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model whose chunking is used (default {DEFAULT_MODEL})")
-    parser.add_argument("--chunk-seconds", type=float, help="chunks (and their hop) of this length instead of the model's")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"the model whose chunking is used (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--chunk-seconds", type=float, help="chunks (and their hop) of this length instead of the model's"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="teacher_context", help="output file name without extension")
-    parser.add_argument("--cache-dir", type=Path, help="where the as-measured teacher vectors are kept (shared with the other benchmarks)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where the as-measured teacher vectors are kept (shared with the other benchmarks)",
+    )
     args = parser.parse_args(argv)
 
     config = resolve_model(args.model)[0].config
@@ -110,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, chunk_seconds=args.chunk_seconds, hop_seconds=args.chunk_seconds)
     sets = sets_of(args, parser)
     network = teacher.load_teacher(args.teacher)
-    report = {"command": "python -m benchmarks.teacher_context " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "machine": machine(),
-              "chunking": f"{args.model}: {config.chunk_seconds:g}-s chunks every {config.hop_seconds:g} s",
-              "sets": {}}
+    report = {
+        "command": "python -m benchmarks.teacher_context " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": machine(),
+        "chunking": f"{args.model}: {config.chunk_seconds:g}-s chunks every {config.hop_seconds:g} s",
+        "sets": {},
+    }
     for labelled in sets:
         report["sets"][labelled.name] = score(labelled, network, args.teacher, config, args.cache_dir)
         print(labelled.name, report["sets"][labelled.name], file=sys.stderr)

@@ -75,8 +75,14 @@ print((time.perf_counter() - start) / 3)
 
 
 def child_seconds(code: str, env: dict, args: list[str]) -> float:
-    out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, check=True,
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -105,10 +111,19 @@ def markdown(report: dict) -> str:
     labels = {"idle": "idle", "busy": "one core busy"}
     head = "| choice | " + " | ".join(labels[c] for c in conditions) + " |"
     rule = "|---|" + "---|" * len(conditions)
-    lines = [f"# Threads and workers ({report['machine']})", "", f"Command: `{report['command']}`", "",
-             f"Embedding {report['files']} ten-second 44.1-kHz WAV files with `embed_files`, seconds of audio per second:",
-             "", head, rule]
-    lines += [f"| {c} | " + " | ".join(f"{v[k]:.0f}" for k in conditions) + " |" for c, v in report["embedding"].items()]
+    lines = [
+        f"# Threads and workers ({report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Embedding {report['files']} ten-second 44.1-kHz WAV files with `embed_files`, seconds of audio per second:",
+        "",
+        head,
+        rule,
+    ]
+    lines += [
+        f"| {c} | " + " | ".join(f"{v[k]:.0f}" for k in conditions) + " |" for c, v in report["embedding"].items()
+    ]
     lines += ["", "Training steps of 64 chunks (forward, backward, AdamW), chunks per second:", "", head, rule]
     lines += [f"| {c} | " + " | ".join(f"{v[k]:.1f}" for k in conditions) + " |" for c, v in report["training"].items()]
     return "\n".join(lines) + "\n"
@@ -122,8 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="benchmarks/results/threads", help="path stem for .json and .md")
     args = parser.parse_args(argv)
     conditions = args.conditions.split(",")
-    report = {"machine": machine(), "command": " ".join(["python -m benchmarks.threads", *(argv or sys.argv[1:])]),
-              "files": args.files, "conditions": conditions, **measure(conditions, args.files, args.repeats)}
+    report = {
+        "machine": machine(),
+        "command": " ".join(["python -m benchmarks.threads", *(argv or sys.argv[1:])]),
+        "files": args.files,
+        "conditions": conditions,
+        **measure(conditions, args.files, args.repeats),
+    }
     write_results(args.output, report, markdown(report))
     print(markdown(report))
 

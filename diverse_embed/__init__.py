@@ -7,13 +7,21 @@ __version__ = "0.2.0"
 # name -> the module that defines it. Loaded on first use, so that `import diverse_embed.cli`
 # (and `diverse-embed --help`) does not pay for importing torch.
 _EXPORTS = {
-    "AudioLoadError": "audio", "load_audio": "audio",
-    "CheckpointError": "checkpoint", "bundled_models": "checkpoint",
-    "BRANCHES": "config", "DEFAULT_MODEL": "config", "SAMPLE_RATE": "config", "DiverseEmbedConfig": "config",
+    "AudioLoadError": "audio",
+    "load_audio": "audio",
+    "CheckpointError": "checkpoint",
+    "bundled_models": "checkpoint",
+    "BRANCHES": "config",
+    "DEFAULT_MODEL": "config",
+    "SAMPLE_RATE": "config",
+    "DiverseEmbedConfig": "config",
     "EmbeddingOutput": "embed",
     "DiverseEmbedder": "model",
-    "resolve_model": "resolve", "untrained_model": "resolve",
-    "AudioIndex": "search.index", "AudioIndexError": "search.store", "Hit": "search.index",
+    "resolve_model": "resolve",
+    "untrained_model": "resolve",
+    "AudioIndex": "search.index",
+    "AudioIndexError": "search.store",
+    "Hit": "search.index",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -114,9 +114,13 @@ MAX_SAMPLE_RATE = 768_000
 
 def check_rate(rate: int, source: str | os.PathLike) -> None:
     if rate < MIN_SAMPLE_RATE:
-        raise AudioLoadError(source, f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio that can be embedded")
+        raise AudioLoadError(
+            source, f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz: not audio that can be embedded"
+        )
     if rate > MAX_SAMPLE_RATE:
-        raise AudioLoadError(source, f"sample rate {rate:,} Hz is above {MAX_SAMPLE_RATE:,} Hz: not audio that can be embedded")
+        raise AudioLoadError(
+            source, f"sample rate {rate:,} Hz is above {MAX_SAMPLE_RATE:,} Hz: not audio that can be embedded"
+        )
 
 
 # MPEG audio (an .mp3, or MP3 data inside a WAV): libsndfile estimates its frame count from the bit
@@ -204,8 +208,9 @@ def prepare_waveform(
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise AudioLoadError(
-            source, f"expected a mono waveform of shape (samples,), got shape {audio.shape}; "
-            "average the channels first, e.g. audio.mean(axis=0)"
+            source,
+            f"expected a mono waveform of shape (samples,), got shape {audio.shape}; "
+            "average the channels first, e.g. audio.mean(axis=0)",
         )
     audio = _to_float32(audio, source)
     if audio.size == 0:

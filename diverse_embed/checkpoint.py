@@ -73,8 +73,12 @@ def _load(cls, name: str, **kwargs) -> nn.Module:
     if os.path.isfile(name):
         raise CheckpointError(f"{name}: give the folder that holds config.json and {SAFETENSORS_FILE}, not a file")
     if os.path.isdir(name):
-        return load_pretrained(cls, model_id=name, config=read_config(Path(name) / "config.json"),
-                               map_location=kwargs.get("map_location", "cpu"))
+        return load_pretrained(
+            cls,
+            model_id=name,
+            config=read_config(Path(name) / "config.json"),
+            map_location=kwargs.get("map_location", "cpu"),
+        )
     try:
         if not kwargs.get("force_download"):
             try:  # the local Hub cache first: no network, and no retries when there is none
@@ -88,14 +92,26 @@ def _load(cls, name: str, **kwargs) -> nn.Module:
         raise CheckpointError(f"{name}: config.json is not valid JSON ({err})") from None
     except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
         known = ", ".join(bundled) or "none"
-        raise CheckpointError(f"{name}: no such model folder, not a bundled model ({known}), and not loadable "
-                              f"from the Hugging Face Hub ({type(err).__name__}: {_first_line(err)})") from None
+        raise CheckpointError(
+            f"{name}: no such model folder, not a bundled model ({known}), and not loadable "
+            f"from the Hugging Face Hub ({type(err).__name__}: {_first_line(err)})"
+        ) from None
 
 
-def load_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
-                    force_download: bool = False, local_files_only: bool = False, token: str | bool | None = None,
-                    map_location: str = "cpu", strict: bool = True,
-                    config: DiverseEmbedConfig | dict | None = None, **unused) -> nn.Module:
+def load_pretrained(
+    cls,
+    *,
+    model_id: str,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    map_location: str = "cpu",
+    strict: bool = True,
+    config: DiverseEmbedConfig | dict | None = None,
+    **unused,
+) -> nn.Module:
     """The mixin's `_from_pretrained` hook, replaced: it would load non-strictly, print, and fall
     back to pickle. `strict` is accepted for compatibility and ignored: loading is always strict."""
     if config is None:
@@ -107,11 +123,18 @@ def load_pretrained(cls, *, model_id: str, revision: str | None = None, cache_di
     if os.path.isdir(model_id):
         model_file = Path(model_id) / SAFETENSORS_FILE
         if not model_file.is_file():
-            raise CheckpointError(f"{model_id}: no {SAFETENSORS_FILE} in this folder (only safetensors weights are loaded)")
+            raise CheckpointError(
+                f"{model_id}: no {SAFETENSORS_FILE} in this folder (only safetensors weights are loaded)"
+            )
     else:
         model_file = hf_hub_download(
-            repo_id=model_id, filename=SAFETENSORS_FILE, revision=revision, cache_dir=cache_dir,
-            force_download=force_download, local_files_only=local_files_only, token=token,
+            repo_id=model_id,
+            filename=SAFETENSORS_FILE,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
         )
     load_weights(model, model_file)
     return model.to(map_location).eval()
@@ -132,11 +155,15 @@ def model_card(model: nn.Module, base_model: str | None = None, title: str | Non
     if corpora:  # one softmax per corpus: name the corpora
         shown = ", ".join(f"{corpus} ({corpora.count(corpus)})" for corpus in sorted(set(corpora)))
     else:
-        shown = ", ".join(f"`{label}`" for label in labels[:24]) + (f" and {len(labels) - 24} more" if len(labels) > 24 else "")
-    origin = (f"Fine-tuned from `{base_model}`" if base_model else f"Saved from `{name}`" if name else "Made")
-    terms = (f"**Licence: {LICENCE_NAMES.get(licence, licence)}**, inherited from `{source}` (its card names the data it was trained on)."
-             if licence else "**Licence: not stated.** Weights follow the terms of the data they were trained on; "
-             "set `license` above.")
+        shown = ", ".join(f"`{label}`" for label in labels[:24]) + (
+            f" and {len(labels) - 24} more" if len(labels) > 24 else ""
+        )
+    origin = f"Fine-tuned from `{base_model}`" if base_model else f"Saved from `{name}`" if name else "Made"
+    terms = (
+        f"**Licence: {LICENCE_NAMES.get(licence, licence)}**, inherited from `{source}` (its card names the data it was trained on)."
+        if licence
+        else "**Licence: not stated.** Weights follow the terms of the data they were trained on; set `license` above."
+    )
     text = f"""---
 license: {licence or "other"}
 library_name: diverse-embed
@@ -202,8 +229,10 @@ def write_weights(model: nn.Module, save_directory: Path) -> None:
     save_directory = Path(save_directory)
     half = getattr(model, "_save_float16", False)
     # Floating tensors only: integer counters (batch-norm's num_batches_tracked) keep their type.
-    tensors = {name: (t.half() if half and t.is_floating_point() else t).detach().contiguous()
-               for name, t in model.state_dict().items()}
+    tensors = {
+        name: (t.half() if half and t.is_floating_point() else t).detach().contiguous()
+        for name, t in model.state_dict().items()
+    }
     # written as any file is (mode from the umask): safetensors' save_file makes it 0600, unreadable to others
     (save_directory / SAFETENSORS_FILE).write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
     (save_directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
@@ -221,12 +250,17 @@ def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-                  for key in sorted(set(state) & set(expected)) if state[key].shape != expected[key].shape]
+    mismatched = [
+        f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in sorted(set(state) & set(expected))
+        if state[key].shape != expected[key].shape
+    ]
     # A float weight stored as integers (or complex) loads as garbage without a word: zero vectors.
-    wrong_kind = [f"{key}: {state[key].dtype} where the model holds {expected[key].dtype}"
-                  for key in sorted(set(state) & set(expected))
-                  if state[key].is_floating_point() != expected[key].is_floating_point() or state[key].is_complex()]
+    wrong_kind = [
+        f"{key}: {state[key].dtype} where the model holds {expected[key].dtype}"
+        for key in sorted(set(state) & set(expected))
+        if state[key].is_floating_point() != expected[key].is_floating_point() or state[key].is_complex()
+    ]
     problems = []
     if wrong_kind:
         problems.append(f"wrong kind of numbers {_short(wrong_kind)}")
@@ -237,7 +271,9 @@ def load_weights(model: nn.Module, model_file: str | os.PathLike) -> None:
     if mismatched:
         problems.append(f"shape mismatch {_short(mismatched)}")
     if problems:
-        raise CheckpointError(f"{model_file} does not match the model its config.json describes: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{model_file} does not match the model its config.json describes: " + "; ".join(problems)
+        )
     not_finite = [key for key in sorted(state) if state[key].is_floating_point() and not state[key].isfinite().all()]
     if not_finite:
         raise CheckpointError(f"{model_file}: damaged weights, NaN or infinite values in {_short(not_finite)}")
@@ -253,8 +289,9 @@ def _check_on_hub(name: str, revision: str | None, token: str | bool | None) -> 
     except HfHubHTTPError:
         raise
     except Exception as err:  # whatever the HTTP client raises for no network, no host, a timeout
-        raise LocalEntryNotFoundError(f"not in the local cache, and the Hub is not reachable "
-                                      f"({type(err).__name__}: {_first_line(err)})") from None
+        raise LocalEntryNotFoundError(
+            f"not in the local cache, and the Hub is not reachable ({type(err).__name__}: {_first_line(err)})"
+        ) from None
 
 
 def _short(items: list[str], limit: int = 5) -> str:

@@ -52,7 +52,9 @@ def load_model(name: str | None, device: str | None, quiet: bool = False):
 
     target = resolve_device(device)  # a wrong --device is said before the model loads
     if name == UNTRAINED and not quiet:
-        say("note: using an UNTRAINED model (random weights, seed 0): its embeddings only show that the plumbing works.")
+        say(
+            "note: using an UNTRAINED model (random weights, seed 0): its embeddings only show that the plumbing works."
+        )
     model, recorded = resolve_model(name)
     return model.to(target), recorded
 
@@ -61,7 +63,9 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     from .audio import find_audio_files
 
     if "" in inputs:  # Path("") is the current folder: an unset shell variable would embed all of it
-        raise CommandError("an empty name among the inputs (an unset variable?): name files or folders, or . for this folder")
+        raise CommandError(
+            "an empty name among the inputs (an unset variable?): name files or folders, or . for this folder"
+        )
     missing = [name for name in inputs if not Path(name).exists()]
     if missing:
         broken = [name for name in missing if os.path.lexists(name)]
@@ -74,20 +78,36 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def add_model_arguments(command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}",
-                        device: bool = True) -> None:
-    command.add_argument("--model", help=f"a bundled model name, a from_pretrained folder, a .safetensors file "
-                                         f"or a Hugging Face Hub id ({default}); {UNTRAINED} for random weights")
+def add_model_arguments(
+    command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}", device: bool = True
+) -> None:
+    command.add_argument(
+        "--model",
+        help=f"a bundled model name, a from_pretrained folder, a .safetensors file "
+        f"or a Hugging Face Hub id ({default}); {UNTRAINED} for random weights",
+    )
     if device:
         command.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
 
 
 def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = False) -> None:
-    command.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
-                         help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})")
-    command.add_argument("--num-workers", type=int, default=None,
-                         help="threads decoding audio ahead of the model (default: planned for the machine; 0: none)")
+    command.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"1-s chunks per forward pass (default {DEFAULT_BATCH_SIZE})",
+    )
+    command.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="threads decoding audio ahead of the model (default: planned for the machine; 0: none)",
+    )
     if commits:
-        command.add_argument("--commit-every", type=positive_int, default=32,
-                             help="files per commit: an interrupted build loses at most this many (default 32)")
+        command.add_argument(
+            "--commit-every",
+            type=positive_int,
+            default=32,
+            help="files per commit: an interrupted build loses at most this many (default 32)",
+        )
     command.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")

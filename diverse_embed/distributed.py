@@ -18,15 +18,19 @@ class Runtime:
     """
 
     def __init__(self, device: str | None = None):
-        self.world, self.rank, local = (environment_number(name, default, low) for name, default, low in
-                                        [("WORLD_SIZE", 1, 1), ("RANK", 0, 0), ("LOCAL_RANK", 0, 0)])
+        self.world, self.rank, local = (
+            environment_number(name, default, low)
+            for name, default, low in [("WORLD_SIZE", 1, 1), ("RANK", 0, 0), ("LOCAL_RANK", 0, 0)]
+        )
         if self.rank >= self.world:
             raise CommandError(f"RANK={self.rank} with WORLD_SIZE={self.world}: a rank runs from 0 to WORLD_SIZE - 1")
         if self.world > 1 and not dist.is_initialized():
             unset = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
             if unset:
-                raise CommandError(f"WORLD_SIZE={self.world} but {' and '.join(unset)} not set: start several processes "
-                                   "with torchrun, which sets them, or unset WORLD_SIZE for one process")
+                raise CommandError(
+                    f"WORLD_SIZE={self.world} but {' and '.join(unset)} not set: start several processes "
+                    "with torchrun, which sets them, or unset WORLD_SIZE for one process"
+                )
         self.device = resolve_device(device, local)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -69,7 +73,9 @@ def environment_number(name: str, default: int, lowest: int) -> int:
     """An integer that torchrun sets in the environment, or CommandError saying what is wrong with it."""
     text = os.environ.get(name, "").strip() or str(default)
     if not text.isdigit() or int(text) < lowest:
-        raise CommandError(f"{name}={os.environ[name]!r} in the environment: expected a whole number of at least {lowest}")
+        raise CommandError(
+            f"{name}={os.environ[name]!r} in the environment: expected a whole number of at least {lowest}"
+        )
     return int(text)
 
 
@@ -90,6 +96,8 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
             build = "a CPU-only build of torch" if torch.version.cuda is None else "no NVIDIA GPU or driver found"
             raise CommandError(f"--device {name!r}: CUDA is not available here ({build}); use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CommandError(f"--device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
-                               f"cuda:{torch.cuda.device_count() - 1}")
+            raise CommandError(
+                f"--device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
     return device

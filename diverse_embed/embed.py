@@ -65,8 +65,10 @@ def embed_batch(
 
     `batch_size` is the number of 1-s chunks per forward pass.
     """
-    waveforms = [prepare_waveform(clip, sample_rate, model.config.sample_rate, source=f"clip {i}")
-                 for i, clip in enumerate(clips)]
+    waveforms = [
+        prepare_waveform(clip, sample_rate, model.config.sample_rate, source=f"clip {i}")
+        for i, clip in enumerate(clips)
+    ]
     if not waveforms:
         return []
     outputs = embed_waveforms(model, waveforms, batch_size)
@@ -88,7 +90,9 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
     all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
     embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     counts = [len(chunks) for chunks, _ in chunked]
-    return [clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)]
+    return [
+        clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)
+    ]
 
 
 @torch.inference_mode()
@@ -105,7 +109,10 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
     if was_training:
         model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
     try:
-        with torch_threads(1), ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool:
+        with (
+            torch_threads(1),
+            ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool,
+        ):
             outputs = list(pool.map(functools.partial(_forward, model), slices))
     finally:
         if was_training:
@@ -126,13 +133,15 @@ def chunk_budget(model: nn.Module) -> int:
     return chunks_in_memory(model.config.size_estimate()[1])
 
 
-def clip_output(model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor,
-                num_samples: int) -> EmbeddingOutput:
+def clip_output(
+    model: nn.Module, chunk_embeddings: torch.Tensor, chunk_logits: torch.Tensor, num_samples: int
+) -> EmbeddingOutput:
     """A clip's output from its chunks' embeddings (n, D) and logits (n, labels), n = num_chunks(num_samples)."""
     starts, ends = model.config.chunk_spans(num_samples)
     mean = chunk_embeddings.mean(dim=0)  # (D,)
-    branches = {name: F.normalize(mean[model.config.branch_slice(name)], dim=0).numpy()
-                for name in model.config.branches}
+    branches = {
+        name: F.normalize(mean[model.config.branch_slice(name)], dim=0).numpy() for name in model.config.branches
+    }
     return EmbeddingOutput(
         embedding=F.normalize(mean, dim=0).numpy(),
         branch_embeddings=branches,
@@ -208,7 +217,10 @@ def iter_embed_files(
     pending: list[Decoded] = []
     pending_chunks = 0
     # No bar for nothing to do (a sync that finds every file unchanged).
-    with torch_threads(1), tqdm(total=len(files), desc="embedding", unit="file", disable=not progress or not files) as bar:
+    with (
+        torch_threads(1),
+        tqdm(total=len(files), desc="embedding", unit="file", disable=not progress or not files) as bar,
+    ):
         for decoded in decode_ahead(files, num_workers, ahead_seconds):
             if decoded.waveform is not None:
                 pending.append(decoded)

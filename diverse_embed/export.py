@@ -52,12 +52,19 @@ def metadata(model: nn.Module, name: str) -> dict[str, str]:
     and to tell which model made a vector."""
     config = model.config
     return {
-        "model": str(name), "fingerprint": model.fingerprint(), "diverse_embed_version": __version__,
-        "sample_rate": str(config.sample_rate), "chunk_samples": str(config.chunk_samples),
-        "hop_samples": str(config.hop_samples), "min_final_chunk_samples": str(config.min_final_chunk_samples),
-        "embedding_dim": str(config.embedding_dim), "branches": json.dumps(config.branches),
-        "outputs": json.dumps(output_names(config)), "labels": json.dumps(config.label_names()),
-        "problem_type": str(config.problem_type or ""), "config": json.dumps(config.to_dict()),
+        "model": str(name),
+        "fingerprint": model.fingerprint(),
+        "diverse_embed_version": __version__,
+        "sample_rate": str(config.sample_rate),
+        "chunk_samples": str(config.chunk_samples),
+        "hop_samples": str(config.hop_samples),
+        "min_final_chunk_samples": str(config.min_final_chunk_samples),
+        "embedding_dim": str(config.embedding_dim),
+        "branches": json.dumps(config.branches),
+        "outputs": json.dumps(output_names(config)),
+        "labels": json.dumps(config.label_names()),
+        "problem_type": str(config.problem_type or ""),
+        "config": json.dumps(config.to_dict()),
     }
 
 
@@ -67,7 +74,7 @@ def require_exporter() -> None:
 
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        raise CommandError(f"exporting needs {', '.join(missing)}: pip install \"diverse-embed[export]\"")
+        raise CommandError(f'exporting needs {", ".join(missing)}: pip install "diverse-embed[export]"')
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = None) -> Path:
@@ -85,15 +92,23 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = No
     registration.setLevel(logging.ERROR)
     try:
         program = torch.onnx.export(
-            graph, (example,), dynamo=True, opset_version=OPSET, verbose=False, external_data=False,
-            input_names=[INPUT], output_names=output_names(model.config),
+            graph,
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            verbose=False,
+            external_data=False,
+            input_names=[INPUT],
+            output_names=output_names(model.config),
             dynamic_shapes={"chunks": {0: torch.export.Dim("batch")}},
         )
     finally:
         registration.setLevel(level)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, metadata(model, name))
-    proto.doc_string = f"diverse-embed {name}: 1-s chunks at {model.config.sample_rate} Hz -> {output_names(model.config)}"
+    proto.doc_string = (
+        f"diverse-embed {name}: 1-s chunks at {model.config.sample_rate} Hz -> {output_names(model.config)}"
+    )
     path = Path(path)
     atomic_write(path, lambda f: f.write(proto.SerializeToString()))
     return path
@@ -131,7 +146,8 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
         note("logits", outputs["logits"], logits)
         for name in model.config.branches:
             note(name, outputs[name], embeddings[:, model.config.branch_slice(name)])
-        exported = clip_output(model, torch.from_numpy(outputs["embedding"]), torch.from_numpy(outputs["logits"]),
-                               len(waveform))
+        exported = clip_output(
+            model, torch.from_numpy(outputs["embedding"]), torch.from_numpy(outputs["logits"]), len(waveform)
+        )
         note("clip embedding", exported.embedding, clip_output(model, embeddings, logits, len(waveform)).embedding)
     return worst

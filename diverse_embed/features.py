@@ -47,8 +47,19 @@ class Float64Spectrogram(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         s = self.spectrogram  # its window cast here: a model moved to another dtype keeps working
-        spectrum = AF.spectrogram(waveform.double(), s.pad, s.window.double(), s.n_fft, s.hop_length, s.win_length,
-                                  s.power, s.normalized, s.center, s.pad_mode, s.onesided)
+        spectrum = AF.spectrogram(
+            waveform.double(),
+            s.pad,
+            s.window.double(),
+            s.n_fft,
+            s.hop_length,
+            s.win_length,
+            s.power,
+            s.normalized,
+            s.center,
+            s.pad_mode,
+            s.onesided,
+        )
         return spectrum if spectrum.is_complex() else spectrum.float()
 
 
@@ -78,7 +89,9 @@ class SpectralPeaks(nn.Module):
         super().__init__()
         pitch = config.pitch
         # Complex output: only the kept bins (and their two neighbours) are turned into power.
-        self.spectrogram = T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True)
+        self.spectrogram = T.Spectrogram(
+            n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True
+        )
         all_frequencies = torch.fft.rfftfreq(pitch.n_fft, d=1.0 / config.sample_rate)
         kept = ((all_frequencies >= pitch.fmin_hz) & (all_frequencies <= pitch.fmax_hz)).nonzero().flatten()
         self.first_bin, self.last_bin = int(kept[0]), int(kept[-1]) + 1
@@ -125,8 +138,11 @@ class MFCCFrames(nn.Module):
         self.mfcc = T.MFCC(
             sample_rate=config.sample_rate,
             n_mfcc=timbre.n_mfcc,
-            melkwargs={"n_fft": config.samples(timbre.window_ms), "hop_length": config.frame_hop_samples,
-                       "n_mels": timbre.n_mels},
+            melkwargs={
+                "n_fft": config.samples(timbre.window_ms),
+                "hop_length": config.frame_hop_samples,
+                "n_mels": timbre.n_mels,
+            },
         )
         not_saved(self)
 
@@ -161,16 +177,18 @@ class LogMel(nn.Module):
         super().__init__()
         settings = config.neuralogram
         window = config.samples(settings.window_ms)
-        self.mel = stft_in_float64(T.MelSpectrogram(
-            sample_rate=config.sample_rate,
-            n_fft=1 << (window - 1).bit_length(),  # the next power of two above the window
-            win_length=window,
-            hop_length=config.frame_hop_samples,
-            f_min=settings.fmin_hz,
-            f_max=settings.fmax_hz,
-            n_mels=settings.mel_bins,
-            power=1.0,
-        ))
+        self.mel = stft_in_float64(
+            T.MelSpectrogram(
+                sample_rate=config.sample_rate,
+                n_fft=1 << (window - 1).bit_length(),  # the next power of two above the window
+                win_length=window,
+                hop_length=config.frame_hop_samples,
+                f_min=settings.fmin_hz,
+                f_max=settings.fmax_hz,
+                n_mels=settings.mel_bins,
+                power=1.0,
+            )
+        )
         not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

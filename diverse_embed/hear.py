@@ -47,7 +47,9 @@ class HearModel(nn.Module):
         self.scene_embedding_size = 2 * self.timestamp_embedding_size
         hop = self.sample_rate * timestamp_hop_ms / 1000
         if hop != int(hop) or hop <= 0:
-            raise ValueError(f"timestamp_hop_ms={timestamp_hop_ms} is not a whole number of samples at {self.sample_rate} Hz")
+            raise ValueError(
+                f"timestamp_hop_ms={timestamp_hop_ms} is not a whole number of samples at {self.sample_rate} Hz"
+            )
         self.timestamp_hop_samples = int(hop)
 
     @property
@@ -64,11 +66,14 @@ def load_model(model_file_path: str = "", timestamp_hop_ms: int = TIMESTAMP_HOP_
 def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     if not isinstance(audio, torch.Tensor):
         shape = f" of shape {tuple(audio.shape)}" if hasattr(audio, "shape") else ""
-        raise ValueError(f"audio must be a torch.Tensor (n_sounds, n_samples), got a {type(audio).__module__}."
-                         f"{type(audio).__name__}{shape}: convert it with torch.as_tensor(audio)")
+        raise ValueError(
+            f"audio must be a torch.Tensor (n_sounds, n_samples), got a {type(audio).__module__}."
+            f"{type(audio).__name__}{shape}: convert it with torch.as_tensor(audio)"
+        )
     if audio.ndim != 2:
-        raise ValueError(f"audio must have shape (n_sounds, n_samples), got shape {tuple(audio.shape)}: "
-                         "one sound is audio[None]")
+        raise ValueError(
+            f"audio must have shape (n_sounds, n_samples), got shape {tuple(audio.shape)}: one sound is audio[None]"
+        )
     if audio.shape[1] == 0:
         raise ValueError("audio has no samples")
     bad = int((~torch.isfinite(audio)).sum())
@@ -115,6 +120,9 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     # Half a window of zeros in front, so the window centred on timestamp k starts at k * hop.
     padded = nn.functional.pad(x, (window // 2, 0))  # (n_sounds, window // 2 + n_samples)
     windows = cut(padded, window, hop, len(times))  # (n_sounds, n_times, chunk), a view
-    embeddings = torch.stack([_embed_windows(w, model) for w in windows]) if n_sounds else \
-        torch.zeros((0, len(times), model.timestamp_embedding_size))  # (n_sounds, n_times, 256)
+    embeddings = (
+        torch.stack([_embed_windows(w, model) for w in windows])
+        if n_sounds
+        else torch.zeros((0, len(times), model.timestamp_embedding_size))
+    )  # (n_sounds, n_times, 256)
     return embeddings.float().to(audio.device), times.unsqueeze(0).expand(n_sounds, -1).to(audio.device)

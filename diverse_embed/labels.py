@@ -86,10 +86,18 @@ def read_manifest(
         path = Path(row["path"])
         resolved = (root / path).resolve()
         if not allow_outside_root and (path.is_absolute() or not resolved.is_relative_to(root.resolve())):
-            raise ValueError(f"{manifest}, line {line}: {row['path']} lies outside the audio root {root} "
-                             "(pass allow_outside_root / --allow-outside-root to accept it)")
-        clips.append(Clip(resolved, [index[n] for n in names(row)], (row.get("split") or "train").strip(),
-                          (row.get("corpus") or "").strip()))
+            raise ValueError(
+                f"{manifest}, line {line}: {row['path']} lies outside the audio root {root} "
+                "(pass allow_outside_root / --allow-outside-root to accept it)"
+            )
+        clips.append(
+            Clip(
+                resolved,
+                [index[n] for n in names(row)],
+                (row.get("split") or "train").strip(),
+                (row.get("corpus") or "").strip(),
+            )
+        )
     return Dataset(vocabulary, clips)
 
 
@@ -163,8 +171,9 @@ def label_groups(vocabulary: list[str], corpus: str | None = None) -> dict[str, 
     return {name: np.flatnonzero(np.array(corpora) == name) for name in shown}
 
 
-def top_labels(scores: np.ndarray, vocabulary: list[str], groups: dict[str, np.ndarray],
-               k: int) -> dict[str, list[tuple[str, float]]]:
+def top_labels(
+    scores: np.ndarray, vocabulary: list[str], groups: dict[str, np.ndarray], k: int
+) -> dict[str, list[tuple[str, float]]]:
     """One clip's or chunk's scores (n_classes,) -> each group's k best (label, score), best first."""
     best = {name: shown[np.argsort(-scores[shown], kind="stable")[:k]] for name, shown in groups.items()}
     return {name: [(vocabulary[int(i)], float(scores[i])) for i in found] for name, found in best.items()}
@@ -174,8 +183,10 @@ def named_labels(config) -> list[str]:
     """A config's label names, or ValueError when its head has none to tag with."""
     vocabulary = config.label_names()
     if not vocabulary:
-        raise ValueError("no label names (id2label): the model's head was not trained on named classes, "
-                         "so there is nothing to tag with")
+        raise ValueError(
+            "no label names (id2label): the model's head was not trained on named classes, "
+            "so there is nothing to tag with"
+        )
     return vocabulary
 
 

@@ -40,7 +40,9 @@ def lwlrap(targets: np.ndarray, scores: np.ndarray) -> float:
     """Label-weighted label-ranking average precision (DCASE 2019 task 2): scikit-learn's LRAP
     with each clip weighted by its number of labels, so that every label counts once."""
     keep = targets.sum(axis=1) > 0
-    return float(label_ranking_average_precision_score(targets[keep], scores[keep], sample_weight=targets[keep].sum(axis=1)))
+    return float(
+        label_ranking_average_precision_score(targets[keep], scores[keep], sample_weight=targets[keep].sum(axis=1))
+    )
 
 
 def accuracy(targets: np.ndarray, scores: np.ndarray) -> float | None:

@@ -151,8 +151,9 @@ class DiverseEmbedder(
         self.config = config if config is not None else DiverseEmbedConfig()
         self._hub_mixin_config = self.config  # what save_pretrained / push_to_hub write as config.json
         self.name_or_path: str | None = None  # how it was loaded (from_pretrained sets it), for indexes to record
-        self.branches = nn.ModuleDict({name: Branch(build_front_end(name, self.config), self.config)
-                                       for name in self.config.branches})
+        self.branches = nn.ModuleDict(
+            {name: Branch(build_front_end(name, self.config), self.config) for name in self.config.branches}
+        )
         self.head = nn.Linear(self.config.embedding_dim, self.config.num_labels)
 
     @property
@@ -194,7 +195,9 @@ class DiverseEmbedder(
     def forward(self, chunks: torch.Tensor) -> ChunkOutput:
         """chunks: (batch, chunk_samples) float32 at config.sample_rate."""
         if chunks.ndim != 2 or chunks.shape[1] != self.config.chunk_samples:
-            raise ValueError(f"expected chunks of shape (batch, {self.config.chunk_samples}), got {tuple(chunks.shape)}")
+            raise ValueError(
+                f"expected chunks of shape (batch, {self.config.chunk_samples}), got {tuple(chunks.shape)}"
+            )
         branch_embeddings = {name: branch(chunks) for name, branch in self.branches.items()}  # each (B, d_model)
         embeddings = torch.cat(list(branch_embeddings.values()), dim=1)  # (B, embedding_dim)
         return ChunkOutput(embeddings, branch_embeddings, self.head(embeddings))

@@ -69,7 +69,9 @@ class MobileNetV1(nn.Module):
             if batch_norm.training:  # batch statistics: the layer as it is
                 x = layer(x)
             else:
-                x = F.conv2d(x, *folded_weights(conv, batch_norm), conv.stride, conv.padding, conv.dilation, conv.groups)
+                x = F.conv2d(
+                    x, *folded_weights(conv, batch_norm), conv.stride, conv.padding, conv.dilation, conv.groups
+                )
                 x = x.relu_()
         return x.mean(dim=3).transpose(1, 2)  # (B, time, 1024)  (x was (B, 1024, time, freq))
 

@@ -33,12 +33,12 @@ def positive_int(text: str) -> int:
 
 
 def names(text: str) -> list[str]:
-    """"a, b,c" -> ["a", "b", "c"]."""
+    """ "a, b,c" -> ["a", "b", "c"]."""
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def weights(text: str) -> dict[str, float]:
-    """"esc50=2,nemo=0.5" -> {"esc50": 2.0, "nemo": 0.5}."""
+    """ "esc50=2,nemo=0.5" -> {"esc50": 2.0, "nemo": 0.5}."""
     found = {}
     for item in names(text):
         name, _, value = (part.strip() for part in item.partition("="))

@@ -54,11 +54,17 @@ def plan(device: str = "cpu", cores: int | None = None) -> Plan:
     if str(device).startswith("cpu"):
         # Training's loader reads cached 16-kHz arrays: cheap next to a training step, so on a
         # small machine it stays in the training process rather than taking a core from it.
-        return Plan(compute_threads=cores, decode_threads=max(1, cores // 4), train_threads=cores,
-                    loader_workers=0 if cores <= 4 else cores // 4)
+        return Plan(
+            compute_threads=cores,
+            decode_threads=max(1, cores // 4),
+            train_threads=cores,
+            loader_workers=0 if cores <= 4 else cores // 4,
+        )
     # An accelerator: one stream of large batches; the CPU's cores decode and load for it.
     helpers = max(1, min(8, cores - 1))
-    return Plan(compute_threads=1, decode_threads=helpers, train_threads=max(1, cores - helpers), loader_workers=helpers)
+    return Plan(
+        compute_threads=1, decode_threads=helpers, train_threads=max(1, cores - helpers), loader_workers=helpers
+    )
 
 
 @contextlib.contextmanager

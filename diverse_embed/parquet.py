@@ -33,15 +33,34 @@ def vector_type(dim: int) -> pa.DataType:
 
 def schema(dim: int, model: str, fingerprint: str) -> pa.Schema:
     return pa.schema(
-        [("path", pa.string()), ("path_bytes", pa.binary()), ("start", pa.float64()), ("end", pa.float64()),
-         ("model", pa.string()), ("fingerprint", pa.string()), ("vector", vector_type(dim)),
-         ("error", pa.string())],
-        metadata={"diverse_embed.model": model, "diverse_embed.fingerprint": fingerprint, "diverse_embed.dim": str(dim)},
+        [
+            ("path", pa.string()),
+            ("path_bytes", pa.binary()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("model", pa.string()),
+            ("fingerprint", pa.string()),
+            ("vector", vector_type(dim)),
+            ("error", pa.string()),
+        ],
+        metadata={
+            "diverse_embed.model": model,
+            "diverse_embed.fingerprint": fingerprint,
+            "diverse_embed.dim": str(dim),
+        },
     )
 
 
-def rows_table(paths: list, starts: np.ndarray, ends: np.ndarray, vectors: np.ndarray, errors: list[str | None],
-               dim: int, model: str, fingerprint: str) -> pa.Table:
+def rows_table(
+    paths: list,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    vectors: np.ndarray,
+    errors: list[str | None],
+    dim: int,
+    model: str,
+    fingerprint: str,
+) -> pa.Table:
     """n rows as a table of `schema`: paths (n,) as str or bytes, starts and ends (n,) with NaN for a
     whole clip, vectors (n, dim) float32 (read only where errors[i] is None), errors (n,)."""
     names = [p if isinstance(p, bytes) else os.fsencode(str(p)) for p in paths]  # exact bytes, UTF-8 or not
@@ -49,26 +68,37 @@ def rows_table(paths: list, starts: np.ndarray, ends: np.ndarray, vectors: np.nd
     n = len(names)
     valid = np.array([e is None for e in errors], dtype=bool)
     validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))  # null vector where failed
-    vector = pa.Array.from_buffers(vector_type(dim), n, [validity], children=[pa.array(vectors.reshape(-1), pa.float32())])
-    return pa.Table.from_arrays([
-        pa.array([p.decode("utf-8", "backslashreplace") for p in names], pa.string()),
-        pa.array(names, pa.binary()),
-        pa.array(np.asarray(starts, np.float64), from_pandas=True),  # NaN -> null
-        pa.array(np.asarray(ends, np.float64), from_pandas=True),
-        pa.array([model] * n, pa.string()),
-        pa.array([fingerprint] * n, pa.string()),
-        vector,
-        pa.array(list(errors), pa.string()),
-    ], schema=schema(dim, model, fingerprint))
+    vector = pa.Array.from_buffers(
+        vector_type(dim), n, [validity], children=[pa.array(vectors.reshape(-1), pa.float32())]
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array([p.decode("utf-8", "backslashreplace") for p in names], pa.string()),
+            pa.array(names, pa.binary()),
+            pa.array(np.asarray(starts, np.float64), from_pandas=True),  # NaN -> null
+            pa.array(np.asarray(ends, np.float64), from_pandas=True),
+            pa.array([model] * n, pa.string()),
+            pa.array([fingerprint] * n, pa.string()),
+            vector,
+            pa.array(list(errors), pa.string()),
+        ],
+        schema=schema(dim, model, fingerprint),
+    )
 
 
 def batches_table(batches: list[tuple], dim: int, model: str, fingerprint: str) -> pa.Table:
     """`write_parquet`'s batches (at least one) as one table of `schema`."""
     errors = [e for batch in batches for e in (batch[4] if len(batch) > 4 else [None] * len(batch[0]))]
-    return rows_table([p for batch in batches for p in batch[0]], np.concatenate([np.asarray(b[1]) for b in batches]),
-                      np.concatenate([np.asarray(b[2]) for b in batches]),
-                      np.concatenate([np.asarray(b[3], np.float32).reshape(-1, dim) for b in batches]),
-                      errors, dim, model, fingerprint)
+    return rows_table(
+        [p for batch in batches for p in batch[0]],
+        np.concatenate([np.asarray(b[1]) for b in batches]),
+        np.concatenate([np.asarray(b[2]) for b in batches]),
+        np.concatenate([np.asarray(b[3], np.float32).reshape(-1, dim) for b in batches]),
+        errors,
+        dim,
+        model,
+        fingerprint,
+    )
 
 
 def write_parquet(path: str | os.PathLike, batches: Iterable[tuple], dim: int, model: str, fingerprint: str) -> int:
@@ -128,9 +158,11 @@ def table_model(path: str | os.PathLike) -> str:
     raise TableError(f"{path}: no model column or metadata naming the model; give --model")
 
 
-def read_rows(path: str | os.PathLike, batch_rows: int = ROW_GROUP_ROWS,
-              columns: tuple[str, ...] = ("path", "path_bytes", "start", "end", "fingerprint", "vector", "error"),
-              ) -> Iterator[pa.RecordBatch]:
+def read_rows(
+    path: str | os.PathLike,
+    batch_rows: int = ROW_GROUP_ROWS,
+    columns: tuple[str, ...] = ("path", "path_bytes", "start", "end", "fingerprint", "vector", "error"),
+) -> Iterator[pa.RecordBatch]:
     """A table of `schema` (ours, Ray's, or another engine's with the same columns) in batches of
     `columns` (those it has), never whole in memory. Raises TableError naming the file and what is
     wrong with it."""
@@ -139,7 +171,9 @@ def read_rows(path: str | os.PathLike, batch_rows: int = ROW_GROUP_ROWS,
         names = set(table.schema_arrow.names)
         missing = [c for c in ("path", "start", "end", "fingerprint", "vector") if c in columns and c not in names]
         if missing:
-            raise TableError(f"{path}: no column {', '.join(missing)} (the columns of `diverse-embed embed --output x.parquet`)")
+            raise TableError(
+                f"{path}: no column {', '.join(missing)} (the columns of `diverse-embed embed --output x.parquet`)"
+            )
         yield from table.iter_batches(batch_size=batch_rows, columns=[c for c in columns if c in names])
     except (OSError, pa.ArrowException) as err:
         raise TableError(f"{path}: not readable as Parquet ({err})") from None

@@ -44,8 +44,13 @@ class EmbedBatch:
     one row with its `error` and a null vector, never a failed task. Vectors are those `embed` gives
     for the same file."""
 
-    def __init__(self, model: str | None = None, segments: bool = False, device: str | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(
+        self,
+        model: str | None = None,
+        segments: bool = False,
+        device: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
         from .distributed import resolve_device
         from .resolve import resolve_model
 
@@ -67,8 +72,12 @@ class EmbedBatch:
         return batches_table(parts, dim, self.model_name, self.fingerprint)
 
     def _from_files(self, paths: list) -> list:
-        return [output for _, output in self.model.iter_embed_files([os.fsdecode(p) for p in paths], self.batch_size,
-                                                                    progress=False)]
+        return [
+            output
+            for _, output in self.model.iter_embed_files(
+                [os.fsdecode(p) for p in paths], self.batch_size, progress=False
+            )
+        ]
 
     def _from_bytes(self, paths: list, contents: list) -> list:
         decoded: list[np.ndarray | AudioLoadError] = []
@@ -109,10 +118,18 @@ def done_paths(folder: Path) -> set[bytes]:
     return done
 
 
-def embed_dataset(paths: list[Path], folder: Path, model: str | None = None, segments: bool = False,
-                  address: str | None = None, workers: int | None = None, device: str | None = None,
-                  batch_size: int = DEFAULT_BATCH_SIZE, files_per_block: int = FILES_PER_BLOCK,
-                  progress: bool = True) -> tuple[int, int, int]:
+def embed_dataset(
+    paths: list[Path],
+    folder: Path,
+    model: str | None = None,
+    segments: bool = False,
+    address: str | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    files_per_block: int = FILES_PER_BLOCK,
+    progress: bool = True,
+) -> tuple[int, int, int]:
     """Embed `paths` on a Ray cluster (`address`; None: the one RAY_ADDRESS names, else a local one)
     into `folder`, a Parquet dataset of one file per block, each written atomically. Files that
     already have rows in `folder` are skipped, so a killed run resumes. Every worker must see the
@@ -135,11 +152,22 @@ def embed_dataset(paths: list[Path], folder: Path, model: str | None = None, seg
     resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
     workers = workers or max(1, int(cluster.get("GPU" if gpu else "CPU", 1)))
     per_block = max(1, min(files_per_block, math.ceil(len(todo) / (2 * workers))))  # every worker busy
-    items = ray.data.from_items([{"path": os.fsencode(p)} for p in todo], override_num_blocks=math.ceil(len(todo) / per_block))
-    embedded = items.map_batches(EmbedBatch, batch_size=per_block, compute=ray.data.ActorPoolStrategy(size=workers),
-                                 batch_format="pyarrow",
-                                 fn_constructor_kwargs={"model": model, "segments": segments, "batch_size": batch_size,
-                                                        "device": "cuda" if gpu else "cpu"}, **resources)
+    items = ray.data.from_items(
+        [{"path": os.fsencode(p)} for p in todo], override_num_blocks=math.ceil(len(todo) / per_block)
+    )
+    embedded = items.map_batches(
+        EmbedBatch,
+        batch_size=per_block,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_format="pyarrow",
+        fn_constructor_kwargs={
+            "model": model,
+            "segments": segments,
+            "batch_size": batch_size,
+            "device": "cuda" if gpu else "cpu",
+        },
+        **resources,
+    )
     ok = failed = 0
     with tqdm(total=len(todo), desc="embedding", unit="file", disable=not progress) as bar:
         for block in embedded.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -23,8 +23,10 @@ def resolve_model(name: str | os.PathLike | None = None, **kwargs) -> tuple[Dive
     None means DEFAULT_MODEL. Keyword arguments go to `from_pretrained` (revision, cache_dir, ...).
     """
     if name is not None and not str(name).strip():  # an unset shell variable, say: never silently the default
-        raise CheckpointError("the model name is empty: name a bundled model, a folder or a Hub id, or leave it out "
-                              f"for the default ({DEFAULT_MODEL})")
+        raise CheckpointError(
+            "the model name is empty: name a bundled model, a folder or a Hub id, or leave it out "
+            f"for the default ({DEFAULT_MODEL})"
+        )
     name = str(name or DEFAULT_MODEL)
     if name == UNTRAINED:
         model = untrained_model(seed=0)

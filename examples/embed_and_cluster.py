@@ -1,6 +1,6 @@
 """Embed a folder of sounds, group similar ones, and draw a 2-D map of the collection.
 
-    python examples/embed_and_cluster.py path/to/sounds --clusters 5 --output map.png
+python examples/embed_and_cluster.py path/to/sounds --clusters 5 --output map.png
 """
 
 import argparse
@@ -22,7 +22,11 @@ def main() -> None:
     parser.add_argument("folder")
     parser.add_argument("--clusters", type=int, default=5)
     parser.add_argument("--output", default="sound-map.png")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})",
+    )
     args = parser.parse_args()
 
     model = DiverseEmbedder.from_pretrained(args.model)

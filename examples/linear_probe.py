@@ -1,10 +1,10 @@
 """Train a classifier on frozen embeddings of a labelled folder (one subfolder per class).
 
-    python examples/linear_probe.py path/to/labelled --test-size 0.25
+python examples/linear_probe.py path/to/labelled --test-size 0.25
 
-    labelled/
-      dog/  bark1.wav bark2.wav ...
-      rain/ ...
+labelled/
+  dog/  bark1.wav bark2.wav ...
+  rain/ ...
 """
 
 import argparse
@@ -23,7 +23,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="one subfolder of audio files per class")
     parser.add_argument("--test-size", type=float, default=0.25)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})",
+    )
     args = parser.parse_args()
 
     model = DiverseEmbedder.from_pretrained(args.model)

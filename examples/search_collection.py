@@ -16,7 +16,11 @@ def main() -> None:
     parser.add_argument("folder", help="the sounds to search")
     parser.add_argument("query", help="a sound to search by")
     parser.add_argument("--index", default="sound-index", help="index folder (created if missing)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"bundled name, from_pretrained folder or Hub id (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("-k", type=int, default=5)
     args = parser.parse_args()
 

@@ -46,8 +46,14 @@ def validate(folder: Path, repo_id: str) -> list[str]:
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise PublishError(f"{folder}: missing {', '.join(missing)}")
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in FILES and p.name != Path(__file__).name
-                   and not p.name.startswith(".") and p.name != "__pycache__")
+    extra = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in FILES
+        and p.name != Path(__file__).name
+        and not p.name.startswith(".")
+        and p.name != "__pycache__"
+    )
     if extra:
         raise PublishError(f"{folder}: files that should not be published: {', '.join(extra)}")
 
@@ -60,7 +66,9 @@ def validate(folder: Path, repo_id: str) -> list[str]:
     config = json.loads((folder / "config.json").read_text())
     labels = config.get("id2label") or {}
     if len(labels) != config.get("num_labels"):
-        raise PublishError(f"{folder / 'config.json'}: id2label has {len(labels)} names for {config.get('num_labels')} labels")
+        raise PublishError(
+            f"{folder / 'config.json'}: id2label has {len(labels)} names for {config.get('num_labels')} labels"
+        )
 
     model = DiverseEmbedder.from_pretrained(folder)  # strict: any key or shape mismatch raises
     noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1  # 1 s
@@ -82,8 +90,9 @@ def publish(folder: Path, repo_id: str, private: bool, token: str | None, messag
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     # The links are resolved here, so the Hub gets the files' contents.
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str((folder / name).resolve()))
-                  for name in FILES]
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str((folder / name).resolve())) for name in FILES
+    ]
     info = api.create_commit(repo_id, operations, commit_message=message, repo_type="model")
     return info.commit_url
 

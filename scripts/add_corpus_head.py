@@ -33,8 +33,10 @@ def with_corpus(base: DiverseEmbedder, run: DiverseEmbedder, corpus: str) -> Div
     config = dataclasses.replace(base.config, num_labels=len(labels), id2label=dict(enumerate(labels)))
     model = DiverseEmbedder(config).eval()
     model.branches.load_state_dict(base.branches.state_dict())
-    source = {**{label: (base, i) for i, label in enumerate(base_labels)},
-              **{label: (run, run_labels.index(label)) for label in added}}
+    source = {
+        **{label: (base, i) for i, label in enumerate(base_labels)},
+        **{label: (run, run_labels.index(label)) for label in added},
+    }
     with torch.no_grad():
         for row, label in enumerate(labels):
             owner, i = source[label]

@@ -63,7 +63,9 @@ def main() -> int:
         paths += find_audio_files([str(args.check_audio)])[:200]
     distances = cosine_distances(full, bundled, [load_audio(p) for p in paths])
     report = {
-        "name": args.name, "source": str(args.run_dir), "clips_compared": len(paths),
+        "name": args.name,
+        "source": str(args.run_dir),
+        "clips_compared": len(paths),
         "max_cosine_distance_fp16_vs_fp32": float(distances.max()),
         "mean_cosine_distance_fp16_vs_fp32": float(distances.mean()),
         "bytes": (target / SAFETENSORS_FILE).stat().st_size,
@@ -72,8 +74,10 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     (REPO / "benchmarks" / "results" / f"bundled_{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     if distances.max() > MAX_COSINE_DISTANCE:
-        print(f"error: float16 copy is {distances.max():.2e} cosine away from float32 (limit {MAX_COSINE_DISTANCE})",
-              file=sys.stderr)
+        print(
+            f"error: float16 copy is {distances.max():.2e} cosine away from float32 (limit {MAX_COSINE_DISTANCE})",
+            file=sys.stderr,
+        )
         shutil.rmtree(target)
         return 1
     return 0

@@ -41,7 +41,9 @@ class Corpus:
     licence: str
     training: bool  # False: evaluation only
     folder: str  # the repository folder that holds the audio ("": all of it)
-    label_and_group: Callable[[PurePosixPath, dict], tuple[str, str] | None]  # repository path -> (label, group), None: left out
+    label_and_group: Callable[
+        [PurePosixPath, dict], tuple[str, str] | None
+    ]  # repository path -> (label, group), None: left out
     metadata: str | None = None  # a table in the repository the builder reads (tab-separated)
 
 
@@ -89,16 +91,30 @@ def drum_machines(path, _):  # machines/<Machine>/<machine>-<type>/<sample>.wav
 
 CORPORA = [
     Corpus("philharmonia", "skratchdot/philharmonia-samples", "CC BY-SA 3.0", True, "audio", philharmonia),
-    Corpus("arabic-commands", "abdulkaderghandoura/arabic-speech-commands-dataset", "CC BY 4.0", True, "dataset",
-           arabic_commands),
+    Corpus(
+        "arabic-commands",
+        "abdulkaderghandoura/arabic-speech-commands-dataset",
+        "CC BY 4.0",
+        True,
+        "dataset",
+        arabic_commands,
+    ),
     Corpus("nemo", "amu-cai/nEMO", "CC BY-NC-SA 4.0", True, "samples", nemo, metadata="data.tsv"),
     Corpus("wake-words", "Picovoice/wake-word-benchmark", "Apache-2.0", True, "audio", wake_words),
     Corpus("precise", "MycroftAI/Precise-Community-Data", "CC0 / public domain", True, "", precise),
-    Corpus("infant-cries", "gveres/donateacry-corpus", "ODbL", True, "donateacry_corpus_cleaned_and_updated_data",
-           infant_cries),
+    Corpus(
+        "infant-cries",
+        "gveres/donateacry-corpus",
+        "ODbL",
+        True,
+        "donateacry_corpus_cleaned_and_updated_data",
+        infant_cries,
+    ),
     Corpus("amharic-emotions", "Ethio2021/ASED_V1", "none stated", False, "", emotions_amharic),
     Corpus("animals", "YashNita/Animal-Sound-Dataset", "none stated", False, "", animals),
-    Corpus("vocalizations", "deeplyinc/Nonverbal-Vocalization-Dataset", "no derivatives", False, "dataset", vocalizations),
+    Corpus(
+        "vocalizations", "deeplyinc/Nonverbal-Vocalization-Dataset", "no derivatives", False, "dataset", vocalizations
+    ),
     Corpus("drum-machines", "ritchse/tidal-drum-machines", "none stated", False, "machines", drum_machines),
 ]
 
@@ -118,8 +134,11 @@ def asterisk_prompt(package, path):  # usr/share/asterisk/sounds/<lang>_<country
 
 
 DEBIAN_CORPORA = [
-    DebianCorpus("asterisk-prompts", [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")],
-                 asterisk_prompt),
+    DebianCorpus(
+        "asterisk-prompts",
+        [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")],
+        asterisk_prompt,
+    ),
 ]
 
 
@@ -129,7 +148,9 @@ def debian_licences(unpacked: Path) -> list[str]:
     licences = set()
     for copyright_file in unpacked.glob("usr/share/doc/*/copyright"):
         for stanza in copyright_file.read_text(errors="replace").split("\n\n"):
-            fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith(" "))
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith(" ")
+            )
             if fields.get("License", "").strip() and not fields.get("Files", "").strip().startswith("debian/"):
                 licences.add(fields["License"].strip())
     return sorted(licences)
@@ -192,8 +213,9 @@ def extract(clone: Path, blobs: dict[Path, str]) -> set[Path]:
     """Write each blob to its path (through `git cat-file --batch`: a clone that lacks a few blobs
     still gives the rest); returns the paths whose blob is missing."""
     missing = set()
-    with subprocess.Popen(["git", "-C", str(clone), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE) as batch:
+    with subprocess.Popen(
+        ["git", "-C", str(clone), "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as batch:
         for target, blob in blobs.items():
             batch.stdin.write(f"{blob}\n".encode())
             batch.stdin.flush()
@@ -248,14 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "unseen").mkdir(exist_ok=True)
-    training = [(path, label, {"1": "train", "2": "train", "3": "train", "4": "val", "5": "test"}[fold], "esc50")
-                for path, label, fold in esc50(args.esc50)]
+    training = [
+        (path, label, {"1": "train", "2": "train", "3": "train", "4": "val", "5": "test"}[fold], "esc50")
+        for path, label, fold in esc50(args.esc50)
+    ]
     for corpus in CORPORA:
         base = args.output if corpus.training else args.output / "unseen"
         rows = build(corpus, args.repos, base)
         labels = sorted({label for _, label, _ in rows})
-        print(f"{corpus.name}: {len(rows)} clips, {len(labels)} classes, {len({g for _, _, g in rows})} groups "
-              f"({corpus.licence}; {'training' if corpus.training else 'evaluation only'})", file=sys.stderr)
+        print(
+            f"{corpus.name}: {len(rows)} clips, {len(labels)} classes, {len({g for _, _, g in rows})} groups "
+            f"({corpus.licence}; {'training' if corpus.training else 'evaluation only'})",
+            file=sys.stderr,
+        )
         if corpus.training:
             training += [(str(path.resolve()), label, split_of(group), corpus.name) for path, label, group in rows]
         else:
@@ -265,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerows((path.relative_to(base).as_posix(), label, "test") for path, label, _ in rows)
     for corpus in DEBIAN_CORPORA if args.debian else []:
         rows, licences = build_debian(corpus, args.debian, args.output)
-        print(f"{corpus.name}: {len(rows)} clips, {len({label for _, label, _ in rows})} classes, "
-              f"{len({g for _, _, g in rows})} groups ({', '.join(licences) or 'no licence found'}; training)", file=sys.stderr)
+        print(
+            f"{corpus.name}: {len(rows)} clips, {len({label for _, label, _ in rows})} classes, "
+            f"{len({g for _, _, g in rows})} groups ({', '.join(licences) or 'no licence found'}; training)",
+            file=sys.stderr,
+        )
         training += [(str(path.resolve()), label, split_of(group), corpus.name) for path, label, group in rows]
     with open(args.output / "train.csv", "w", newline="") as f:
         writer = csv.writer(f)

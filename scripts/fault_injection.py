@@ -97,8 +97,10 @@ def kills_at_each_rename(work: Path, counts: Counts) -> None:
     expected_sync = table(expected_sync_folder)
     scenarios = {
         "kill at a rename of index build": (lambda idx: None, ["index", "build", source, "-o", "{idx}", *MODEL]),
-        "kill at a rename of index add": (lambda idx: run(cli("index", "build", source, "-o", idx, *MODEL)),
-                                          ["index", "add", "{idx}", extra, *MODEL]),
+        "kill at a rename of index add": (
+            lambda idx: run(cli("index", "build", source, "-o", idx, *MODEL)),
+            ["index", "add", "{idx}", extra, *MODEL],
+        ),
         "kill at a rename of index sync": (before_sync, ["index", "sync", "{idx}", mirrored, *MODEL]),
     }
     for kind, (prepare, command) in scenarios.items():
@@ -106,8 +108,17 @@ def kills_at_each_rename(work: Path, counts: Counts) -> None:
             idx = work / f"idx-{abs(hash(kind)) % 10_000}-{nth}"
             prepare(idx)
             args = [str(idx) if part == "{idx}" else part for part in command]
-            hit = run(["strace", "-f", "-o", os.devnull, "-e",
-                       f"inject=rename,renameat,renameat2:signal=KILL:when={nth}", *cli(*args)])
+            hit = run(
+                [
+                    "strace",
+                    "-f",
+                    "-o",
+                    os.devnull,
+                    "-e",
+                    f"inject=rename,renameat,renameat2:signal=KILL:when={nth}",
+                    *cli(*args),
+                ]
+            )
             if hit.returncode not in (-9, 137):  # fewer renames than nth: every rename has been hit
                 shutil.rmtree(idx)
                 break
@@ -144,8 +155,10 @@ def full_disk(work: Path, counts: Counts) -> None:
     again, the same command adds everything once."""
     disk = work / "small-disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(disk)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(disk)], capture_output=True).returncode
+        == 0
+    )
     try:
         source, more = clips(work / "disk-src", 2, offset=80), clips(work / "disk-more", 30, offset=90)
         idx = disk / "idx"
@@ -155,17 +168,27 @@ def full_disk(work: Path, counts: Counts) -> None:
         def small_files():  # where tmpfs cannot be mounted: each file may hold at most 20 kB
             resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
-        full = run(cli("index", "add", idx, more, *MODEL[:-2], "--commit-every", "100"),
-                   preexec_fn=None if mounted else small_files)
+        full = run(
+            cli("index", "add", idx, more, *MODEL[:-2], "--commit-every", "100"),
+            preexec_fn=None if mounted else small_files,
+        )
         one_line = full.returncode == 2 and len(full.stderr.strip().splitlines()) == 1
         kept = same_vectors(table(idx), before)
-        counts.fault("disk full during index add" + (" (tmpfs)" if mounted else " (file-size limit)"),
-                     one_line and kept, "Traceback" in full.stderr, full.stderr)
+        counts.fault(
+            "disk full during index add" + (" (tmpfs)" if mounted else " (file-size limit)"),
+            one_line and kept,
+            "Traceback" in full.stderr,
+            full.stderr,
+        )
         moved = work / "idx-moved"
         shutil.copytree(idx, moved)
         again = run(cli("index", "add", moved, more, *MODEL))
-        counts.fault("the same add with room again", again.returncode == 0 and len(table(moved)) == 32,
-                     "Traceback" in again.stderr, again.stderr)
+        counts.fault(
+            "the same add with room again",
+            again.returncode == 0 and len(table(moved)) == 32,
+            "Traceback" in again.stderr,
+            again.stderr,
+        )
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], capture_output=True)
@@ -193,7 +216,10 @@ def fuzzed_files(work: Path, counts: Counts, trials: int) -> None:
             for i in rng.integers(0, len(data), int(rng.integers(1, 8))):
                 data[i] = int(rng.integers(0, 256))
         target.write_bytes(bytes(data))
-        for command in (["search", idx, query, "--json", "--model", "untrained-seed0", "-k", "2"], ["index", "info", idx]):
+        for command in (
+            ["search", idx, query, "--json", "--model", "untrained-seed0", "-k", "2"],
+            ["index", "info", idx],
+        ):
             out, err = io.StringIO(), io.StringIO()
             try:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -205,8 +231,7 @@ def fuzzed_files(work: Path, counts: Counts, trials: int) -> None:
                 right = json.loads(out.getvalue())["results"][0]["path"] == str(query)
             else:
                 right = code == 0 or (code == 2 and len(err.getvalue().strip().splitlines()) == 1)
-            counts.fault(kind, right, False,
-                         f"{command[0]} exit {code}: {err.getvalue()} {out.getvalue()[:200]}")
+            counts.fault(kind, right, False, f"{command[0]} exit {code}: {err.getvalue()} {out.getvalue()[:200]}")
 
 
 def main_script() -> int:
@@ -224,12 +249,18 @@ def main_script() -> int:
         print("note: strace not found (apt-get install strace): no kills at renames", file=sys.stderr)
     full_disk(work, counts)
     fuzzed_files(work, counts, args.fuzz)
-    total = {key: sum(entry[key] for entry in counts.values()) for key in ("injected", "survived", "lost", "tracebacks")}
+    total = {
+        key: sum(entry[key] for entry in counts.values()) for key in ("injected", "survived", "lost", "tracebacks")
+    }
     for kind, entry in counts.items():
-        print(f"{kind}: {entry['injected']} injected, {entry['survived']} survived, {entry['lost']} lost, "
-              f"{entry['tracebacks']} tracebacks" + "".join(f"\n  {f}" for f in entry["failures"]))
-    print(f"all: {total['injected']} faults injected, {total['survived']} survived, {total['lost']} lost, "
-          f"{total['tracebacks']} tracebacks")
+        print(
+            f"{kind}: {entry['injected']} injected, {entry['survived']} survived, {entry['lost']} lost, "
+            f"{entry['tracebacks']} tracebacks" + "".join(f"\n  {f}" for f in entry["failures"])
+        )
+    print(
+        f"all: {total['injected']} faults injected, {total['survived']} survived, {total['lost']} lost, "
+        f"{total['tracebacks']} tracebacks"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"kinds": counts, "all": total}, indent=2))
     return 0 if total["lost"] == 0 and total["tracebacks"] == 0 else 1

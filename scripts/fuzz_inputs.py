@@ -34,8 +34,31 @@ sys.path.insert(0, str(REPO))
 from diverse_embed.cli import main  # noqa: E402
 
 QUIET = ["-q", "--num-workers", "0"]
-ODD_VALUES = [0, -1, 1, 2, 7, 4096, 10**6, 2**31 - 1, 2**63, -(2**63), 1e308, float("nan"), float("inf"), 0.5, True,
-              None, "", "x", "NaN", [], [1], {}, {"a": 1}]
+ODD_VALUES = [
+    0,
+    -1,
+    1,
+    2,
+    7,
+    4096,
+    10**6,
+    2**31 - 1,
+    2**63,
+    -(2**63),
+    1e308,
+    float("nan"),
+    float("inf"),
+    0.5,
+    True,
+    None,
+    "",
+    "x",
+    "NaN",
+    [],
+    [1],
+    {},
+    {"a": 1},
+]
 ODD_RATES = [0, 1, 999, 1000, 7999, 22254, 383_999, 768_000, 768_001, 4_000_037, 2**31 - 1, 2**32 - 1]
 
 
@@ -80,8 +103,11 @@ class Fuzzer:
         return {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in files}
 
     def lost(self) -> list[str]:
-        return [str(p) for p, digest in self.kept.items()
-                if not p.is_file() or hashlib.sha1(p.read_bytes()).hexdigest() != digest]
+        return [
+            str(p)
+            for p, digest in self.kept.items()
+            if not p.is_file() or hashlib.sha1(p.read_bytes()).hexdigest() != digest
+        ]
 
     def pick(self, items):
         return items[int(self.rng.integers(len(items)))]
@@ -99,9 +125,13 @@ class Fuzzer:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         (folder / f"fuzzed{source.suffix}").write_bytes(bytes(data))
-        command = self.pick([["embed", folder, self.src / "good1.wav", "-o", self.work / "out.npz"],
-                             ["embed", folder, "--segments", "-o", self.work / "out.parquet"],
-                             ["search", self.index, folder]])
+        command = self.pick(
+            [
+                ["embed", folder, self.src / "good1.wav", "-o", self.work / "out.npz"],
+                ["embed", folder, "--segments", "-o", self.work / "out.parquet"],
+                ["search", self.index, folder],
+            ]
+        )
         return [*command, "--model", "untrained-seed0", *QUIET]
 
     def config(self) -> list:
@@ -128,7 +158,9 @@ class Fuzzer:
         (length,) = struct.unpack("<Q", data[:8])
         choice = self.rng.random()
         if choice < 0.3:
-            header = data[8 : 8 + length].replace(b'"F32"', b'"%s"' % self.pick([b"I64", b"U8", b"C64", b"F16", b"BOOL"]))
+            header = data[8 : 8 + length].replace(
+                b'"F32"', b'"%s"' % self.pick([b"I64", b"U8", b"C64", b"F16", b"BOOL"])
+            )
             data[8 : 8 + length] = header
         elif choice < 0.6:
             for i in self.rng.integers(0, 8 + length, int(self.rng.integers(1, 6))):
@@ -151,25 +183,75 @@ class Fuzzer:
             columns = dict(np.load(shard))
             name = self.pick(sorted(columns))
             rows = len(columns["path"])
-            columns[name] = self.pick([np.zeros((rows, 3), np.float32), np.zeros(rows + 1, np.float32),
-                                       np.array(["x"] * rows), np.arange(rows), np.zeros((2, 64), np.float32),
-                                       np.zeros((), np.float32), np.zeros(rows, np.complex64), np.ones(rows, bool)])
+            columns[name] = self.pick(
+                [
+                    np.zeros((rows, 3), np.float32),
+                    np.zeros(rows + 1, np.float32),
+                    np.array(["x"] * rows),
+                    np.arange(rows),
+                    np.zeros((2, 64), np.float32),
+                    np.zeros((), np.float32),
+                    np.zeros(rows, np.complex64),
+                    np.ones(rows, bool),
+                ]
+            )
             np.savez(shard, **columns)
-        command = self.pick([["search", self.index, self.src / "good0.wav", "--model", "untrained-seed0"],
-                             ["index", "info", self.index], ["duplicates", self.index],
-                             ["index", "export", self.index, "-o", self.work / "x.parquet"],
-                             ["index", "add", self.index, self.src / "good1.wav", "--model", "untrained-seed0", *QUIET]])
+        command = self.pick(
+            [
+                ["search", self.index, self.src / "good0.wav", "--model", "untrained-seed0"],
+                ["index", "info", self.index],
+                ["duplicates", self.index],
+                ["index", "export", self.index, "-o", self.work / "x.parquet"],
+                ["index", "add", self.index, self.src / "good1.wav", "--model", "untrained-seed0", *QUIET],
+            ]
+        )
         return command
 
     def command_line(self) -> list:
         """A command, then words drawn from the commands' options and odd values."""
-        commands = [["embed"], ["tag"], ["search", self.index], ["duplicates", self.index], ["index", "build"],
-                    ["index", "add", self.index], ["index", "sync", self.index], ["index", "remove", self.index],
-                    ["index", "info"], ["index", "export", self.index]]
-        words = ["--model", "--device", "--batch-size", "--threshold", "-k", "-o", "--output", "--segments", "--json",
-                 "--csv", "--queries", "-q", "--num-workers", "0", "-1", "nan", "1e309", "100000", "cuda", "meta",
-                 "", "untrained-seed0", "/dev/zero", "/proc/self/mem", str(self.src), str(self.index),
-                 str(self.src / "good0.wav"), str(self.work / "o.npz"), str(self.work / "o.parquet")]
+        commands = [
+            ["embed"],
+            ["tag"],
+            ["search", self.index],
+            ["duplicates", self.index],
+            ["index", "build"],
+            ["index", "add", self.index],
+            ["index", "sync", self.index],
+            ["index", "remove", self.index],
+            ["index", "info"],
+            ["index", "export", self.index],
+        ]
+        words = [
+            "--model",
+            "--device",
+            "--batch-size",
+            "--threshold",
+            "-k",
+            "-o",
+            "--output",
+            "--segments",
+            "--json",
+            "--csv",
+            "--queries",
+            "-q",
+            "--num-workers",
+            "0",
+            "-1",
+            "nan",
+            "1e309",
+            "100000",
+            "cuda",
+            "meta",
+            "",
+            "untrained-seed0",
+            "/dev/zero",
+            "/proc/self/mem",
+            str(self.src),
+            str(self.index),
+            str(self.src / "good0.wav"),
+            str(self.work / "o.npz"),
+            str(self.work / "o.parquet"),
+        ]
         return [*self.pick(commands), *(self.pick(words) for _ in range(int(self.rng.integers(1, 8))))]
 
 
@@ -201,13 +283,22 @@ def main_script() -> int:
             entry["failures"].append(f"case {case}: {' '.join(map(str, command))[:200]} -> {err}")
         lost += fuzzer.lost()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    total = {"cases": args.cases, "tracebacks": sum(e["tracebacks"] for e in counts.values()), "lost": len(lost),
-             "peak_rss_mb": round(peak_mb), "max_rss_mb": args.max_rss_mb}
+    total = {
+        "cases": args.cases,
+        "tracebacks": sum(e["tracebacks"] for e in counts.values()),
+        "lost": len(lost),
+        "peak_rss_mb": round(peak_mb),
+        "max_rss_mb": args.max_rss_mb,
+    }
     for name, entry in counts.items():
-        print(f"{name}: {entry['cases']} cases, exits {entry['exits']}, {entry['tracebacks']} tracebacks"
-              + "".join(f"\n  {f}" for f in entry["failures"][:5]))
-    print(f"all: {total['cases']} cases, {total['tracebacks']} tracebacks, {total['lost']} files lost, "
-          f"peak RSS {total['peak_rss_mb']} MB (bound {args.max_rss_mb} MB)" + "".join(f"\n  lost {p}" for p in lost[:5]))
+        print(
+            f"{name}: {entry['cases']} cases, exits {entry['exits']}, {entry['tracebacks']} tracebacks"
+            + "".join(f"\n  {f}" for f in entry["failures"][:5])
+        )
+    print(
+        f"all: {total['cases']} cases, {total['tracebacks']} tracebacks, {total['lost']} files lost, "
+        f"peak RSS {total['peak_rss_mb']} MB (bound {args.max_rss_mb} MB)" + "".join(f"\n  lost {p}" for p in lost[:5])
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"kinds": counts, "all": total}, indent=2))
     return 0 if not total["tracebacks"] and not lost and peak_mb <= args.max_rss_mb else 1

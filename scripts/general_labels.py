@@ -23,8 +23,15 @@ from pathlib import Path
 
 from diverse_embed.labels import esc50_categories
 
-KIND_OF_CORPUS = {"philharmonia": "music", "arabic-commands": "speech", "nemo": "speech", "wake-words": "speech",
-                  "precise": "speech", "infant-cries": "human", "asterisk-prompts": "speech"}
+KIND_OF_CORPUS = {
+    "philharmonia": "music",
+    "arabic-commands": "speech",
+    "nemo": "speech",
+    "wake-words": "speech",
+    "precise": "speech",
+    "infant-cries": "human",
+    "asterisk-prompts": "speech",
+}
 LEFT_OUT = {("precise", "not-wake-word")}
 
 
@@ -60,8 +67,14 @@ def main(argv: list[str]) -> int:
     categories = esc50_categories(args.esc50 / "meta" / "esc50.csv")
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
-    general = capped([{**row, "labels": found, "corpus": "general"} for row in rows
-                      if (found := general_label(row["corpus"], row["labels"], categories))], args.cap)
+    general = capped(
+        [
+            {**row, "labels": found, "corpus": "general"}
+            for row in rows
+            if (found := general_label(row["corpus"], row["labels"], categories))
+        ],
+        args.cap,
+    )
     with open(output, "w", newline="") as f:
         writer = csv.DictWriter(f, ["path", "labels", "split", "corpus"])
         writer.writeheader()

@@ -75,8 +75,15 @@ def tiny_config(**changes):
     MobileNet), for tests where the trained model's size does not matter."""
     from diverse_embed.config import DiverseEmbedConfig, NeuralogramConfig
 
-    values = dict(d_model=16, n_layers=1, n_heads=2, head_dim=8, ff_dim=32, num_labels=7,
-                  neuralogram=NeuralogramConfig(mobilenet_width=0.25))
+    values = dict(
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        head_dim=8,
+        ff_dim=32,
+        num_labels=7,
+        neuralogram=NeuralogramConfig(mobilenet_width=0.25),
+    )
     return DiverseEmbedConfig(**{**values, **changes})
 
 
@@ -137,8 +144,19 @@ def fsd50k(tmp_path_factory):
 
 
 # Training options of a run that takes seconds: one epoch a phase, small batches, no workers.
-TINY = ["--neuralogram-epochs", "1", "--branch-epochs", "1", "--fusion-epochs", "2", "--batch-size", "8",
-        "--num-workers", "0", "--quiet"]
+TINY = [
+    "--neuralogram-epochs",
+    "1",
+    "--branch-epochs",
+    "1",
+    "--fusion-epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--quiet",
+]
 
 
 def fake_wheel(path, seed=0, extra=None):
@@ -146,6 +164,7 @@ def fake_wheel(path, seed=0, extra=None):
     import zipfile
 
     from diverse_embed import teacher  # here: the package is imported after pytest_configure sets HOME
+
     torch.manual_seed(seed)
     network = teacher.SoundEffectsCNN()
     state = {f"embedding_net.{k}": v for k, v in network.state_dict().items()}

@@ -105,8 +105,11 @@ def test_sync_keeps_the_files_of_a_folder_it_cannot_read(tmp_path, capsys, monke
     assert "1 removed" in captured.out and f"error: cannot read {src / 'b'} (Permission denied)" in captured.err
     from diverse_embed.search.index import AudioIndex
 
-    assert sorted(AudioIndex(tmp_path / "idx").files()) == [str(src / "a" / "1.wav"), str(src / "b" / "0.wav"),
-                                                            str(src / "b" / "1.wav")]
+    assert sorted(AudioIndex(tmp_path / "idx").files()) == [
+        str(src / "a" / "1.wav"),
+        str(src / "b" / "0.wav"),
+        str(src / "b" / "1.wav"),
+    ]
 
 
 def test_huge_finite_samples_are_refused_not_embedded_as_nan(tmp_path, capsys):
@@ -202,7 +205,10 @@ def test_outputs_that_cannot_be_written_fail_in_one_line_and_keep_the_old_file(t
         assert good.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
     (tmp_path / "folder.npz").mkdir()
     named_folder = subprocess.run([*command, str(tmp_path / "folder.npz")], cwd=REPO, capture_output=True, text=True)
-    assert named_folder.returncode == 2 and named_folder.stderr.strip() == f"error: {tmp_path / 'folder.npz'}: is a folder, not a file"
+    assert (
+        named_folder.returncode == 2
+        and named_folder.stderr.strip() == f"error: {tmp_path / 'folder.npz'}: is a folder, not a file"
+    )
     nested = tmp_path / "new" / "deeper" / "e.parquet"  # missing folders are made, for Parquet as for .npz
     assert main(["embed", str(src / "0.wav"), *UNTRAINED, "-o", str(nested)]) == 0 and nested.is_file()
 
@@ -249,8 +255,9 @@ def test_a_hostile_config_fails_in_one_line_before_anything_is_built(tmp_path, c
     assert time.perf_counter() - started < 5  # refused from the numbers, not after building the network
 
 
-@pytest.mark.parametrize("text, message", [("[]", "config must be a JSON object"),
-                                           ("[" * 100_000 + "]" * 100_000, "nested too deeply")])
+@pytest.mark.parametrize(
+    "text, message", [("[]", "config must be a JSON object"), ("[" * 100_000 + "]" * 100_000, "nested too deeply")]
+)
 def test_a_config_that_is_not_an_object_is_refused(tmp_path, text, message):
     from diverse_embed.checkpoint import read_config
     from diverse_embed.errors import CheckpointError
@@ -323,17 +330,32 @@ FOREIGN_COLUMNS = {
     "removed as int": lambda a: a.update(removed=a["removed"].astype(int)),
     "path 2-D": lambda a: a.update(path=a["path"][:, None]),
 }
-DAMAGE = ["truncated", "empty", "foreign", "flipped", "column missing", "shards=<absent>", 'generation="7"',
-          "dim=-3", 'shards=["../../other/shards/x.npz"]', 'faiss={"type": 1}', *FOREIGN_COLUMNS, "dim=255",
-          'index_type="bogus"']
+DAMAGE = [
+    "truncated",
+    "empty",
+    "foreign",
+    "flipped",
+    "column missing",
+    "shards=<absent>",
+    'generation="7"',
+    "dim=-3",
+    'shards=["../../other/shards/x.npz"]',
+    'faiss={"type": 1}',
+    *FOREIGN_COLUMNS,
+    "dim=255",
+    'index_type="bogus"',
+]
 
 
 @pytest.mark.parametrize("how", DAMAGE)
 def test_a_damaged_index_is_one_line_and_exit_2(tmp_path, capsys, how):
     src, idx = small_index(tmp_path)
     break_shard(idx, how)
-    commands = [["search", str(idx), str(src / "0.wav"), "--model", "untrained-seed0"], ["index", "info", str(idx)],
-                ["index", "add", str(idx), str(src), *UNTRAINED]]
+    commands = [
+        ["search", str(idx), str(src / "0.wav"), "--model", "untrained-seed0"],
+        ["index", "info", str(idx)],
+        ["index", "add", str(idx), str(src), *UNTRAINED],
+    ]
     if how != "flipped":  # zip's CRC is checked for the arrays read: duplicates and export read fewer
         commands += [["duplicates", str(idx)], ["index", "export", str(idx), str(tmp_path / "x.parquet")]]
     if how.startswith("vectors"):  # search (from the intact vectors.faiss) and info never read them
@@ -382,8 +404,14 @@ def test_a_first_build_killed_before_its_manifest_is_resumed_and_leftovers_go(tm
     (idx / ".index.json.1234abcd.tmp").write_text("{")
     (idx / "shards" / "000000-deadbeef.npz").write_bytes(b"half a shard")
     assert main(["index", "build", str(src), "-o", str(idx), *UNTRAINED]) == 0
-    assert sorted(p.name for p in idx.iterdir()) == [".lock", "index.json", "rows.bin", "shards", "skipped.tsv",
-                                                     "vectors.faiss"]
+    assert sorted(p.name for p in idx.iterdir()) == [
+        ".lock",
+        "index.json",
+        "rows.bin",
+        "shards",
+        "skipped.tsv",
+        "vectors.faiss",
+    ]
     manifest = json.loads((idx / "index.json").read_text())
     assert sorted(p.name for p in (idx / "shards").iterdir()) == sorted(manifest["shards"])
     (idx / "shards" / "000009-0a1b2c3d.npz").write_bytes(b"a later kill's orphan")
@@ -409,8 +437,10 @@ def test_readers_see_one_generation_while_a_writer_commits(tmp_path):
     rng = np.random.default_rng(0)
 
     def commit(names):
-        rows = [(name, np.array([np.nan]), np.array([np.nan]), v[None], 1.0, (-1, -1))  # one clip row a file
-                for name, v in zip(names, rng.standard_normal((len(names), 256)).astype(np.float32))]
+        rows = [
+            (name, np.array([np.nan]), np.array([np.nan]), v[None], 1.0, (-1, -1))  # one clip row a file
+            for name, v in zip(names, rng.standard_normal((len(names), 256)).astype(np.float32))
+        ]
         index._commit(rows, [], AddReport())
         index.build()
 

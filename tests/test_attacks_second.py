@@ -61,10 +61,16 @@ def test_a_config_whose_head_or_inputs_are_huge_is_refused_and_a_heavy_one_gets_
 
     base = DiverseEmbedConfig().to_dict()
     with pytest.raises(ValueError, match="1,650,392,928 weights"):  # once a 6.5-GB allocation
-        DiverseEmbedConfig.from_dict({**base, "d_model": 4096, "n_layers": 1, "n_heads": 1, "head_dim": 1,
-                                      "ff_dim": 1, "num_labels": 100_000})
-    heavy = DiverseEmbedConfig.from_dict({**base, "sample_rate": 384_000,  # once 6.3 GB
-                                          "waveform": {**base["waveform"], "patch_ms": 1000}})
+        DiverseEmbedConfig.from_dict(
+            {**base, "d_model": 4096, "n_layers": 1, "n_heads": 1, "head_dim": 1, "ff_dim": 1, "num_labels": 100_000}
+        )
+    heavy = DiverseEmbedConfig.from_dict(
+        {
+            **base,
+            "sample_rate": 384_000,  # once 6.3 GB
+            "waveform": {**base["waveform"], "patch_ms": 1000},
+        }
+    )
     assert chunk_budget(DiverseEmbedder(heavy)) <= 16 < chunk_budget(DiverseEmbedder(DiverseEmbedConfig()))
 
 
@@ -154,22 +160,30 @@ def test_a_huge_batch_size_is_held_to_the_working_set(monkeypatch, tmp_path):
     np.testing.assert_allclose(big, model.embed_file(path, batch_size=4).chunk_embeddings, atol=1e-5)
 
 
-@pytest.mark.parametrize("device, message", [("foo", "not a device"), ("meta", "runs on cpu or cuda only"),
-                                             ("cuda:99", "cuda")])
+@pytest.mark.parametrize(
+    "device, message", [("foo", "not a device"), ("meta", "runs on cpu or cuda only"), ("cuda:99", "cuda")]
+)
 def test_a_device_mistake_is_one_line_and_exit_2(tmp_path, capsys, device, message):
     write_wav(tmp_path / "a.wav", sine(440, 1.0))
     if device.startswith("cuda") and torch.cuda.is_available():
         message = "GPU(s)"
-    for command in (["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz")],
-                    ["index", "build", str(tmp_path / "a.wav"), "-o", str(tmp_path / "idx")]):
+    for command in (
+        ["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz")],
+        ["index", "build", str(tmp_path / "a.wav"), "-o", str(tmp_path / "idx")],
+    ):
         assert main([*command, *UNTRAINED, "--device", device]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
 
 
-@pytest.mark.parametrize("environment, message", [({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc'"),
-                                                  ({"WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT not set"),
-                                                  ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5 with WORLD_SIZE=2")])
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc'"),
+        ({"WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT not set"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5 with WORLD_SIZE=2"),
+    ],
+)
 def test_a_wrong_torchrun_environment_is_one_line(tmp_path, capsys, monkeypatch, environment, message):
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -259,8 +273,9 @@ def test_output_piped_into_a_reader_that_left_ends_quietly(tmp_path):
     cli = f"{sys.executable} -m diverse_embed.cli"
     for command in (f"index info {idx}", f"search {idx} {src / '0.wav'} --model untrained-seed0"):
         # `true` exits at once, so the command's first write meets a closed pipe
-        done = subprocess.run(["bash", "-o", "pipefail", "-c", f"{cli} {command} | true"], cwd=REPO,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f"{cli} {command} | true"], cwd=REPO, capture_output=True, text=True
+        )
         assert done.returncode == 1 and done.stderr == "", done.stderr
 
 
@@ -277,7 +292,10 @@ def test_embed_files_takes_a_folder_a_path_or_a_list_as_the_command_line_does(tm
     for folder in (str(tmp_path), tmp_path, [tmp_path]):  # once "/: is a folder" and "not iterable"
         np.testing.assert_allclose(model.embed_files(folder, **options), listed, atol=1e-6)
     assert audio_paths(str(tmp_path / "b.wav")) == [str(tmp_path / "b.wav")]
-    assert [p for p, _ in model.iter_embed_files(tmp_path, **options)] == [tmp_path / "b.wav", tmp_path / "sub" / "a.wav"]
+    assert [p for p, _ in model.iter_embed_files(tmp_path, **options)] == [
+        tmp_path / "b.wav",
+        tmp_path / "sub" / "a.wav",
+    ]
 
 
 def test_a_missing_query_is_skipped_and_words_are_told_there_are_no_text_queries(tmp_path, capsys):
@@ -297,7 +315,9 @@ def test_the_retrieval_benchmark_says_its_extra_is_missing_before_it_runs(monkey
     from benchmarks import retrieval
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a)
+    )
     with pytest.raises(SystemExit, match="2"):
         retrieval.main(["--esc50", "/nowhere"])
     assert "pip install 'diverse-embed[benchmarks]'" in capsys.readouterr().err
@@ -306,8 +326,10 @@ def test_the_retrieval_benchmark_says_its_extra_is_missing_before_it_runs(monkey
 def test_search_takes_the_embedding_options_the_readme_promises(tmp_path, capsys):
     src, idx = small_index(tmp_path)
     capsys.readouterr()
-    assert main(["search", str(idx), str(src / "1.wav"), "-q", "--batch-size", "8", "--num-workers", "0",
-                 *UNTRAINED[:2]]) == 0  # once "unrecognized arguments"
+    assert (
+        main(["search", str(idx), str(src / "1.wav"), "-q", "--batch-size", "8", "--num-workers", "0", *UNTRAINED[:2]])
+        == 0
+    )  # once "unrecognized arguments"
     assert str(src / "1.wav") in capsys.readouterr().out
 
 

@@ -181,7 +181,9 @@ def test_many_channels_at_a_high_rate_are_decoded_in_bounded_blocks_that_still_j
     monkeypatch.setattr(audio, "MAX_BLOCK_SAMPLES", 1 << 18)  # 32,768 frames of 8 channels a block
     reads = []
     read = sf.SoundFile.read
-    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or read(self, frames, **kw))
+    monkeypatch.setattr(
+        sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or read(self, frames, **kw)
+    )
     joined = np.concatenate(list(audio.stream_audio(path)))
     context = 2 * channels * audio.MAX_RESAMPLING_PERIOD  # at most a resampling period either side
     assert len(reads) > 4 and max(reads) * channels <= (1 << 18) + context

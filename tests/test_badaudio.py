@@ -54,15 +54,17 @@ def test_every_accepted_case_embeds_to_a_finite_unit_vector(corpus, model):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.mark.slow
 def test_embed_command_embeds_the_good_and_names_the_bad(corpus, tmp_path):
     folder, cases = corpus
-    out = run_cli("embed", folder, "--output", tmp_path / "e.npz", "-q", "--num-workers", "2",
-                  "--model", "untrained-seed0")
+    out = run_cli(
+        "embed", folder, "--output", tmp_path / "e.npz", "-q", "--num-workers", "2", "--model", "untrained-seed0"
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     saved = np.load(tmp_path / "e.npz")
     assert sorted(p.split("/")[-1] for p in saved["paths"]) == sorted(c.name for c in cases if c.ok)
@@ -76,14 +78,25 @@ def test_index_build_indexes_the_good_and_lists_the_bad(corpus, tmp_path):
     from diverse_embed import AudioIndex
 
     folder, cases = corpus
-    out = run_cli("index", "build", folder, "--output", tmp_path / "idx", "-q", "--model", "untrained-seed0",
-                  "--commit-every", "5")
+    out = run_cli(
+        "index",
+        "build",
+        folder,
+        "--output",
+        tmp_path / "idx",
+        "-q",
+        "--model",
+        "untrained-seed0",
+        "--commit-every",
+        "5",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     index = AudioIndex(tmp_path / "idx")
     assert sorted(p.split("/")[-1] for p in index.files()) == sorted(c.name for c in cases if c.ok)
     skipped = {path.split("/")[-1]: reason for path, reason in index.skipped().items()}
-    assert {c.name: c.reason in skipped.get(c.name, "") for c in cases if not c.ok} == \
-        {c.name: True for c in cases if not c.ok}
+    assert {c.name: c.reason in skipped.get(c.name, "") for c in cases if not c.ok} == {
+        c.name: True for c in cases if not c.ok
+    }
 
 
 def test_training_data_loading_keeps_the_good_and_reports_the_bad(corpus, tmp_path):
@@ -108,8 +121,7 @@ anything = st.one_of(finite, st.sampled_from([np.nan, np.inf, -np.inf, 3.0, -7.5
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(audio=arrays(np.float32, st.integers(1, 24000), elements=anything),
-       rate=st.sampled_from([8000, 16000, 44100]))
+@given(audio=arrays(np.float32, st.integers(1, 24000), elements=anything), rate=st.sampled_from([8000, 16000, 44100]))
 def test_embed_gives_a_finite_vector_or_the_documented_error(model, audio, rate):
     try:
         out = model.embed(audio, sample_rate=rate)

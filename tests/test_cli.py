@@ -32,12 +32,29 @@ def test_embed_segments_into_npz_are_the_parquet_rows(tmp_path):
     write_wav(tmp_path / "a.wav", sine(440, 2.5))
     write_wav(tmp_path / "b.wav", sine(660, 1.0))
     for suffix in ("npz", "parquet"):
-        assert main(["embed", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "-o", str(tmp_path / f"e.{suffix}"),
-                     "--segments", "-q", "--num-workers", "0"]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    str(tmp_path / "a.wav"),
+                    str(tmp_path / "b.wav"),
+                    "-o",
+                    str(tmp_path / f"e.{suffix}"),
+                    "--segments",
+                    "-q",
+                    "--num-workers",
+                    "0",
+                ]
+            )
+            == 0
+        )
     saved = np.load(tmp_path / "e.npz")
     table = pq.read_table(tmp_path / "e.parquet").to_pydict()
     segments = [i for i, start in enumerate(table["start"]) if start is not None]
-    assert saved["embeddings"].shape == (2, 256) and saved["segment_embeddings"].shape == (len(segments), 256) == (4, 256)
+    assert saved["embeddings"].shape == (2, 256) and saved["segment_embeddings"].shape == (len(segments), 256) == (
+        4,
+        256,
+    )
     assert [p.split("/")[-1] for p in saved["segment_paths"]] == ["a.wav"] * 3 + ["b.wav"]
     np.testing.assert_allclose(saved["segment_starts"], [table["start"][i] for i in segments])
     np.testing.assert_allclose(saved["segment_ends"], [0.0 + table["end"][i] for i in segments])
@@ -62,8 +79,21 @@ def test_embed_reports_missing_inputs_and_models(tmp_path, capsys):
 
 def test_untrained_model_is_announced(tmp_path, capsys):
     write_wav(tmp_path / "a.wav", sine(440, 1.0))
-    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "e.npz"), "--num-workers", "0",
-                 "--model", "untrained-seed0"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "a.wav"),
+                "-o",
+                str(tmp_path / "e.npz"),
+                "--num-workers",
+                "0",
+                "--model",
+                "untrained-seed0",
+            ]
+        )
+        == 0
+    )
     assert "UNTRAINED" in capsys.readouterr().err
     assert str(np.load(tmp_path / "e.npz")["model"]) == "untrained-seed0"
 
@@ -80,9 +110,11 @@ def test_help_loads_no_torch_no_faiss_and_no_training_code():
     import subprocess
     import sys
 
-    code = ("import sys, diverse_embed.cli as c; c.build_parser(); "
-            "print(sorted(m for m in sys.modules if m in ('torch', 'scipy', 'sklearn', 'faiss') "
-            "or m.startswith('diverse_embed.training')))")
+    code = (
+        "import sys, diverse_embed.cli as c; c.build_parser(); "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'scipy', 'sklearn', 'faiss') "
+        "or m.startswith('diverse_embed.training')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
@@ -91,8 +123,10 @@ def test_train_help_loads_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom diverse_embed.cli import main\ntry:\n    main(['train', '--help'])\n"
-            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys\nfrom diverse_embed.cli import main\ntry:\n    main(['train', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "--fusion-epochs" in out.stdout and out.stderr.strip() == "False", out.stderr
 
@@ -109,7 +143,9 @@ def test_nothing_embedded_writes_nothing_and_fails(tmp_path, capsys):
 
 def test_an_index_of_nothing_fails(tmp_path, capsys):
     (tmp_path / "broken.wav").write_text("not audio")
-    code = main(["index", "build", str(tmp_path / "broken.wav"), "-o", str(tmp_path / "idx"), "-q", "--num-workers", "0"])
+    code = main(
+        ["index", "build", str(tmp_path / "broken.wav"), "-o", str(tmp_path / "idx"), "-q", "--num-workers", "0"]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "holds no files" in captured.err and "broken.wav" in captured.out
     assert main(["index", "build", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "idx2"), "-q"]) == 2

@@ -16,7 +16,9 @@ def test_config_rejects_nonsense():
 
 
 def test_json_round_trip_and_integer_label_keys():
-    config = DiverseEmbedConfig(num_labels=2, id2label={0: "dog", 1: "rain"}, neuralogram=NeuralogramConfig(mel_bins=32))
+    config = DiverseEmbedConfig(
+        num_labels=2, id2label={0: "dog", 1: "rain"}, neuralogram=NeuralogramConfig(mel_bins=32)
+    )
     again = DiverseEmbedConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and again.id2label == {0: "dog", 1: "rain"} and again.neuralogram.mel_bins == 32
 
@@ -29,8 +31,15 @@ def test_unknown_fields_are_named():
 
 
 def test_the_flat_format_of_0_1_0_still_loads():
-    flat = {"pitch_n_fft": 1024, "n_mfcc": 20, "mfcc_window_ms": 40.0, "waveform_patch_ms": 25.0,
-            "mel_bins": 32, "mobilenet_time_stride": 8, "d_model": 64}
+    flat = {
+        "pitch_n_fft": 1024,
+        "n_mfcc": 20,
+        "mfcc_window_ms": 40.0,
+        "waveform_patch_ms": 25.0,
+        "mel_bins": 32,
+        "mobilenet_time_stride": 8,
+        "d_model": 64,
+    }
     config = DiverseEmbedConfig.from_dict(flat)
     assert (config.pitch.n_fft, config.timbre.n_mfcc, config.timbre.window_ms) == (1024, 20, 40.0)
     assert (config.neuralogram.mel_bins, config.neuralogram.mobilenet_time_stride) == (32, 8)
@@ -41,8 +50,9 @@ def test_the_bundled_config_is_the_default_shape():
     bundled = json.loads((REPO / "diverse_embed" / "pretrained" / "diverse-embed-esc50" / "config.json").read_text())
     config = DiverseEmbedConfig.from_dict(bundled)
     labels = ("num_labels", "id2label", "problem_type")  # the head's classes, not the network's shape
-    assert {k: v for k, v in config.to_dict().items() if k not in labels} == \
-        {k: v for k, v in DiverseEmbedConfig().to_dict().items() if k not in labels}
+    assert {k: v for k, v in config.to_dict().items() if k not in labels} == {
+        k: v for k, v in DiverseEmbedConfig().to_dict().items() if k not in labels
+    }
     assert config.problem_type == "single_label_classification"  # trained with one label per ESC-50 clip
 
 

@@ -28,12 +28,23 @@ def git_repo(folder, files: dict[str, bytes | None]):
 def test_manifests_keep_speakers_in_one_split_and_leave_out_digits(tmp_path):
     repos, esc50, output = tmp_path / "repos", tmp_path / "esc50", tmp_path / "out"
     speakers = [f"{n:08d}" for n in range(40)]
-    git_repo(repos / "abdulkaderghandoura+arabic-speech-commands-dataset" / "repo",
-             {**{f"dataset/{word}/{s}_NO_0{take}.wav": None for word in ("yes", "stop", "one") for s in speakers
-                 for take in (1, 2)},
-              "dataset/yes/empty.wav": b"", "background_noise/fan.wav": None})
-    git_repo(repos / "YashNita+Animal-Sound-Dataset",  # a clone named OWNER+NAME also works
-             {"Kedi-Part1/cat_1.wav": None, "Kedi-Part2/cat_2.wav": None, "Aslan/aslan_1.wav": None})
+    git_repo(
+        repos / "abdulkaderghandoura+arabic-speech-commands-dataset" / "repo",
+        {
+            **{
+                f"dataset/{word}/{s}_NO_0{take}.wav": None
+                for word in ("yes", "stop", "one")
+                for s in speakers
+                for take in (1, 2)
+            },
+            "dataset/yes/empty.wav": b"",
+            "background_noise/fan.wav": None,
+        },
+    )
+    git_repo(
+        repos / "YashNita+Animal-Sound-Dataset",  # a clone named OWNER+NAME also works
+        {"Kedi-Part1/cat_1.wav": None, "Kedi-Part2/cat_2.wav": None, "Aslan/aslan_1.wav": None},
+    )
     (esc50 / "meta").mkdir(parents=True)
     (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n5-1-A-0.wav,5,dog\n")
     chosen = [c for c in corpora["CORPORA"] if c.name in ("arabic-commands", "animals")]
@@ -50,13 +61,17 @@ def test_manifests_keep_speakers_in_one_split_and_leave_out_digits(tmp_path):
         assert split_of_speaker.setdefault(speaker, r["split"]) == r["split"]  # a speaker in one split only
     assert set(split_of_speaker.values()) == {"train", "val", "test"}
     assert [(r["labels"], r["split"], r["corpus"]) for r in rows if r["corpus"] == "esc50"] == [
-        ("dog", "train", "esc50"), ("dog", "test", "esc50")]
+        ("dog", "train", "esc50"),
+        ("dog", "test", "esc50"),
+    ]
     assert all(open(r["path"], "rb").read(4) == b"RIFF" for r in arabic[:5])  # extracted, absolute paths
 
     unseen = list(csv.DictReader(open(output / "unseen" / "animals.csv")))
     assert sorted((r["path"], r["labels"]) for r in unseen) == [
-        ("animals/Aslan/aslan_1.wav", "Aslan"), ("animals/Kedi-Part1/cat_1.wav", "Kedi"),
-        ("animals/Kedi-Part2/cat_2.wav", "Kedi")]
+        ("animals/Aslan/aslan_1.wav", "Aslan"),
+        ("animals/Kedi-Part1/cat_1.wav", "Kedi"),
+        ("animals/Kedi-Part2/cat_2.wav", "Kedi"),
+    ]
     assert (output / "unseen" / unseen[0]["path"]).is_file()
     assert not any("animals" in r["path"] for r in rows)  # evaluation-only: never in the training manifest
     np.testing.assert_equal(len(list((output / "arabic-commands").rglob("*.wav"))), 2 * 40 * 2)
@@ -71,22 +86,28 @@ def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
         package = f"asterisk-core-sounds-{lang}-wav"
         root = tmp_path / "pkg" / package
         (root / "DEBIAN").mkdir(parents=True)
-        (root / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\n"
-                                                 "Maintainer: t <t@t>\nDescription: test\n")
+        (root / "DEBIAN" / "control").write_text(
+            f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+        )
         for prompt in ("hello", "goodbye", "digits/1"):
             (root / "usr/share/asterisk/sounds" / voice / prompt).parent.mkdir(parents=True, exist_ok=True)
             write_wav(root / "usr/share/asterisk/sounds" / voice / f"{prompt}.wav", sine(440, 0.2), rate=8000)
         (root / "usr/share/doc" / package).mkdir(parents=True)
         (root / "usr/share/doc" / package / "copyright").write_text(
-            "Format: x\n\nFiles: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n\nFiles: debian/*\nLicense: GPL-2+\n")
-        subprocess.run(["dpkg-deb", "-b", "-Zgzip", str(root), str(debs / f"{package}_1.0-1_all.deb")], check=True,
-                       capture_output=True)
+            "Format: x\n\nFiles: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n\nFiles: debian/*\nLicense: GPL-2+\n"
+        )
+        subprocess.run(
+            ["dpkg-deb", "-b", "-Zgzip", str(root), str(debs / f"{package}_1.0-1_all.deb")],
+            check=True,
+            capture_output=True,
+        )
     (esc50 / "meta").mkdir(parents=True)
     (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n")
     corpora["CORPORA"][:] = []
     corpora["DEBIAN_CORPORA"][0].packages[:] = ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav"]
-    code = corpora["main"](["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output),
-                            "--debian", str(debs)])
+    code = corpora["main"](
+        ["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output), "--debian", str(debs)]
+    )
     assert code == 0
     rows = [r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "asterisk-prompts"]
     assert sorted(r["labels"] for r in rows) == ["en"] * 3 + ["fr"] * 3
@@ -101,16 +122,26 @@ def test_general_labels_add_every_clip_once_more_under_a_shared_label(tmp_path):
     general = runpy.run_path(str(REPO / "scripts" / "general_labels.py"), run_name="general_labels")
     (tmp_path / "esc50" / "meta").mkdir(parents=True)
     (tmp_path / "esc50" / "meta" / "esc50.csv").write_text(
-        "filename,fold,target,category\n1-a.wav,1,0,dog\n1-b.wav,1,10,rain\n1-c.wav,1,45,train\n")
-    rows = [("/a/dog.wav", "dog", "train", "esc50"), ("/a/rain.wav", "rain", "test", "esc50"),
-            ("/a/train.wav", "train", "train", "esc50"), ("/b/oboe.mp3", "oboe", "train", "philharmonia"),
-            ("/c/yes.wav", "ok", "val", "arabic-commands"), ("/d/x.wav", "not-wake-word", "train", "precise")]
+        "filename,fold,target,category\n1-a.wav,1,0,dog\n1-b.wav,1,10,rain\n1-c.wav,1,45,train\n"
+    )
+    rows = [
+        ("/a/dog.wav", "dog", "train", "esc50"),
+        ("/a/rain.wav", "rain", "test", "esc50"),
+        ("/a/train.wav", "train", "train", "esc50"),
+        ("/b/oboe.mp3", "oboe", "train", "philharmonia"),
+        ("/c/yes.wav", "ok", "val", "arabic-commands"),
+        ("/d/x.wav", "not-wake-word", "train", "precise"),
+    ]
     with open(tmp_path / "train.csv", "w", newline="") as f:
         csv.writer(f).writerows([("path", "labels", "split", "corpus"), *rows])
     assert general["main"]([str(tmp_path / "train.csv"), str(tmp_path / "esc50"), str(tmp_path / "out.csv")]) == 0
     with open(tmp_path / "out.csv", newline="") as f:
         written = [tuple(r.values()) for r in csv.DictReader(f)]
     assert written[: len(rows)] == rows  # the corpora's own rows first, unchanged
-    assert written[len(rows):] == [("/a/dog.wav", "animal", "train", "general"), ("/a/rain.wav", "nature", "test", "general"),
-                                   ("/a/train.wav", "urban", "train", "general"), ("/b/oboe.mp3", "music", "train", "general"),
-                                   ("/c/yes.wav", "speech", "val", "general")]  # the mixed not-wake-word left out
+    assert written[len(rows) :] == [
+        ("/a/dog.wav", "animal", "train", "general"),
+        ("/a/rain.wav", "nature", "test", "general"),
+        ("/a/train.wav", "urban", "train", "general"),
+        ("/b/oboe.mp3", "music", "train", "general"),
+        ("/c/yes.wav", "speech", "val", "general"),
+    ]  # the mixed not-wake-word left out

@@ -35,8 +35,9 @@ def test_manifest_rules(tmp_path):
 def test_multi_hot_and_targets():
     np.testing.assert_array_equal(multi_hot([[0, 2], [], [1]], 3), [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
     cache = SimpleNamespace(load=lambda path: np.zeros(2500, np.int16))
-    dataset = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1, 2], "train")], cache, 3,
-                           DiverseEmbedConfig(sample_rate=1000))
+    dataset = ChunkDataset(
+        [Clip("a", [0], "train"), Clip("b", [1, 2], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000)
+    )
     assert dataset.chunk_targets().tolist() == [[1, 0, 0]] * 3 + [[0, 1, 1]] * 3
     assert dataset.clip_targets().tolist() == [[1, 0, 0], [0, 1, 1]]
     assert dataset[4][1].tolist() == [0, 1, 1]
@@ -62,8 +63,7 @@ def test_crop_jitter_and_silent_chunk_filter():
     every = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000))
     assert len(every) == 6
 
-    jittered = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000),
-                            crop_jitter=True, seed=1)
+    jittered = ChunkDataset(clips, cache, 2, DiverseEmbedConfig(sample_rate=1000), crop_jitter=True, seed=1)
     starts = {}
     for epoch in range(4):
         jittered.set_epoch(epoch)
@@ -82,7 +82,9 @@ def test_a_corpus_column_gives_each_corpus_its_own_labels(tmp_path):
     from diverse_embed.labels import label_corpora
 
     manifest = tmp_path / "mixed.csv"
-    manifest.write_text("path,labels,split,corpus\na.wav,dog,train,esc50\nb.wav,dog,train,animals\nc.wav,cat,val,animals\n")
+    manifest.write_text(
+        "path,labels,split,corpus\na.wav,dog,train,esc50\nb.wav,dog,train,animals\nc.wav,cat,val,animals\n"
+    )
     dataset = read_manifest(manifest)
     assert dataset.vocabulary == ["animals/cat", "animals/dog", "esc50/dog"]  # two dogs: two label spaces
     assert [c.labels for c in dataset.clips] == [[2], [1], [0]] and dataset.clips[1].corpus == "animals"

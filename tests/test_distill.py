@@ -53,8 +53,10 @@ def test_the_teacher_cache_is_kept_apart_for_another_last_chunk_rule(tmp_path):
 
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
     audio, config = AudioCache(tmp_path / "cache"), tiny_config()
-    folders = {TeacherCache(audio, wheel, dataclasses.replace(config, **change)).folder
-               for change in ({}, {"min_final_chunk_seconds": 0.5}, {"hop_seconds": 0.5})}
+    folders = {
+        TeacherCache(audio, wheel, dataclasses.replace(config, **change)).folder
+        for change in ({}, {"min_final_chunk_seconds": 0.5}, {"hop_seconds": 0.5})
+    }
     assert len(folders) == 3  # a rule that keeps fewer chunks would otherwise read another rule's rows
 
 
@@ -95,18 +97,52 @@ def test_the_regression_term_is_zero_when_the_map_predicts_the_teacher():
 def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
     wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
     cache = tmp_path / "cache"
-    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(cache),
-              "--branches", "timbre,waveform", "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-              "--ff-dim", "32", *TINY]
+    common = [
+        "--dataset",
+        "fsd50k",
+        "--data-root",
+        str(fsd50k),
+        "--cache-dir",
+        str(cache),
+        "--branches",
+        "timbre,waveform",
+        "--d-model",
+        "16",
+        "--n-layers",
+        "1",
+        "--n-heads",
+        "2",
+        "--ff-dim",
+        "32",
+        *TINY,
+    ]
     # Its own step fills the cache, and nothing else.
-    assert cli_main(["train", *common, "--output", str(tmp_path / "t"), "--stage", "teacher", "--teacher", str(wheel)]) == 0
+    assert (
+        cli_main(["train", *common, "--output", str(tmp_path / "t"), "--stage", "teacher", "--teacher", str(wheel)])
+        == 0
+    )
     vectors = sorted(cache.glob("teacher-*/*/*.npy"))
     assert len(vectors) == 15 and not (tmp_path / "t" / "model.safetensors").exists()  # one per training clip
     assert all(np.load(v).shape == (3, 512) for v in vectors)  # 2.5-s clips: 3 chunks
     stamps = [v.stat().st_mtime_ns for v in vectors]
     # Training reads it back (computes nothing again) and adds the term to each phase's loss.
-    assert cli_main(["train", *common, "--output", str(tmp_path / "d"), "--teacher", str(wheel),
-                     "--distill-weight", "5", "--seed", "3"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                *common,
+                "--output",
+                str(tmp_path / "d"),
+                "--teacher",
+                str(wheel),
+                "--distill-weight",
+                "5",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert [v.stat().st_mtime_ns for v in vectors] == stamps
     assert cli_main(["train", *common, "--output", str(tmp_path / "plain"), "--seed", "3"]) == 0
 
@@ -115,25 +151,72 @@ def test_distillation_end_to_end_with_a_cached_teacher(fsd50k, tmp_path):
         return [r["loss"] for r in log if r.get("phase") == "branch:timbre" and "loss" in r]
 
     assert losses("d") != losses("plain")  # the same run but for the term
-    assert cli_main(["train", *common, "--output", str(tmp_path / "r"), "--teacher", str(wheel),
-                     "--distill-loss", "regression", "--distill-weight", "5", "--seed", "3"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                *common,
+                "--output",
+                str(tmp_path / "r"),
+                "--teacher",
+                str(wheel),
+                "--distill-loss",
+                "regression",
+                "--distill-weight",
+                "5",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert losses("r") not in (losses("d"), losses("plain"))
-    assert cli_main(["train", *common, "--output", str(tmp_path / "c"), "--teacher", str(wheel),
-                     "--distill-loss", "regression", "--distill-target", "clip", "--distill-weight", "5",
-                     "--seed", "3"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                *common,
+                "--output",
+                str(tmp_path / "c"),
+                "--teacher",
+                str(wheel),
+                "--distill-loss",
+                "regression",
+                "--distill-target",
+                "clip",
+                "--distill-weight",
+                "5",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert losses("c") not in (losses("r"), losses("plain"))  # the clip's mean is another target
     log = [json.loads(line) for line in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines()]
     distill = [r["distill"] for r in log if "distill" in r]
     assert distill and all(0 <= d <= 2 for d in distill)  # 1 - cosine, logged beside the loss
     assert not any("distill" in r for r in log if r.get("phase", "").startswith("fusion:"))  # heads have no term
     saved = DiverseEmbedder.from_pretrained(tmp_path / "r").state_dict()
-    assert saved.keys() == DiverseEmbedder.from_pretrained(tmp_path / "plain").state_dict().keys()  # the map is not kept
+    assert (
+        saved.keys() == DiverseEmbedder.from_pretrained(tmp_path / "plain").state_dict().keys()
+    )  # the map is not kept
     assert json.loads((tmp_path / "d" / "hparams.json").read_text())["teacher"] == str(wheel)
 
 
 def test_distillation_refuses_what_it_cannot_teach(fsd50k, tmp_path):
-    common = ["train", "--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
-              "--output", str(tmp_path / "x"), *TINY]
+    common = [
+        "train",
+        "--dataset",
+        "fsd50k",
+        "--data-root",
+        str(fsd50k),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output",
+        str(tmp_path / "x"),
+        *TINY,
+    ]
     assert cli_main([*common, "--stage", "teacher"]) == 2  # no --teacher
     assert cli_main([*common, "--teacher", str(tmp_path / "missing.whl")]) == 2
     wheel, _ = fake_wheel(tmp_path / "w.whl")

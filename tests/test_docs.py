@@ -8,17 +8,28 @@ import pytest
 
 from conftest import REPO
 
-PAGES = sorted([REPO / "README.md", REPO / "CHANGELOG.md", REPO / "CONTRIBUTING.md", REPO / "RELIABILITY.md",
-                REPO / "benchmarks" / "README.md", *(REPO / "docs").glob("*.md"),
-                *(REPO / "diverse_embed" / "pretrained").glob("*/README.md")])
+PAGES = sorted(
+    [
+        REPO / "README.md",
+        REPO / "CHANGELOG.md",
+        REPO / "CONTRIBUTING.md",
+        REPO / "RELIABILITY.md",
+        REPO / "benchmarks" / "README.md",
+        *(REPO / "docs").glob("*.md"),
+        *(REPO / "diverse_embed" / "pretrained").glob("*/README.md"),
+    ]
+)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_names_a_file_that_exists(page):
     text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code is not a link
-    broken = [target for target in LINK.findall(text)
-              if not re.match(r"^(https?:|mailto:|#)", target) and not (page.parent / target.split("#")[0]).exists()]
+    broken = [
+        target
+        for target in LINK.findall(text)
+        if not re.match(r"^(https?:|mailto:|#)", target) and not (page.parent / target.split("#")[0]).exists()
+    ]
     assert not broken, f"{page.relative_to(REPO)}: broken links {broken}"
 
 

@@ -18,7 +18,9 @@ def test_output_shapes(model, seconds, n_chunks):
         assert vector.shape == (64,) and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
     assert out.chunk_embeddings.shape == (n_chunks, 256)
     np.testing.assert_allclose(out.chunk_times, np.arange(n_chunks))
-    np.testing.assert_allclose(out.chunk_ends, np.minimum(np.arange(n_chunks) + 1.0, seconds))  # the last ends with the clip
+    np.testing.assert_allclose(
+        out.chunk_ends, np.minimum(np.arange(n_chunks) + 1.0, seconds)
+    )  # the last ends with the clip
     assert out.logits.shape == (200,)
     assert np.isfinite(out.chunk_embeddings).all() and np.isfinite(out.logits).all()
 
@@ -90,7 +92,9 @@ def test_a_bad_file_is_named_and_the_rest_still_embed(model, audio_folder):
     assert [isinstance(r, AudioLoadError) for _, r in results] == [p == bad for p in paths]
 
 
-@pytest.mark.parametrize("seconds, rate, hop", [(130.05, 16000, 1.0), (7.3, 44100, 1.0), (0.3, 16000, 1.0), (5.2, 22050, 0.5)])
+@pytest.mark.parametrize(
+    "seconds, rate, hop", [(130.05, 16000, 1.0), (7.3, 44100, 1.0), (0.3, 16000, 1.0), (5.2, 22050, 0.5)]
+)
 def test_embed_file_streams_to_the_same_result(tmp_path, seconds, rate, hop, monkeypatch):
     import diverse_embed.embed as embed_module
     from diverse_embed import load_audio
@@ -112,8 +116,9 @@ def test_embed_file_streams_to_the_same_result(tmp_path, seconds, rate, hop, mon
 def test_long_files_in_a_collection_are_streamed(model, audio_folder):
     paths = sorted(audio_folder.iterdir())
     everything_in_memory = model.embed_files(paths, num_workers=0, progress=False)
-    rows = [o.embedding for _, o in model.iter_embed_files(paths, num_workers=2, progress=False,
-                                                          max_seconds_in_memory=0.5)]
+    rows = [
+        o.embedding for _, o in model.iter_embed_files(paths, num_workers=2, progress=False, max_seconds_in_memory=0.5)
+    ]
     np.testing.assert_allclose(np.stack(rows), everything_in_memory, atol=1e-5)
 
 

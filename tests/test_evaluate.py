@@ -14,7 +14,9 @@ def test_subsets_and_their_columns():
     assert list(found) == ["fused", "pitch", "timbre", "waveform", "-pitch", "-timbre", "-waveform"]
     assert config.branch_columns(found["-timbre"]) == list(range(0, 64)) + list(range(128, 192))
     assert config.branch_columns(["timbre"]) == list(range(64, 128))
-    assert list(DiverseEmbedConfig(branches=["timbre"]).branch_subsets()) == ["fused"]  # nothing to leave out of one branch
+    assert list(DiverseEmbedConfig(branches=["timbre"]).branch_subsets()) == [
+        "fused"
+    ]  # nothing to leave out of one branch
 
 
 def test_clip_means_average_each_clips_chunks():

@@ -25,8 +25,9 @@ def labelled(tmp_path_factory):
 
 
 def run_example(name, *args, cwd):
-    out = subprocess.run([sys.executable, str(REPO / "examples" / name), *map(str, args)],
-                         capture_output=True, text=True, cwd=cwd)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / name), *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -41,8 +42,9 @@ def test_search_collection(labelled, tmp_path):
 
 
 def test_embed_and_cluster(labelled, tmp_path):
-    out = run_example("embed_and_cluster.py", labelled, "--clusters", "2", "--output", tmp_path / "map.png",
-                      cwd=tmp_path)
+    out = run_example(
+        "embed_and_cluster.py", labelled, "--clusters", "2", "--output", tmp_path / "map.png", cwd=tmp_path
+    )
     groups = [line for line in out.splitlines() if line.startswith("group ")]
     assert len(groups) == 2
     # Tones and noise fall into separate groups.

@@ -58,7 +58,14 @@ def test_the_file_describes_itself_and_takes_any_batch(exported):
     assert (int(meta["sample_rate"]), int(meta["chunk_samples"]), int(meta["hop_samples"])) == (16000, 16000, 16000)
     assert int(meta["min_final_chunk_samples"]) == 1600 and meta["problem_type"] == "single_label_classification"
     assert DiverseEmbedConfig.from_dict(json.loads(meta["config"])) == model.config
-    assert [o.name for o in session.get_outputs()] == ["embedding", "pitch", "timbre", "waveform", "neuralogram", "logits"]
+    assert [o.name for o in session.get_outputs()] == [
+        "embedding",
+        "pitch",
+        "timbre",
+        "waveform",
+        "neuralogram",
+        "logits",
+    ]
     assert session.get_inputs()[0].name == "chunks" and session.get_inputs()[0].shape[1] == 16000
     chunks = np.stack([noise(1.0), sine(440, 1.0), np.zeros(16000, np.float32)])  # (3, 16000)
     together = session.run(None, {"chunks": chunks})
@@ -78,11 +85,20 @@ def documented_clip_rule() -> str:
 def test_the_documented_clip_rule_is_the_packages(exported, tmp_path):
     model, path, _ = exported
     namespace = {"samples": SAMPLES}
-    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md clip rule", "exec"), namespace)
+    exec(
+        compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md clip rule", "exec"),
+        namespace,
+    )
     assert namespace["clip"]["embedding"].shape == (model.config.embedding_dim,)
     long = noise(5.00006)  # a last chunk of 1 sample: dropped, by the package's rule
-    cases = [(long, 16000), (noise(0.3), 16000), (noise(3.7), 16000), (sine(330, 2.0, rate=44100), 44100),
-             (sine(500, 1.5, rate=8000), 8000), (noise(1.0), 48000)]
+    cases = [
+        (long, 16000),
+        (noise(0.3), 16000),
+        (noise(3.7), 16000),
+        (sine(330, 2.0, rate=44100), 44100),
+        (sine(500, 1.5, rate=8000), 8000),
+        (noise(1.0), 48000),
+    ]
     for audio, rate in cases:
         ours = namespace["embed"](audio, rate)
         package = model.embed(audio, sample_rate=rate)
@@ -133,7 +149,9 @@ def test_export_refuses_other_outputs_and_names_a_missing_extra(tmp_path, capsys
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find_spec(name, *a)
+    )
     assert main(["export", "--model", "untrained-seed0", "--output", str(tmp_path / "m.onnx")]) == 2
     assert 'onnxscript: pip install "diverse-embed[export]"' in capsys.readouterr().err
 

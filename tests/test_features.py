@@ -112,6 +112,11 @@ def test_features_are_finite_on_silence_and_clipping():
 def test_front_ends_follow_the_config():
     config = DiverseEmbedConfig()  # 25-ms frames, 50-ms windows
     chunk = torch.randn(1, 16000)
-    assert SpectralPeaks(config)(chunk).shape[1] == MFCCFrames(config)(chunk).shape[1] == LogMel(config)(chunk).shape[1] == 41
+    assert (
+        SpectralPeaks(config)(chunk).shape[1]
+        == MFCCFrames(config)(chunk).shape[1]
+        == LogMel(config)(chunk).shape[1]
+        == 41
+    )
     assert LogMel(config).mel.spectrogram.spectrogram.n_fft == 1024  # inside its Float64Spectrogram
     assert MFCCFrames(config).mfcc.MelSpectrogram.spectrogram.n_fft == 800

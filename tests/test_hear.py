@@ -83,9 +83,12 @@ def test_a_batch_gives_what_its_items_give(model):
     scene = hear.get_scene_embeddings(audio, model)
     frames, _ = hear.get_timestamp_embeddings(audio, model)
     for i in range(3):
-        torch.testing.assert_close(hear.get_scene_embeddings(audio[i : i + 1], model)[0], scene[i], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(hear.get_timestamp_embeddings(audio[i : i + 1], model)[0][0], frames[i],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            hear.get_scene_embeddings(audio[i : i + 1], model)[0], scene[i], atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            hear.get_timestamp_embeddings(audio[i : i + 1], model)[0][0], frames[i], atol=1e-5, rtol=1e-5
+        )
 
 
 def test_scene_mean_half_is_the_library_embedding(model):

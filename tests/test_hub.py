@@ -34,8 +34,12 @@ def folder(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_of_the_committed_hub_folder():
-    out = subprocess.run([sys.executable, str(REPO / "hub" / "publish.py"), "--repo-id", "someone/diverse-embed-esc50",
-                          "--dry-run"], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, str(REPO / "hub" / "publish.py"), "--repo-id", "someone/diverse-embed-esc50", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "weights load strictly" in out.stdout and "nothing uploaded" in out.stdout
 

@@ -115,12 +115,28 @@ def test_several_queries_in_one_search(model, built, collection, tmp_path, capsy
     (tmp_path / "broken.wav").write_text("not audio")
     listed = tmp_path / "queries.txt"
     listed.write_text(f"# two more\n{collection / 'noise_1.wav'}\n\n{tmp_path / 'broken.wav'}\n")
-    code = main(["search", str(built.folder), str(collection / "sine_900.wav"), str(collection / "sine_300.wav"),
-                 "--queries", str(listed), "-k", "3", "--json"])
+    code = main(
+        [
+            "search",
+            str(built.folder),
+            str(collection / "sine_900.wav"),
+            str(collection / "sine_300.wav"),
+            "--queries",
+            str(listed),
+            "-k",
+            "3",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "broken.wav" in captured.err  # one query could not be read: said, and the exit code
     results = [json.loads(line) for line in captured.out.splitlines()]  # JSON Lines, one per query, in order
-    assert [r["query"].rsplit("/", 1)[-1] for r in results] == ["sine_900.wav", "sine_300.wav", "noise_1.wav", "broken.wav"]
+    assert [r["query"].rsplit("/", 1)[-1] for r in results] == [
+        "sine_900.wav",
+        "sine_300.wav",
+        "noise_1.wav",
+        "broken.wav",
+    ]
     for result in results[:3]:
         alone = built.search_file(result["query"], model, k=3)
         assert [h["path"] for h in result["results"]] == [h.path for h in alone]
@@ -178,8 +194,9 @@ def test_short_silent_and_odd_queries(model, built, tmp_path):
 
 
 def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True, text=True, cwd=REPO, **kwargs
+    )
 
 
 @pytest.mark.slow
@@ -235,7 +252,9 @@ def test_an_index_records_a_model_name_that_loads_it_again(model, tmp_path):
     index.build()
     found = run_cli("search", tmp_path / "e", tmp_path / "q.wav", "--json")  # the CLI loads it by that name
     assert found.returncode == 0 and json.loads(found.stdout)["results"][0]["score"] > 0.999
-    manifest = json.loads((tmp_path / "e" / "index.json").read_text())  # an index from before: a name that no longer loads
+    manifest = json.loads(
+        (tmp_path / "e" / "index.json").read_text()
+    )  # an index from before: a name that no longer loads
     (tmp_path / "e" / "index.json").write_text(json.dumps({**manifest, "model": "my-model-name"}))
     lost = run_cli("search", tmp_path / "e", tmp_path / "q.wav")
     assert lost.returncode == 2 and "--model" in lost.stderr and "'my-model-name'" in lost.stderr
@@ -248,10 +267,26 @@ def test_killed_build_resumes_to_the_same_index(tmp_path):
     files.mkdir()
     for i in range(24):
         write_wav(files / f"clip_{i:02d}.wav", sine(200 + 50 * i, 4.0) + noise(4.0, 0.01))
-    build = ["index", "build", files, "--output", tmp_path / "killed", "--commit-every", "2",
-             "--num-workers", "0", "--batch-size", "4", "-q"]
-    process = subprocess.Popen([sys.executable, "-m", "diverse_embed.cli", *map(str, build)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    build = [
+        "index",
+        "build",
+        files,
+        "--output",
+        tmp_path / "killed",
+        "--commit-every",
+        "2",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "4",
+        "-q",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diverse_embed.cli", *map(str, build)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = tmp_path / "killed" / "index.json"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -276,9 +311,28 @@ def test_killed_build_resumes_to_the_same_index(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_under_torchrun_build_one_index(collection, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli",
-         "index", "build", str(collection), "--output", str(tmp_path / "ranks"), "--num-workers", "0", "-q"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "diverse_embed.cli",
+            "index",
+            "build",
+            str(collection),
+            "--output",
+            str(tmp_path / "ranks"),
+            "--num-workers",
+            "0",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     index = AudioIndex(tmp_path / "ranks")
@@ -337,8 +391,12 @@ def test_an_hour_long_query_is_streamed(collection, tmp_path):
     with sf.SoundFile(hour, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
         for _ in range(60):  # one minute at a time: the test itself never holds the hour either
             f.write((0.1 * rng.standard_normal(16000 * 60)).astype(np.float32))
-    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(tmp_path / "idx"), str(minute), str(hour)],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(tmp_path / "idx"), str(minute), str(hour)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     added = int(done.stdout.split()[-1])
     # Decoded whole, the hour alone would take 230 MiB (float32 at 16 kHz), before any copy of it.
@@ -347,6 +405,7 @@ def test_an_hour_long_query_is_streamed(collection, tmp_path):
 
 
 # ----- remove and sync -----------------------------------------------------------------------------
+
 
 def _folder_of_clips(folder, count, seconds=2.0):
     folder.mkdir(parents=True, exist_ok=True)
@@ -401,10 +460,25 @@ def test_killed_sync_leaves_a_consistent_index_and_resumes(tmp_path):
     (files / "clip_03.wav").unlink()
     for i in range(4, 28):
         write_wav(files / f"clip_{i:02d}.wav", sine(200 + 50 * i, 4.0) + noise(4.0, 0.01))
-    sync = ["index", "sync", tmp_path / "idx", files, "--commit-every", "2", "--num-workers", "0",
-            "--batch-size", "4", "-q"]
-    process = subprocess.Popen([sys.executable, "-m", "diverse_embed.cli", *map(str, sync)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sync = [
+        "index",
+        "sync",
+        tmp_path / "idx",
+        files,
+        "--commit-every",
+        "2",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "4",
+        "-q",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diverse_embed.cli", *map(str, sync)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = tmp_path / "idx" / "index.json"
     start_generation = json.loads(manifest.read_text())["generation"]
     deadline = time.time() + 120
@@ -444,7 +518,9 @@ def test_remove_and_sync_commands(collection, tmp_path):
     again = run_cli("index", "sync", tmp_path / "idx", files)
     assert f"  removed {files / 'noise_0.wav'}" in again.stdout.splitlines()
     assert "embedding" not in again.stderr  # nothing to embed: no empty progress bar
-    (files / "noise_0.wav").write_bytes(next(p for p in sorted(collection.iterdir()) if p.name == "noise_0.wav").read_bytes())
+    (files / "noise_0.wav").write_bytes(
+        next(p for p in sorted(collection.iterdir()) if p.name == "noise_0.wav").read_bytes()
+    )
     assert run_cli("index", "sync", tmp_path / "idx", files, "-q").returncode == 0
     missing = run_cli("index", "sync", tmp_path / "idx", tmp_path / "unplugged_drive", "-q")
     assert missing.returncode == 2 and "no such folder" in missing.stderr
@@ -452,6 +528,7 @@ def test_remove_and_sync_commands(collection, tmp_path):
 
 
 # ----- the compressed type ---------------------------------------------------------------------------
+
 
 def _clustered(n, seed, d=256):
     rng = np.random.default_rng(seed)
@@ -463,8 +540,17 @@ def _clustered(n, seed, d=256):
 def _fill(index, vectors, first=0, shard_rows=4000):
     """Commit synthetic clip vectors as files named row_<i> (no audio: the index takes the rows as given)."""
     for start in range(0, len(vectors), shard_rows):
-        rows = [(f"/nowhere/row_{first + start + i:06d}.wav", np.array([np.nan]), np.array([np.nan]), v[None], 1.0, (-1, -1))
-                for i, v in enumerate(vectors[start:start + shard_rows])]
+        rows = [
+            (
+                f"/nowhere/row_{first + start + i:06d}.wav",
+                np.array([np.nan]),
+                np.array([np.nan]),
+                v[None],
+                1.0,
+                (-1, -1),
+            )
+            for i, v in enumerate(vectors[start : start + shard_rows])
+        ]
         index._commit(rows, [], AddReport())
 
 
@@ -477,7 +563,14 @@ def test_compressed_index_reranks_with_exact_vectors_from_disk(model, tmp_path):
     assert index.info()["faiss"] == "compressed"
     # The vectors are on disk once, in the shards: beside them only the codes and 8 bytes a row.
     folder = tmp_path / "idx"
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", "index.json", "rows.bin", "shards", "skipped.tsv", "vectors.faiss"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".lock",
+        "index.json",
+        "rows.bin",
+        "shards",
+        "skipped.tsv",
+        "vectors.faiss",
+    ]
     assert (folder / "rows.bin").stat().st_size == 12_000 * 8
     reopened = AudioIndex(folder)  # loads the codes; reads rows and exact vectors from the shards
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
@@ -499,7 +592,9 @@ def test_compressed_index_reranks_with_exact_vectors_from_disk(model, tmp_path):
     assert hit.path.endswith("row_000123.wav") and hit.score == pytest.approx(1.0, abs=1e-5)  # an exact score
     reopened.remove([f"/nowhere/row_{i:06d}.wav" for i in range(100, 200)])
     reopened.build()
-    assert reopened.faiss_index.ntotal == 11_900 and not (folder / "vectors.f32").exists()  # the next build drops the copy
+    assert (
+        reopened.faiss_index.ntotal == 11_900 and not (folder / "vectors.f32").exists()
+    )  # the next build drops the copy
     assert all(not h.path.endswith("row_000123.wav") for h in reopened.search_vector(vectors[123], k=10))
 
 
@@ -512,6 +607,7 @@ def test_too_few_vectors_for_the_compressed_type_fall_back_to_exact(model, colle
 
 # ----- Parquet -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, collection, tmp_path):
     import duckdb
@@ -521,7 +617,10 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
     out = run_cli("embed", collection, "--output", table_path, "--segments", "--model", "untrained-seed0", "-q")
     assert out.returncode == 0, out.stderr
     table = pq.read_table(table_path)
-    assert table.schema.field("vector").type.list_size == 256 and str(table.schema.field("vector").type.value_type) == "float"
+    assert (
+        table.schema.field("vector").type.list_size == 256
+        and str(table.schema.field("vector").type.value_type) == "float"
+    )
     assert table.num_rows == 8 * 3  # a clip row and two 1-s segments per 2-s file
     first = sorted(collection.iterdir())[0]
     rows = [r for r in table.to_pylist() if r["path"] == str(first)]
@@ -530,16 +629,23 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
     np.testing.assert_allclose(rows[0]["vector"], expected.embedding, atol=1e-5)
     assert {r["model"] for r in rows} == {"untrained-seed0"} and rows[0]["fingerprint"] == model.fingerprint()
     # The same rows through an index export, and read by DuckDB
-    assert run_cli("index", "build", collection, "--output", tmp_path / "idx", "--segments", "--model", "untrained-seed0",
-                   "-q").returncode == 0
+    assert (
+        run_cli(
+            "index", "build", collection, "--output", tmp_path / "idx", "--segments", "--model", "untrained-seed0", "-q"
+        ).returncode
+        == 0
+    )
     assert run_cli("index", "export", tmp_path / "idx", tmp_path / "index.parquet").returncode == 0
     con = duckdb.connect()
     count, dims, clips = con.execute(
         "SELECT count(*), min(len(vector)), count(*) FILTER (WHERE start IS NULL) FROM read_parquet(?)",
-        [str(tmp_path / "index.parquet")]).fetchone()
+        [str(tmp_path / "index.parquet")],
+    ).fetchone()
     assert (count, dims, clips) == (24, 256, 8)
-    path, vector = con.execute("SELECT path, vector FROM read_parquet(?) WHERE start IS NULL ORDER BY path LIMIT 1",
-                               [str(tmp_path / "index.parquet")]).fetchone()
+    path, vector = con.execute(
+        "SELECT path, vector FROM read_parquet(?) WHERE start IS NULL ORDER BY path LIMIT 1",
+        [str(tmp_path / "index.parquet")],
+    ).fetchone()
     assert path == str(first)
     np.testing.assert_allclose(vector, expected.embedding, atol=1e-5)
     assert run_cli("embed", collection, "--output", tmp_path / "x.npz", "--segments", "-q").returncode == 0
@@ -547,6 +653,7 @@ def test_embed_and_export_to_parquet_read_back_by_pyarrow_and_duckdb(model, coll
 
 
 # ----- duplicates and tags ---------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_path):
@@ -556,11 +663,14 @@ def test_duplicates_groups_copies_and_near_copies_only(model, collection, tmp_pa
         (files / path.name).write_bytes(path.read_bytes())
     (files / "copy_of_sine_500.wav").write_bytes((collection / "sine_500.wav").read_bytes())
     write_wav(files / "sine_500_quieter.wav", 0.8 * sine(500, 2.0, amplitude=0.4) + noise(2.0, 1e-4))
-    assert run_cli("index", "build", files, "--output", tmp_path / "idx", "--model", "untrained-seed0",
-                   "-q").returncode == 0
+    assert (
+        run_cli("index", "build", files, "--output", tmp_path / "idx", "--model", "untrained-seed0", "-q").returncode
+        == 0
+    )
     groups = AudioIndex(tmp_path / "idx").duplicates(threshold=0.999)
     assert [[os.path.basename(p) for p, _ in g] for g in groups] == [
-        ["copy_of_sine_500.wav", "sine_500.wav", "sine_500_quieter.wav"]]
+        ["copy_of_sine_500.wav", "sine_500.wav", "sine_500_quieter.wav"]
+    ]
     assert all(score >= 0.999 for _, score in groups[0])
     listed = json.loads(run_cli("duplicates", tmp_path / "idx", "--threshold", "0.999", "--json").stdout)
     assert [len(g["files"]) for g in listed] == [3]
@@ -577,8 +687,11 @@ def multi_corpus_tagger(folder, labels: list[str]) -> DiverseEmbedder:
     from diverse_embed import DiverseEmbedConfig
 
     torch.manual_seed(0)
-    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                               problem_type="single_label_classification"))
+    model = DiverseEmbedder(
+        DiverseEmbedConfig(
+            num_labels=len(labels), id2label=dict(enumerate(labels)), problem_type="single_label_classification"
+        )
+    )
     model.save_pretrained(folder)
     return model
 
@@ -608,7 +721,9 @@ def test_tag_reads_a_multi_label_head_with_sigmoids(tmp_path):
 
     torch.manual_seed(0)
     labels = {0: "bark", 1: "rain", 2: "speech"}
-    model = DiverseEmbedder(DiverseEmbedConfig(num_labels=3, id2label=labels, problem_type="multi_label_classification"))
+    model = DiverseEmbedder(
+        DiverseEmbedConfig(num_labels=3, id2label=labels, problem_type="multi_label_classification")
+    )
     model.save_pretrained(tmp_path / "multi")
     clip = write_wav(tmp_path / "tone.wav", sine(440, 1.0))
     out = run_cli("tag", clip, "--model", tmp_path / "multi", "--json", "-q")
@@ -625,17 +740,24 @@ def test_tag_reads_a_multi_corpus_head_with_a_softmax_per_corpus(tmp_path):
     broadest = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--json")
     assert broadest.returncode == 0 and "labels of corpus esc50" in broadest.stderr  # the largest label set
     assert sorted(label["label"] for label in json.loads(broadest.stdout)["labels"]) == [
-        "esc50/dog", "esc50/rain", "esc50/siren"]
+        "esc50/dog",
+        "esc50/rain",
+        "esc50/siren",
+    ]
     out = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "5", "--corpus", "all", "--json", "-q")
     assert out.returncode == 0, out.stderr
     grouped = json.loads(out.stdout)["corpora"]  # every corpus's own best labels, apart
     assert sorted(grouped) == ["esc50", "speech"] and [len(grouped[c]) for c in ("esc50", "speech")] == [3, 2]
-    assert all(sum(label["score"] for label in grouped[c]) == pytest.approx(1, abs=1e-3) for c in grouped)  # each sums to one
+    assert all(
+        sum(label["score"] for label in grouped[c]) == pytest.approx(1, abs=1e-3) for c in grouped
+    )  # each sums to one
     text = run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "1", "--corpus", "all", "-q").stdout.splitlines()
     assert text[0].endswith("tone.wav:") and [line.split(":")[0].strip() for line in text[1:]] == ["esc50", "speech"]
     only = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "speech", "--json", "-q")
-    assert [label["label"] for label in json.loads(only.stdout)["labels"]] in (["speech/yes", "speech/no"],
-                                                                                ["speech/no", "speech/yes"])
+    assert [label["label"] for label in json.loads(only.stdout)["labels"]] in (
+        ["speech/yes", "speech/no"],
+        ["speech/no", "speech/yes"],
+    )
     unknown = run_cli("tag", clip, "--model", tmp_path / "corpora", "--corpus", "birds", "-q")
     assert unknown.returncode == 2 and "esc50, speech" in unknown.stderr
 
@@ -649,12 +771,16 @@ def test_tag_from_python_is_what_the_command_prints(tmp_path):
     clip = write_wav(tmp_path / "tone.wav", sine(440, 2.5))
     for corpus in (None, "all", "speech"):
         options = ["--corpus", corpus] if corpus else []
-        printed = json.loads(run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "2", "--json", "-q", *options).stdout)
+        printed = json.loads(
+            run_cli("tag", clip, "--model", tmp_path / "corpora", "-k", "2", "--json", "-q", *options).stdout
+        )
         groups = printed["corpora"].values() if "corpora" in printed else [printed["labels"]]
         expected = [(label["label"], label["score"]) for group in groups for label in group]
         found = model.tag(load_audio(clip), 16000, k=2, corpus=corpus)
         assert [(t["label"], round(t["score"], 4)) for t in found] == expected
-    assert [t["label"].split("/")[0] for t in model.tag(load_audio(clip), 16000, k=5)] == ["esc50"] * 3  # the largest corpus
+    assert [t["label"].split("/")[0] for t in model.tag(load_audio(clip), 16000, k=5)] == [
+        "esc50"
+    ] * 3  # the largest corpus
     with pytest.raises(ValueError, match="corpora are esc50, speech"):
         model.tag(load_audio(clip), 16000, corpus="birds")
     with pytest.raises(ValueError, match="no label names"):
@@ -693,7 +819,10 @@ def test_an_index_built_by_release_ff8bb69_opens_searches_and_grows(tmp_path, ca
     samples = Path(str(files("diverse_embed") / "samples"))
     hits = index.search_file(samples / "note_220hz_harmonic.wav", model, k=2)
     assert hits[0].path == "/tmp/fx/samples/note_220hz_harmonic.wav" and hits[0].score > 0.999
-    assert {h.path for h in hits} == {"/tmp/fx/samples/note_220hz_harmonic.wav", "/tmp/fx/samples/clicks_4_per_second.wav"}
+    assert {h.path for h in hits} == {
+        "/tmp/fx/samples/note_220hz_harmonic.wav",
+        "/tmp/fx/samples/clicks_4_per_second.wav",
+    }
     report = index.add([samples / "noise_bursts.wav"], model, progress=False, num_workers=0)
     index.build()
     assert len(report.added) == 1 and AudioIndex(folder).info()["files"] == 3
@@ -715,7 +844,12 @@ def test_a_new_head_on_the_same_branches_searches_the_index(model, collection, t
     mine.branches.load_state_dict(model.branches.state_dict())
     mine.save_pretrained(tmp_path / "mine")
     query = sorted(collection.iterdir())[0]
-    assert main(["search", str(tmp_path / "idx"), str(query), "--model", str(tmp_path / "mine"), "-k", "1", "--json", "-q"]) == 0
+    assert (
+        main(
+            ["search", str(tmp_path / "idx"), str(query), "--model", str(tmp_path / "mine"), "-k", "1", "--json", "-q"]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["results"][0]["path"].endswith(query.name)
 
 
@@ -760,8 +894,11 @@ def test_a_search_holds_no_per_row_table(model, tmp_path, index_type):
     names = [f"/sounds/{'é' if i % 7 == 0 else ''}file_{i // 3}.wav" for i in range(n)]  # three rows a file
     starts = np.array([np.nan if i % 3 == 0 else float(i % 3 - 1) for i in range(n)])
     runs = [i for i in range(n) if i == 0 or names[i] != names[i - 1]] + [n]  # each file's rows, together
-    index._commit([(names[a], starts[a:b], starts[a:b] + 1, vectors[a:b], 2.0, (1, 1)) for a, b in zip(runs, runs[1:])],
-                  [], AddReport())
+    index._commit(
+        [(names[a], starts[a:b], starts[a:b] + 1, vectors[a:b], 2.0, (1, 1)) for a, b in zip(runs, runs[1:])],
+        [],
+        AddReport(),
+    )
     index.build()
     searched = AudioIndex(tmp_path / "idx")
     hits = searched.search_vector(vectors[4], k=5)
@@ -781,9 +918,11 @@ def test_a_search_holds_no_per_row_table(model, tmp_path, index_type):
 
 def test_searching_by_vector_imports_neither_torch_nor_pyarrow(built):
     """A process that searches by vector holds the index, not the libraries of embedding."""
-    script = ("import sys, numpy as np; from diverse_embed.search.index import AudioIndex; "
-              "index = AudioIndex(sys.argv[1]); hits = index.search_vector(np.ones(256, np.float32), 3); "
-              "print(len(hits), sorted(m for m in ('torch', 'pyarrow', 'torchaudio', 'scipy') if m in sys.modules))")
+    script = (
+        "import sys, numpy as np; from diverse_embed.search.index import AudioIndex; "
+        "index = AudioIndex(sys.argv[1]); hits = index.search_vector(np.ones(256, np.float32), 3); "
+        "print(len(hits), sorted(m for m in ('torch', 'pyarrow', 'torchaudio', 'scipy') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", script, str(built.folder)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "[]"]
@@ -795,5 +934,8 @@ def test_the_newest_rows_of_a_path_are_found_by_hash_whether_stored_as_text_or_b
     older = path_hashes(np.array(["/a.wav", "/a.wav", "/b.wav", "/é.wav"]))  # a version 2 shard: text
     newer = path_hashes(np.array([os.fsencode(p) for p in ["/c.wav", "/é.wav", "/b.wav"]]))  # version 3: bytes
     assert [k.tolist() for k in newest_rows([older, newer, np.zeros((0, 2), np.uint64)])] == [
-        [True, True, False, False], [True, True, True], []]
+        [True, True, False, False],
+        [True, True, True],
+        [],
+    ]
     assert newest_rows([]) == [] and len(path_hashes(np.array(["/x"]))[0]) == 2

@@ -11,7 +11,9 @@ def test_metrics_match_their_definitions():
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.7], [0.1, 0.3]])
     assert macro_map(targets, scores) == pytest.approx(1.0)
     # lwlrap by hand: each (clip, label) pair's precision at its rank, averaged over pairs.
-    assert lwlrap(targets, np.array([[0.1, 0.9], [0.2, 0.8], [0.6, 0.7], [0, 0]])) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert lwlrap(targets, np.array([[0.1, 0.9], [0.2, 0.8], [0.6, 0.7], [0, 0]])) == pytest.approx(
+        (0.5 + 1 + 1 + 1) / 4
+    )
 
 
 def test_d_prime_of_a_perfect_and_a_chance_ranking():

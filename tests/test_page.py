@@ -16,14 +16,28 @@ from conftest import REPO, sine, write_wav
 
 pytestmark = pytest.mark.slow  # subprocesses, an exporter or a browser: seconds each
 
-BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+BROWSER = next(
+    (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
+)
 # Flags of a browser on a closed network: no background calls home, no sandbox as root.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-         "--disable-background-networking", "--disable-component-update", "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "diverse_embed.cli", *map(str, args)], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +80,19 @@ class Browser:
             os.dup2(inside[1], 4)
 
         self.process = subprocess.Popen(
-            [BROWSER, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}", url],
-            close_fds=False, preexec_fn=onto_fds_3_and_4, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                BROWSER,
+                *FLAGS,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+                f"--window-size={size[0]},{size[1]}",
+                url,
+            ],
+            close_fds=False,
+            preexec_fn=onto_fds_3_and_4,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         os.close(self.to_browser_r)
         os.close(self.from_browser_w)
         self.reader = os.fdopen(self.from_browser_r, "rb")
@@ -77,7 +102,12 @@ class Browser:
 
     def send(self, method: str, session: str | None = None, **params) -> dict:
         self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params, **({"sessionId": session} if session else {})}
+        message = {
+            "id": self.next_id,
+            "method": method,
+            "params": params,
+            **({"sessionId": session} if session else {}),
+        }
         os.write(self.to_browser_w, json.dumps(message).encode() + b"\0")
         while True:
             while b"\0" not in self.buffer:
@@ -91,7 +121,9 @@ class Browser:
                 return reply["result"]
 
     def evaluate(self, expression: str):
-        return self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)["result"].get("value")
+        return self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)["result"].get(
+            "value"
+        )
 
     def wait_for(self, expression: str, timeout: float = 60.0):
         deadline = time.time() + timeout
@@ -118,12 +150,15 @@ def test_page_in_a_real_browser(page, tmp_path):
     try:
         players = browser.wait_for("document.readyState === 'complete' && document.querySelectorAll('audio').length")
         assert players == 8
-        decoded = browser.wait_for("[...document.querySelectorAll('audio')].every(a => a.dataset.duration) && "
-                                   "[...document.querySelectorAll('audio')].map(a => parseFloat(a.dataset.duration))")
+        decoded = browser.wait_for(
+            "[...document.querySelectorAll('audio')].every(a => a.dataset.duration) && "
+            "[...document.querySelectorAll('audio')].map(a => parseFloat(a.dataset.duration))"
+        )
         assert decoded and len(decoded) == 8 and all(0 < d <= 12.01 for d in decoded), decoded
         # each player stands at its hit's matched second: data-start, 0 for a whole clip, within the excerpt
-        positions = browser.evaluate("[...document.querySelectorAll('audio')].map(a => [a.currentTime, "
-                                     "parseFloat(a.dataset.start)])")
+        positions = browser.evaluate(
+            "[...document.querySelectorAll('audio')].map(a => [a.currentTime, parseFloat(a.dataset.start)])"
+        )
         assert all(abs(now - start) < 0.05 for now, start in positions), positions
         assert any(start > 0 for _, start in positions), "some hits are segments"
         assert browser.evaluate("[...document.querySelectorAll('audio')].filter(a => a.dataset.error).length") == 0
@@ -148,10 +183,13 @@ def test_page_names_what_cannot_be_played(tmp_path):
     from diverse_embed.search.page import search_page
 
     clip = write_wav(tmp_path / "tone.wav", sine(440, 3.0))
-    text = search_page([
-        (str(clip), [Hit(1, str(clip), 1.0, None, None), Hit(2, str(tmp_path / "moved_away.wav"), 0.5, 1.0, 2.0)]),
-        (str(tmp_path / "broken_query.wav"), "not an audio file"),
-    ], "a-model")
+    text = search_page(
+        [
+            (str(clip), [Hit(1, str(clip), 1.0, None, None), Hit(2, str(tmp_path / "moved_away.wav"), 0.5, 1.0, 2.0)]),
+            (str(tmp_path / "broken_query.wav"), "not an audio file"),
+        ],
+        "a-model",
+    )
     assert text.count("<audio") == 2  # the query and its first hit
     assert "cannot play" in text and "moved_away.wav" in text  # a vanished hit is named, not fatal
     assert "not an audio file" in text and "broken_query.wav" in text

@@ -34,7 +34,9 @@ def sounds(tmp_path):
 def rows_by_path(table) -> dict:
     """(path, start) -> (vector, error) of a Parquet table."""
     columns = table.to_pydict()
-    return {(p, s): (v, e) for p, s, v, e in zip(columns["path"], columns["start"], columns["vector"], columns["error"])}
+    return {
+        (p, s): (v, e) for p, s, v, e in zip(columns["path"], columns["start"], columns["vector"], columns["error"])
+    }
 
 
 def test_embed_batch_gives_embeds_rows_from_paths_and_from_bytes(sounds, tmp_path):
@@ -45,12 +47,16 @@ def test_embed_batch_gives_embeds_rows_from_paths_and_from_bytes(sounds, tmp_pat
     embed_batch = EmbedBatch("untrained-seed0", segments=True)
     paths = sorted(str(p) for p in sounds.iterdir())
     from_paths = embed_batch({"path": np.array(paths)})  # Ray's default batch format: numpy arrays
-    from_bytes = embed_batch({"path": np.array(paths), "bytes": np.array([open(p, "rb").read() for p in paths], object)})
+    from_bytes = embed_batch(
+        {"path": np.array(paths), "bytes": np.array([open(p, "rb").read() for p in paths], object)}
+    )
     for table in (from_paths, from_bytes):
         assert table.schema.equals(expected.schema, check_metadata=True)
         assert table.schema == schema(256, "untrained-seed0", embed_batch.fingerprint)
         got, want = rows_by_path(table), rows_by_path(expected)
-        assert got.keys() == want.keys() and sum(start is None for _, start in got) == 4 < len(got)  # clips and segments
+        assert got.keys() == want.keys() and sum(start is None for _, start in got) == 4 < len(
+            got
+        )  # clips and segments
         for key, (vector, error) in want.items():
             assert (got[key][1] is None) == (error is None)
             if error is None:
@@ -73,8 +79,21 @@ def test_index_from_parquet_searches_as_the_index_of_the_files(sounds, tmp_path,
     flag = ["--segments"] if segments else []
     assert main(["embed", str(sounds), "-o", str(tmp_path / "e.parquet"), "--segments", *UNTRAINED]) == 0
     assert main(["index", "build", str(sounds), "-o", str(tmp_path / "files"), *flag, *UNTRAINED]) == 0
-    assert main(["index", "build", "--from-parquet", str(tmp_path / "e.parquet"), "-o", str(tmp_path / "table"),
-                 *flag, "-q"]) == 0  # the model is the one the table names
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--from-parquet",
+                str(tmp_path / "e.parquet"),
+                "-o",
+                str(tmp_path / "table"),
+                *flag,
+                "-q",
+            ]
+        )
+        == 0
+    )  # the model is the one the table names
     from diverse_embed.search.index import AudioIndex
 
     files, table = AudioIndex(tmp_path / "files"), AudioIndex(tmp_path / "table")
@@ -93,19 +112,35 @@ def test_index_from_parquet_searches_as_the_index_of_the_files(sounds, tmp_path,
 
 def test_index_add_from_parquet_refuses_another_model_and_a_broken_table(sounds, tmp_path, capsys):
     assert main(["index", "build", str(sounds / "a.wav"), "-o", str(tmp_path / "idx"), *UNTRAINED]) == 0
-    assert main(["embed", str(sounds / "b.wav"), "-o", str(tmp_path / "other.parquet"), "-q", "--num-workers", "0"]) == 0
+    assert (
+        main(["embed", str(sounds / "b.wav"), "-o", str(tmp_path / "other.parquet"), "-q", "--num-workers", "0"]) == 0
+    )
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 and then nothing")
     capsys.readouterr()
     assert main(["index", "add", str(tmp_path / "idx"), "--from-parquet", str(tmp_path / "other.parquet"), "-q"]) == 2
     assert "rows of another model" in capsys.readouterr().err
     assert main(["index", "add", str(tmp_path / "idx"), "--from-parquet", str(tmp_path / "broken.parquet"), "-q"]) == 2
     assert "broken.parquet: not readable as Parquet" in capsys.readouterr().err
-    assert main(["index", "add", str(tmp_path / "idx"), str(sounds / "b.wav"), "--from-parquet", str(tmp_path / "other.parquet")]) == 2
+    assert (
+        main(
+            [
+                "index",
+                "add",
+                str(tmp_path / "idx"),
+                str(sounds / "b.wav"),
+                "--from-parquet",
+                str(tmp_path / "other.parquet"),
+            ]
+        )
+        == 2
+    )
     from diverse_embed.search.index import AudioIndex
 
     assert list(AudioIndex(tmp_path / "idx").files()) == [str(sounds / "a.wav")]  # nothing was added
     assert main(["embed", str(sounds / "b.wav"), "-o", str(tmp_path / "same.parquet"), *UNTRAINED]) == 0
-    assert main(["index", "add", str(tmp_path / "idx"), "--from-parquet", str(tmp_path), "-q"]) == 2  # a folder: other.parquet too
+    assert (
+        main(["index", "add", str(tmp_path / "idx"), "--from-parquet", str(tmp_path), "-q"]) == 2
+    )  # a folder: other.parquet too
     assert main(["index", "add", str(tmp_path / "idx"), "--from-parquet", str(tmp_path / "same.parquet"), "-q"]) == 0
     assert sorted(AudioIndex(tmp_path / "idx").files()) == [str(sounds / "a.wav"), str(sounds / "b.wav")]
 
@@ -123,7 +158,9 @@ def esc50_folder(esc50, tmp_path, count: int):
 
 
 def run(*args, **kwargs):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=600, **kwargs
+    )
 
 
 @pytest.mark.integration
@@ -133,8 +170,19 @@ def test_embed_on_a_local_ray_cluster_of_two_gives_embeds_table(esc50, tmp_path)
     src = esc50_folder(esc50, tmp_path, 12)
     done = run("-m", "diverse_embed.cli", "embed", src, "-o", tmp_path / "e.parquet", "--segments", "-q")
     assert done.returncode == 0, done.stderr
-    done = run("-m", "diverse_embed.cli", "embed", src, "-o", tmp_path / "dataset", "--segments", "--ray",
-               "--ray-workers", "2", "-q")
+    done = run(
+        "-m",
+        "diverse_embed.cli",
+        "embed",
+        src,
+        "-o",
+        tmp_path / "dataset",
+        "--segments",
+        "--ray",
+        "--ray-workers",
+        "2",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr
     assert "embedded 12 file(s)" in done.stdout and "1 could not be embedded" in done.stdout
     expected, got = pq.read_table(tmp_path / "e.parquet"), ds.dataset(tmp_path / "dataset").to_table()
@@ -155,12 +203,19 @@ def test_a_killed_ray_run_resumes_without_embedding_done_files_again(esc50, tmp_
     pytest.importorskip("ray", reason="the ray extra is not installed")
     src = esc50_folder(esc50, tmp_path, 16)
     out = tmp_path / "dataset"
-    script = ("import sys; from pathlib import Path; from diverse_embed.audio import find_audio_files; "
-              "from diverse_embed.ray import embed_dataset; "
-              "print(embed_dataset(find_audio_files([sys.argv[1]]), Path(sys.argv[2]), workers=2, files_per_block=1, "
-              "progress=False))")
-    first = subprocess.Popen([sys.executable, "-c", script, src, out], cwd=REPO, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = (
+        "import sys; from pathlib import Path; from diverse_embed.audio import find_audio_files; "
+        "from diverse_embed.ray import embed_dataset; "
+        "print(embed_dataset(find_audio_files([sys.argv[1]]), Path(sys.argv[2]), workers=2, files_per_block=1, "
+        "progress=False))"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", script, src, out],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob("part-*.parquet")) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

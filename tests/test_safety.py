@@ -6,7 +6,9 @@ import ast
 
 from conftest import REPO
 
-SOURCES = [p for folder in ("diverse_embed", "benchmarks", "hub", "scripts", "examples") for p in (REPO / folder).rglob("*.py")]
+SOURCES = [
+    p for folder in ("diverse_embed", "benchmarks", "hub", "scripts", "examples") for p in (REPO / folder).rglob("*.py")
+]
 
 
 def calls(tree):

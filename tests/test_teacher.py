@@ -74,8 +74,10 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
 def test_the_real_teacher_gives_its_reference_vector():
     wheel = teacher.find_teacher()
     if wheel is None or not wheel.is_file():
-        pytest.skip("the aisfx wheel is not here: pip download aisfx==0.1.2 --no-deps -d DIR, "
-                    "then DIVERSE_EMBED_TEACHER=DIR/aisfx-0.1.2-py2.py3-none-any.whl")
+        pytest.skip(
+            "the aisfx wheel is not here: pip download aisfx==0.1.2 --no-deps -d DIR, "
+            "then DIVERSE_EMBED_TEACHER=DIR/aisfx-0.1.2-py2.py3-none-any.whl"
+        )
     from diverse_embed.audio import load_audio
 
     network = teacher.load_teacher(wheel)  # strict: every weight of the wheel's embedding_net

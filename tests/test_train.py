@@ -19,12 +19,25 @@ def train_main(argv: list[str]) -> int:
     return cli_main(["train", *argv])
 
 
-
 @pytest.mark.slow
 def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     out = tmp_path / "run"
-    train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out),
-                "--cache-dir", str(tmp_path / "cache"), "--finetune-epochs", "1", "--ablation-heads", *TINY])
+    train_main(
+        [
+            "--dataset",
+            "fsd50k",
+            "--data-root",
+            str(fsd50k),
+            "--output",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--finetune-epochs",
+            "1",
+            "--ablation-heads",
+            *TINY,
+        ]
+    )
     ending = capsys.readouterr().out.splitlines()  # a few lines a person reads: scores, where, how to use it
     assert ending[0].startswith("trained in ") and ending[0].endswith(str(out))
     assert any(line.startswith("test (10 clips): macro mAP ") for line in ending)
@@ -33,8 +46,17 @@ def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     assert model.config.id2label == {0: "Bark", 1: "Keyboard_(musical)", 2: "Rain"}
     metrics = json.loads((out / "metrics.json").read_text())
     systems = metrics["results"]["test"]["systems"]
-    assert set(systems) == {"fused", "pitch", "timbre", "waveform", "neuralogram",
-                            "-pitch", "-timbre", "-waveform", "-neuralogram"}
+    assert set(systems) == {
+        "fused",
+        "pitch",
+        "timbre",
+        "waveform",
+        "neuralogram",
+        "-pitch",
+        "-timbre",
+        "-waveform",
+        "-neuralogram",
+    }
     assert all(0 <= m["macro_map"] <= 1 for m in systems.values())
     assert metrics["results"]["test"]["clips"] == 10
     assert [f["path"].endswith("1019.wav") for f in metrics["failures"]] == [True]  # reported, skipped
@@ -43,26 +65,70 @@ def test_every_stage_end_to_end(fsd50k, tmp_path, capsys):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "done"
     finished = [r["phase"] for r in log if r.get("done")]  # phases and heads, in the order they ended
-    after_finetune = finished[finished.index("finetune"):]
-    assert "fusion:pitch" in after_finetune and "fusion:fused" not in after_finetune  # ablation heads match the fine-tuned branches
+    after_finetune = finished[finished.index("finetune") :]
+    assert (
+        "fusion:pitch" in after_finetune and "fusion:fused" not in after_finetune
+    )  # ablation heads match the fine-tuned branches
     assert json.loads((out / "hparams.json").read_text())["branch_epochs"] == 1
     # The evaluate command gives the same test figures from the saved folder.
-    assert cli_main(["evaluate", str(out), "--dataset", "fsd50k", "--data-root", str(fsd50k),
-                     "--cache-dir", str(tmp_path / "cache"), "--num-workers", "0", "--quiet"]) == 0
+    assert (
+        cli_main(
+            [
+                "evaluate",
+                str(out),
+                "--dataset",
+                "fsd50k",
+                "--data-root",
+                str(fsd50k),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--num-workers",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert f"| fused (all branches) | {systems['fused']['macro_map']:.3f}" in capsys.readouterr().out
     # The cache is reused: a second run decodes nothing (the files it wrote stay as they were).
     cached = sorted((tmp_path / "cache").rglob("*.npy"))
     assert len(cached) == 29
     stamps = [p.stat().st_mtime_ns for p in cached]
-    train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(tmp_path / "again"),
-                "--cache-dir", str(tmp_path / "cache"), "--stage", "fusion", *TINY])
+    train_main(
+        [
+            "--dataset",
+            "fsd50k",
+            "--data-root",
+            str(fsd50k),
+            "--output",
+            str(tmp_path / "again"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--stage",
+            "fusion",
+            *TINY,
+        ]
+    )
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
 @pytest.mark.slow
 def test_resume_gives_the_same_weights(fsd50k, tmp_path):
-    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
-              "--branches", "timbre,waveform", "--checkpoint-every", "2", *TINY, "--branch-epochs", "2"]
+    common = [
+        "--dataset",
+        "fsd50k",
+        "--data-root",
+        str(fsd50k),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--branches",
+        "timbre,waveform",
+        "--checkpoint-every",
+        "2",
+        *TINY,
+        "--branch-epochs",
+        "2",
+    ]
     train_main([*common, "--output", str(tmp_path / "straight")])
     # 6 steps an epoch, 12 a phase: this stops mid-epoch in the waveform phase, after timbre's.
     assert train_main([*common, "--output", str(tmp_path / "broken"), "--stop-after-steps", "15"]) == 0
@@ -77,10 +143,34 @@ def test_resume_gives_the_same_weights(fsd50k, tmp_path):
 @pytest.mark.slow
 def test_two_process_gloo_job_writes_a_loadable_model(fsd50k, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "diverse_embed.cli", "train",
-         "--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(tmp_path / "ddp"),
-         "--cache-dir", str(tmp_path / "cache"), "--branches", "timbre,pitch", "--max-steps-per-phase", "2", *TINY],
-        capture_output=True, text=True, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "diverse_embed.cli",
+            "train",
+            "--dataset",
+            "fsd50k",
+            "--data-root",
+            str(fsd50k),
+            "--output",
+            str(tmp_path / "ddp"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--branches",
+            "timbre,pitch",
+            "--max-steps-per-phase",
+            "2",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     model = DiverseEmbedder.from_pretrained(tmp_path / "ddp")
@@ -90,9 +180,33 @@ def test_two_process_gloo_job_writes_a_loadable_model(fsd50k, tmp_path):
 
 def test_the_model_shape_is_set_from_the_command_line(fsd50k, tmp_path):
     out = tmp_path / "small"
-    train_main(["--dataset", "fsd50k", "--data-root", str(fsd50k), "--output", str(out), "--cache-dir",
-                str(tmp_path / "cache"), "--branches", "timbre,waveform", "--d-model", "16", "--n-layers", "1",
-                "--n-heads", "2", "--ff-dim", "32", "--hop-seconds", "0.5", "--max-steps-per-phase", "2", *TINY])
+    train_main(
+        [
+            "--dataset",
+            "fsd50k",
+            "--data-root",
+            str(fsd50k),
+            "--output",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--branches",
+            "timbre,waveform",
+            "--d-model",
+            "16",
+            "--n-layers",
+            "1",
+            "--n-heads",
+            "2",
+            "--ff-dim",
+            "32",
+            "--hop-seconds",
+            "0.5",
+            "--max-steps-per-phase",
+            "2",
+            *TINY,
+        ]
+    )
     config = DiverseEmbedder.from_pretrained(out).config
     assert (config.d_model, config.n_layers, config.n_heads, config.ff_dim, config.hop_seconds) == (16, 1, 2, 32, 0.5)
     assert config.branches == ["timbre", "waveform"] and config.num_labels == 3  # the labels come from the data
@@ -106,8 +220,17 @@ def test_init_from_keeps_the_pretrained_branches_and_learns_a_new_head(fsd50k, t
     torch.manual_seed(1)
     base = DiverseEmbedder(tiny_config(branches=["timbre", "waveform"]))
     base.save_pretrained(tmp_path / "base")
-    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
-              "--init-from", str(tmp_path / "base"), *TINY]
+    common = [
+        "--dataset",
+        "fsd50k",
+        "--data-root",
+        str(fsd50k),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--init-from",
+        str(tmp_path / "base"),
+        *TINY,
+    ]
     train_main([*common, "--output", str(tmp_path / "head")])
     model = DiverseEmbedder.from_pretrained(tmp_path / "head")
     assert model.config.id2label == {0: "Bark", 1: "Keyboard_(musical)", 2: "Rain"} and model.config.d_model == 16
@@ -132,8 +255,17 @@ def test_retrain_trains_the_named_stages_of_a_pretrained_model_again(fsd50k, tmp
     torch.manual_seed(1)
     base = DiverseEmbedder(tiny_config(branches=["timbre", "waveform", "neuralogram"]))
     base.save_pretrained(tmp_path / "base")
-    common = ["--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(tmp_path / "cache"),
-              "--init-from", str(tmp_path / "base"), *TINY]
+    common = [
+        "--dataset",
+        "fsd50k",
+        "--data-root",
+        str(fsd50k),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--init-from",
+        str(tmp_path / "base"),
+        *TINY,
+    ]
     train_main([*common, "--output", str(tmp_path / "again"), "--retrain", "neuralogram,branch:neuralogram"])
     before = base.state_dict()
     after = DiverseEmbedder.from_pretrained(tmp_path / "again").state_dict()
@@ -171,10 +303,36 @@ def test_manifest_training_on_esc50(esc50, tmp_path):
         writer = csv.writer(f)
         writer.writerow(["path", "labels", "split"])
         writer.writerows([r["filename"], r["category"], r["fold"]] for r in picked)
-    train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(esc50 / "audio"),
-                "--train-splits", "1,2,3", "--val-splits", "4", "--test-splits", "5", "--output", str(tmp_path / "esc"),
-                "--cache-dir", str(tmp_path / "cache"), "--max-steps-per-phase", "3", *TINY,
-                "--crop-jitter", "--min-train-chunk-peak-db", "-50", "--gain-augment-db", "6", "--mixup-alpha", "0.4"])
+    train_main(
+        [
+            "--dataset",
+            "csv",
+            "--manifest",
+            str(manifest),
+            "--audio-root",
+            str(esc50 / "audio"),
+            "--train-splits",
+            "1,2,3",
+            "--val-splits",
+            "4",
+            "--test-splits",
+            "5",
+            "--output",
+            str(tmp_path / "esc"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--max-steps-per-phase",
+            "3",
+            *TINY,
+            "--crop-jitter",
+            "--min-train-chunk-peak-db",
+            "-50",
+            "--gain-augment-db",
+            "6",
+            "--mixup-alpha",
+            "0.4",
+        ]
+    )
     metrics = json.loads((tmp_path / "esc" / "metrics.json").read_text())
     hparams = json.loads((tmp_path / "esc" / "hparams.json").read_text())
     assert hparams["crop_jitter"] and hparams["loss"] == "auto" and hparams["mixup_alpha"] == 0.4
@@ -210,15 +368,17 @@ def test_softmax_for_single_label_data_and_its_prior():
 
     lengths = {"a": 3000, "b": 1000}
     cache = SimpleNamespace(load=lambda path: np.zeros(lengths[path], np.int16))
-    single = ChunkDataset([Clip("a", [0], "train"), Clip("b", [1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000))
-    multi = ChunkDataset([Clip("a", [0], "train"), Clip("b", [0, 1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000))
+    single = ChunkDataset(
+        [Clip("a", [0], "train"), Clip("b", [1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000)
+    )
+    multi = ChunkDataset(
+        [Clip("a", [0], "train"), Clip("b", [0, 1], "train")], cache, 3, DiverseEmbedConfig(sample_rate=1000)
+    )
     assert resolve_loss("auto", single) == "softmax" and resolve_loss("auto", multi) == "bce"
     with pytest.raises(DataError, match="one label per training clip"):
         resolve_loss("softmax", multi)
     prior = torch.softmax(label_prior_logits(single, "softmax"), dim=0).numpy()
     np.testing.assert_allclose(prior, [0.75, 0.25, 1e-4], atol=2e-4)
-
-
 
 
 def test_each_corpus_has_its_own_softmax():
@@ -249,10 +409,14 @@ def test_softmax_loss_takes_mixed_targets():
     logits = torch.tensor([[2.0, -1.0, 0.5, 9.0, 9.0]])
     first, second = torch.eye(5)[[0]], torch.eye(5)[[2]]
     # One-hot: the cross-entropy over the chunk's own corpus (labels 0-2).
-    assert torch.isclose(loss_function("softmax", logits, first, corpus_of_label), F.cross_entropy(logits[:, :3], torch.tensor([0])))
+    assert torch.isclose(
+        loss_function("softmax", logits, first, corpus_of_label), F.cross_entropy(logits[:, :3], torch.tensor([0]))
+    )
     # Mixed 0.3/0.7: the same mix of the two labels' losses.
     mixed = loss_function("softmax", logits, 0.3 * first + 0.7 * second, corpus_of_label)
-    expected = 0.3 * loss_function("softmax", logits, first, corpus_of_label) + 0.7 * loss_function("softmax", logits, second, corpus_of_label)
+    expected = 0.3 * loss_function("softmax", logits, first, corpus_of_label) + 0.7 * loss_function(
+        "softmax", logits, second, corpus_of_label
+    )
     assert torch.isclose(mixed, expected)
 
 
@@ -299,13 +463,43 @@ def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
         for number, row in enumerate(rows):
             label = row[1]
             if label in ("Bark", "Rain", "Keyboard_(musical)"):  # single-label clips only
-                writer.writerow([f"FSD50K.dev_audio/{row[0]}.wav", label, "train" if number % 4 else "test",
-                                 "dogs" if label == "Bark" else "other"])
+                writer.writerow(
+                    [
+                        f"FSD50K.dev_audio/{row[0]}.wav",
+                        label,
+                        "train" if number % 4 else "test",
+                        "dogs" if label == "Bark" else "other",
+                    ]
+                )
     out = tmp_path / "mixed"
-    assert train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(fsd50k),
-                       "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--branches", "timbre,pitch", *TINY, "--chunks-per-epoch", "16",
-                       "--corpus-weights", "dogs=1,other=3", "--contrastive-weight", "0.5",
-                       "--noise-augment-snr-db", "10"]) == 0
+    assert (
+        train_main(
+            [
+                "--dataset",
+                "csv",
+                "--manifest",
+                str(manifest),
+                "--audio-root",
+                str(fsd50k),
+                "--output",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--branches",
+                "timbre,pitch",
+                *TINY,
+                "--chunks-per-epoch",
+                "16",
+                "--corpus-weights",
+                "dogs=1,other=3",
+                "--contrastive-weight",
+                "0.5",
+                "--noise-augment-snr-db",
+                "10",
+            ]
+        )
+        == 0
+    )
     model = DiverseEmbedder.from_pretrained(out)
     assert sorted(model.config.id2label.values()) == ["dogs/Bark", "other/Keyboard_(musical)", "other/Rain"]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -314,9 +508,28 @@ def test_multi_corpus_training_with_balanced_epochs(fsd50k, tmp_path):
     assert set(test["corpora"]) <= {"dogs", "other"} and test["corpora"]  # each corpus on its own labels too
     assert set(next(iter(test["corpora"].values()))) == set(test["systems"])
     assert ", other alone (its clips, its labels)" in (out / "metrics.md").read_text()
-    assert train_main(["--dataset", "csv", "--manifest", str(manifest), "--audio-root", str(fsd50k), "--output", str(tmp_path / "bad"),
-                       "--cache-dir", str(tmp_path / "cache"), *TINY, "--chunks-per-epoch", "16",
-                       "--corpus-weights", "cats=1"]) == 2
+    assert (
+        train_main(
+            [
+                "--dataset",
+                "csv",
+                "--manifest",
+                str(manifest),
+                "--audio-root",
+                str(fsd50k),
+                "--output",
+                str(tmp_path / "bad"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                *TINY,
+                "--chunks-per-epoch",
+                "16",
+                "--corpus-weights",
+                "cats=1",
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.slow
@@ -330,7 +543,8 @@ def test_a_training_script_needs_no_main_guard(fsd50k, tmp_path):
         f"metrics = train(TrainConfig(dataset='fsd50k', data_root={str(fsd50k)!r}, cache_dir={str(tmp_path / 'cache')!r},\n"
         f"                            output={str(tmp_path / 'run')!r}, neuralogram_epochs=1, branch_epochs=1,\n"
         "                            fusion_epochs=1, batch_size=8, max_steps_per_phase=1, num_workers=2, progress=False))\n"
-        "print('macro mAP', metrics['results']['test']['systems']['fused']['macro_map'])\n")
+        "print('macro mAP', metrics['results']['test']['systems']['fused']['macro_map'])\n"
+    )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "macro mAP" in out.stdout and "bootstrapping" not in out.stderr

@@ -23,33 +23,55 @@ def add_commands(commands) -> None:
     demo.add_argument("-k", type=positive_int, default=5, help="hits to show (default 5)")
     demo.set_defaults(run=run_demo)
 
-    add_index_commands(commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
-        dest="index_command", required=True))
+    add_index_commands(
+        commands.add_parser("index", help="build, extend and describe a search index").add_subparsers(
+            dest="index_command", required=True
+        )
+    )
     search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
     search.add_argument("index", help="the index folder")
     search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
-    search.add_argument("--queries", dest="queries_file", metavar="LIST",
-                        help="a text file of query paths, one per line (with or instead of QUERIES)")
+    search.add_argument(
+        "--queries",
+        dest="queries_file",
+        metavar="LIST",
+        help="a text file of query paths, one per line (with or instead of QUERIES)",
+    )
     search.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
     search.add_argument("--json", action="store_true", help="print one JSON object per query, one per line")
-    search.add_argument("--html", metavar="PAGE", help="also write a self-contained HTML page: a player per hit "
-                                                        "starting at the matched second, waveform pictures, scores")
+    search.add_argument(
+        "--html",
+        metavar="PAGE",
+        help="also write a self-contained HTML page: a player per hit "
+        "starting at the matched second, waveform pictures, scores",
+    )
     add_model_arguments(search, default="default: the model the index was built with")
     add_embedding_arguments(search)  # the queries are embedded as `embed` embeds files
     search.set_defaults(run=run_search)
 
-    duplicates = commands.add_parser("duplicates", help="list groups of near-duplicate files in an index (deletes nothing)")
+    duplicates = commands.add_parser(
+        "duplicates", help="list groups of near-duplicate files in an index (deletes nothing)"
+    )
     duplicates.add_argument("index", help="the index folder")
-    duplicates.add_argument("--threshold", type=similarity, default=0.95,
-                            help="cosine similarity of clip vectors at or above which two files are near-duplicates "
-                                 "(default 0.95)")
-    duplicates.add_argument("--neighbours", type=positive_int, default=2,
-                            help="two files are linked only when each is among the other's this many most similar "
-                                 "files (default 2)")
+    duplicates.add_argument(
+        "--threshold",
+        type=similarity,
+        default=0.95,
+        help="cosine similarity of clip vectors at or above which two files are near-duplicates (default 0.95)",
+    )
+    duplicates.add_argument(
+        "--neighbours",
+        type=positive_int,
+        default=2,
+        help="two files are linked only when each is among the other's this many most similar files (default 2)",
+    )
     formats = duplicates.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="one JSON list of groups")
-    formats.add_argument("--csv", action="store_true", help="CSV rows: group, path, similarity (each file's highest "
-                                                            "cosine similarity to another file of its group)")
+    formats.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV rows: group, path, similarity (each file's highest cosine similarity to another file of its group)",
+    )
     duplicates.set_defaults(run=run_duplicates)
 
 
@@ -57,22 +79,36 @@ def add_index_commands(index) -> None:
     """build, add, remove, sync, export and info under `index`."""
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
     build.add_argument("inputs", nargs="*", help="audio files and folders (searched recursively)")
-    build.add_argument("--from-parquet", nargs="+", metavar="TABLE", help="instead of audio: vectors made elsewhere, "
-                       "Parquet files or folders of embed's columns (embed -o x.parquet, embed --ray, index export)")
+    build.add_argument(
+        "--from-parquet",
+        nargs="+",
+        metavar="TABLE",
+        help="instead of audio: vectors made elsewhere, "
+        "Parquet files or folders of embed's columns (embed -o x.parquet, embed --ray, index export)",
+    )
     build.add_argument("--output", "-o", required=True, help="the index folder")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
-    build.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
-                       help="flat (exact); hnsw (approximate, in RAM); compressed (codes in RAM, exact re-ranking "
-                            "from disk, for collections larger than RAM); ivfpq (codes only, low recall: kept for old indexes); "
-                            "auto picks by size (default)")
+    build.add_argument(
+        "--index-type",
+        default="auto",
+        choices=INDEX_TYPES,
+        help="flat (exact); hnsw (approximate, in RAM); compressed (codes in RAM, exact re-ranking "
+        "from disk, for collections larger than RAM); ivfpq (codes only, low recall: kept for old indexes); "
+        "auto picks by size (default)",
+    )
     add_model_arguments(build)
     add_embedding_arguments(build, commits=True)
     build.set_defaults(run=run_index_build)
     add = index.add_parser("add", help="add files to an index (unchanged files are skipped, changed ones redone)")
     add.add_argument("index", help="the index folder")
     add.add_argument("inputs", nargs="*", help="audio files and folders")
-    add.add_argument("--from-parquet", nargs="+", metavar="TABLE", help="instead of audio: vectors made elsewhere "
-                     "(Parquet files or folders of embed's columns) of the index's model")
+    add.add_argument(
+        "--from-parquet",
+        nargs="+",
+        metavar="TABLE",
+        help="instead of audio: vectors made elsewhere "
+        "(Parquet files or folders of embed's columns) of the index's model",
+    )
     add_model_arguments(add, default="default: the model the index was built with")
     add_embedding_arguments(add, commits=True)
     add.set_defaults(run=run_index_add)
@@ -81,8 +117,9 @@ def add_index_commands(index) -> None:
     remove.add_argument("paths", nargs="+", help="indexed files or folders; they need not exist any more")
     remove.add_argument("--quiet", "-q", action="store_true", help="do not list the removed files")
     remove.set_defaults(run=run_index_remove)
-    sync = index.add_parser("sync", help="make an index match a folder: add new files, re-embed changed ones, "
-                                         "drop vanished ones")
+    sync = index.add_parser(
+        "sync", help="make an index match a folder: add new files, re-embed changed ones, drop vanished ones"
+    )
     sync.add_argument("index", help="the index folder")
     sync.add_argument("folder", help="the folder the index should mirror (files outside it are left alone)")
     add_model_arguments(sync, default="default: the model the index was built with")
@@ -108,16 +145,24 @@ def index_model(index, name: str | None, device: str | None):
     except CheckpointError as err:
         if name:
             raise
-        raise CommandError(f"{index.folder} was built with model {index.model_name!r}, which cannot be loaded "
-                           f"here ({err}); give the model it was built with: --model NAME_OR_FOLDER") from None
+        raise CommandError(
+            f"{index.folder} was built with model {index.model_name!r}, which cannot be loaded "
+            f"here ({err}); give the model it was built with: --model NAME_OR_FOLDER"
+        ) from None
 
 
 def add_and_build(index, paths: list[Path], model, args, rt) -> int:
     """Each rank (one without torchrun) embeds its share of the files; rank 0 builds the FAISS index.
     Exit code 1 when the index ends up holding nothing."""
     started = time.perf_counter()
-    report = index.add(paths[rt.rank :: rt.world], model, commit_every=args.commit_every,
-                       batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.quiet and rt.main)
+    report = index.add(
+        paths[rt.rank :: rt.world],
+        model,
+        commit_every=args.commit_every,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=not args.quiet and rt.main,
+    )
     reports = rt.gather(report)
     if not rt.main:
         return 0
@@ -125,11 +170,15 @@ def add_and_build(index, paths: list[Path], model, args, rt) -> int:
     info = index.info()
     added = sum(len(r.added) for r in reports)
     skipped = [s for r in reports for s in r.skipped]
-    print(f"{shown(index.folder)}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
-          f"{sum(r.unchanged for r in reports)} already indexed; "
-          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    print(
+        f"{shown(index.folder)}: added {added} file(s) in {time.perf_counter() - started:.1f} s; "
+        f"{sum(r.unchanged for r in reports)} already indexed; "
+        f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)"
+    )
     if skipped:
-        print(f"skipped {len(skipped)} file(s) that could not be read (listed in {shown(index.folder / 'skipped.tsv')}):")
+        print(
+            f"skipped {len(skipped)} file(s) that could not be read (listed in {shown(index.folder / 'skipped.tsv')}):"
+        )
         for path, reason in skipped:
             print(f"  {shown(path)}: {shown(reason)}")
     if info["files"] == 0:
@@ -166,14 +215,18 @@ def check_resumable(index, paths: list[Path], args: argparse.Namespace) -> None:
     from .store import indexed_path
 
     if index.manifest["segments"] != args.segments:
-        raise AudioIndexError(f"{index.folder} was built {'with' if index.manifest['segments'] else 'without'} "
-                              "--segments; give the same flag to resume it, or another --output")
+        raise AudioIndexError(
+            f"{index.folder} was built {'with' if index.manifest['segments'] else 'without'} "
+            "--segments; give the same flag to resume it, or another --output"
+        )
     named = set(map(indexed_path, paths))
     others = sorted(set(index.files()) - named) + sorted(set(index.skipped()) - named)
     if others:
-        raise CommandError(f"{index.folder} already holds an index of other files ({len(others)} not among these "
-                           f"inputs, e.g. {others[0]}): `diverse-embed index add {index.folder} ...` adds to it, "
-                           "another --output makes a new index")
+        raise CommandError(
+            f"{index.folder} already holds an index of other files ({len(others)} not among these "
+            f"inputs, e.g. {others[0]}): `diverse-embed index add {index.folder} ...` adds to it, "
+            "another --output makes a new index"
+        )
 
 
 def run_index_add(args: argparse.Namespace) -> int:
@@ -203,8 +256,9 @@ def build_from_parquet(args: argparse.Namespace) -> int:
 
     folder = Path(args.output)
     if (folder / "index.json").exists():
-        raise CommandError(f"{folder} already holds an index: `diverse-embed index add {folder} --from-parquet ...` "
-                           "adds to it")
+        raise CommandError(
+            f"{folder} already holds an index: `diverse-embed index add {folder} --from-parquet ...` adds to it"
+        )
     tables = parquet_files(args.from_parquet)
     if not tables:
         raise CommandError(f"no .parquet files in {' '.join(args.from_parquet)}")
@@ -218,8 +272,10 @@ def add_from_parquet(index, args: argparse.Namespace) -> int:
     report = index.add_parquet(args.from_parquet, progress=not args.quiet)
     index.build()
     info = index.info()
-    print(f"{shown(index.folder)}: added {report.files} file(s) from Parquet in {time.perf_counter() - started:.1f} s; "
-          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    print(
+        f"{shown(index.folder)}: added {report.files} file(s) from Parquet in {time.perf_counter() - started:.1f} s; "
+        f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)"
+    )
     if report.failed:
         print(f"{report.failed} file(s) had no vector (an error; listed in {shown(index.folder / 'skipped.tsv')})")
     return 0 if info["files"] else 1
@@ -232,8 +288,10 @@ def run_index_remove(args: argparse.Namespace) -> int:
     report = index.remove(args.paths)
     index.build()
     info = index.info()
-    print(f"{shown(index.folder)}: removed {len(report.removed)} file(s); {info['files']} file(s), "
-          f"{info['vectors']} vector(s) left ({info['faiss']} index)")
+    print(
+        f"{shown(index.folder)}: removed {len(report.removed)} file(s); {info['files']} file(s), "
+        f"{info['vectors']} vector(s) left ({info['faiss']} index)"
+    )
     if not args.quiet:
         for path in report.removed:
             print(f"  {shown(path)}")
@@ -248,13 +306,21 @@ def run_index_sync(args: argparse.Namespace) -> int:
         raise CommandError(f"no such folder: {args.folder} (nothing was removed)")
     model = index_model(index, args.model, args.device)
     started = time.perf_counter()
-    report = index.sync(args.folder, model, commit_every=args.commit_every, batch_size=args.batch_size,
-                        num_workers=args.num_workers, progress=not args.quiet)
+    report = index.sync(
+        args.folder,
+        model,
+        commit_every=args.commit_every,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+    )
     index.build()
     info = index.info()
-    print(f"{shown(index.folder)}: synced with {shown(args.folder)} in {time.perf_counter() - started:.1f} s: "
-          f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
-          f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)")
+    print(
+        f"{shown(index.folder)}: synced with {shown(args.folder)} in {time.perf_counter() - started:.1f} s: "
+        f"{len(report.added)} added or re-embedded, {len(report.removed)} removed, {report.unchanged} unchanged; "
+        f"{info['files']} file(s), {info['vectors']} vector(s) in all ({info['faiss']} index)"
+    )
     if not args.quiet:
         for path in report.added:
             print(f"  added {shown(path)}")
@@ -263,8 +329,10 @@ def run_index_sync(args: argparse.Namespace) -> int:
     for path, reason in report.skipped:
         print(f"  skipped {shown(path)}: {shown(reason)}")
     for path, reason in report.unreadable:
-        say(f"error: cannot read {path} ({reason}): the {report.kept_unread} indexed file(s) under unreadable "
-            "folders are kept, not removed; sync again once they can be read")
+        say(
+            f"error: cannot read {path} ({reason}): the {report.kept_unread} indexed file(s) under unreadable "
+            "folders are kept, not removed; sync again once they can be read"
+        )
     return 1 if report.unreadable else 0
 
 
@@ -312,9 +380,16 @@ def run_search(args: argparse.Namespace) -> int:
         say(f"skipped query {shown(name)}: no such file or folder{text_hint([name])}")
         if args.json:
             print(json.dumps({"query": name, "error": "no such file or folder", "results": []}))
-    for position, (query, hits) in enumerate(index.search_files(queries, model, k=args.k, progress=not args.quiet and len(queries) > 1,
-                                                                         batch_size=args.batch_size,
-                                                                         num_workers=args.num_workers)):
+    for position, (query, hits) in enumerate(
+        index.search_files(
+            queries,
+            model,
+            k=args.k,
+            progress=not args.quiet and len(queries) > 1,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+        )
+    ):
         answered.append((str(query), hits.reason if isinstance(hits, AudioLoadError) else hits))
         if isinstance(hits, AudioLoadError):
             failed += 1
@@ -355,12 +430,20 @@ def run_duplicates(args: argparse.Namespace) -> int:
 
     groups = AudioIndex(args.index).duplicates(args.threshold, args.neighbours)
     if args.json:
-        print(json.dumps([{"group": number, "files": [{"path": p, "similarity": round(s, 4)} for p, s in group]}
-                          for number, group in enumerate(groups, 1)], indent=1))
+        print(
+            json.dumps(
+                [
+                    {"group": number, "files": [{"path": p, "similarity": round(s, 4)} for p, s in group]}
+                    for number, group in enumerate(groups, 1)
+                ],
+                indent=1,
+            )
+        )
     elif args.csv:  # each name's own bytes, as the JSON and the index keep them, not escaped for a terminal
         sys.stdout.flush()
-        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="",
-                                  write_through=True)
+        stream = io.TextIOWrapper(
+            sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="", write_through=True
+        )
         out = csv.writer(stream)
         out.writerow(["group", "path", "similarity"])
         for number, group in enumerate(groups, 1):
@@ -371,9 +454,11 @@ def run_duplicates(args: argparse.Namespace) -> int:
             print(f"group {number} ({len(group)} files)")
             print("\n".join(f"  {s:.3f}  {shown(p)}" for p, s in group))
         files = sum(len(g) for g in groups)
-        print(f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
-              f"between mutual {args.neighbours} nearest neighbours (nothing was deleted); the number before "
-              "each path is its highest cosine similarity to another file of its group (1.000: the same sound)")
+        print(
+            f"{len(groups)} group(s) of near-duplicates, {files} file(s), at similarity >= {args.threshold} "
+            f"between mutual {args.neighbours} nearest neighbours (nothing was deleted); the number before "
+            "each path is its highest cosine similarity to another file of its group (1.000: the same sound)"
+        )
     return 0
 
 
@@ -392,7 +477,9 @@ def read_query_list(path: str | None) -> list[str]:
     except OSError as err:
         raise CommandError(f"cannot read the query list {path}: {err.strerror or err}") from None
     if len(data) > MAX_QUERY_LIST_BYTES:
-        raise CommandError(f"the query list {path} is longer than {MAX_QUERY_LIST_BYTES >> 20} MB: not a list of file names")
+        raise CommandError(
+            f"the query list {path} is longer than {MAX_QUERY_LIST_BYTES >> 20} MB: not a list of file names"
+        )
     lines = [os.fsdecode(line.strip()) for line in data.split(b"\n")]
     return [line for line in lines if line and not line.startswith("#")]
 

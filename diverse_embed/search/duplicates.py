@@ -11,8 +11,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 
-def near_duplicate_groups(paths: list[str], vectors: np.ndarray, threshold: float = 0.95,
-                          neighbours: int = 2) -> list[list[tuple[str, float]]]:
+def near_duplicate_groups(
+    paths: list[str], vectors: np.ndarray, threshold: float = 0.95, neighbours: int = 2
+) -> list[list[tuple[str, float]]]:
     """paths (n,) and their clip vectors (n, dim), L2-normalised -> groups of near-duplicates.
 
     Two files are linked when each is among the other's `neighbours` most similar files and their

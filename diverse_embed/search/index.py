@@ -58,19 +58,25 @@ def loadable_name(model: DiverseEmbedder, name: str | None) -> str:
     (a bundled name, a folder, a Hub id), so that the command line can search the index later."""
     name = name or model.name_or_path
     if name is None:
-        raise AudioIndexError("this model was not loaded by a name that loads it again: save it "
-                              "(model.save_pretrained(FOLDER)) and load it from there, or pass model_name")
+        raise AudioIndexError(
+            "this model was not loaded by a name that loads it again: save it "
+            "(model.save_pretrained(FOLDER)) and load it from there, or pass model_name"
+        )
     if name != model.name_or_path:
         from ..resolve import resolve_model
 
         try:
             same = resolve_model(name)[0].fingerprint() == model.fingerprint()
         except CheckpointError as err:
-            raise AudioIndexError(f"model name {name!r} cannot be loaded, so the index could not be searched "
-                                  f"by it later ({err}); give a bundled name, a saved folder or a Hub id") from None
+            raise AudioIndexError(
+                f"model name {name!r} cannot be loaded, so the index could not be searched "
+                f"by it later ({err}); give a bundled name, a saved folder or a Hub id"
+            ) from None
         if not same:
-            raise AudioIndexError(f"model name {name!r} loads another model than the one given (another fingerprint): "
-                                  "the index must record the model its vectors come from")
+            raise AudioIndexError(
+                f"model name {name!r} loads another model than the one given (another fingerprint): "
+                "the index must record the model its vectors come from"
+            )
     return name
 
 
@@ -150,8 +156,10 @@ class AudioIndex(IndexStore):
         fingerprint = model.fingerprint()
         if fingerprint != self.manifest["fingerprint"] and model.fingerprint_0_1() == self.manifest["fingerprint"]:
             if not self._said_old_fingerprint:
-                LOG.info("%s records the fingerprint of diverse-embed 0.1 (the head included); it is this model's",
-                         self.folder)
+                LOG.info(
+                    "%s records the fingerprint of diverse-embed 0.1 (the head included); it is this model's",
+                    self.folder,
+                )
                 self._said_old_fingerprint = True
             return model
         if fingerprint != self.manifest["fingerprint"]:
@@ -197,8 +205,9 @@ class AudioIndex(IndexStore):
         self._commit(rows, failed, report)
         return report
 
-    def add_parquet(self, sources: list[str | os.PathLike], commit_rows: int = PARQUET_COMMIT_ROWS,
-                    progress: bool = True) -> TableReport:
+    def add_parquet(
+        self, sources: list[str | os.PathLike], commit_rows: int = PARQUET_COMMIT_ROWS, progress: bool = True
+    ) -> TableReport:
         """Add rows embedded elsewhere: Parquet files (or folders of them) of embed's schema
         (`embed --output x.parquet`, `embed --ray`, `index export`, `diverse_embed.ray.EmbedBatch`,
         Spark's with the same columns), committing every `commit_rows` rows. Rows of another model
@@ -238,7 +247,8 @@ class AudioIndex(IndexStore):
                     raise AudioIndexError(
                         f"{table}: rows of another model (fingerprint {sorted(map(str, found))[0]}); {self.folder} holds "
                         f"vectors of {self.model_name!r} (fingerprint {self.manifest['fingerprint']}), and vectors of "
-                        "two models cannot be mixed: nothing was added")
+                        "two models cannot be mixed: nothing was added"
+                    )
                 rows += batch.num_rows
         return rows
 
@@ -253,7 +263,9 @@ class AudioIndex(IndexStore):
         starts = batch.column("start").to_numpy(zero_copy_only=False).astype(np.float64)  # null -> NaN
         ends = batch.column("end").to_numpy(zero_copy_only=False).astype(np.float64)
         errors = batch.column("error").to_pylist() if "error" in columns else [None] * len(paths)
-        failed_rows = np.array([e is not None for e in errors], bool) | batch.column("vector").is_null().to_numpy(zero_copy_only=False)
+        failed_rows = np.array([e is not None for e in errors], bool) | batch.column("vector").is_null().to_numpy(
+            zero_copy_only=False
+        )
         dim = self.manifest["dim"]
         vectors = batch.column("vector").filter(pa.array(~failed_rows)).flatten().to_numpy(zero_copy_only=False)
         if vectors.size != (~failed_rows).sum() * dim:
@@ -283,7 +295,9 @@ class AudioIndex(IndexStore):
         report = AddReport()
         if any(not str(p).strip() for p in paths):  # Path("") is the current folder: never a way to say "all"
             raise AudioIndexError("an empty path names no file or folder to remove (nothing was removed)")
-        named = [Path(indexed_path(p)) for p in paths] + [Path(p).absolute().resolve() for p in paths]  # a link, or where it points
+        named = [Path(indexed_path(p)) for p in paths] + [
+            Path(p).absolute().resolve() for p in paths
+        ]  # a link, or where it points
         self._commit([], [], report, removed=self._known_under(named))
         return report
 
@@ -326,15 +340,21 @@ class AudioIndex(IndexStore):
                 matrix = np.concatenate(list(blocks)) if live else np.zeros((0, self.manifest["dim"]), np.float32)
                 faiss_index = build_faiss_index(matrix, kind)
             # FAISS writes the file itself: the codes are not copied into a buffer first.
-            files.atomic_write(self.folder / "vectors.faiss",
-                               lambda f: faiss.write_index(faiss_index, faiss.PyCallbackIOWriter(f.write)))
+            files.atomic_write(
+                self.folder / "vectors.faiss",
+                lambda f: faiss.write_index(faiss_index, faiss.PyCallbackIOWriter(f.write)),
+            )
             rows = RowsOnDisk.write(self.folder, live)
             (self.folder / EXACT_VECTORS).unlink(missing_ok=True)  # an older build's copy of the vectors
             for name in ("paths.bin", "path_offsets.bin"):
                 (self.folder / name).unlink(missing_ok=True)  # an older build's side table
             kind = "compressed" if kind == "compressed" else index_kind(faiss_index)
-            self.manifest["faiss"] = {"generation": self.manifest["generation"], "type": kind,
-                                      "sha256": file_sha256(self.folder / "vectors.faiss"), "rows": rows}
+            self.manifest["faiss"] = {
+                "generation": self.manifest["generation"],
+                "type": kind,
+                "sha256": file_sha256(self.folder / "vectors.faiss"),
+                "rows": rows,
+            }
             self._write_manifest(self.folder, self.manifest)
             self._rows = RowsOnDisk.open(self.folder, rows, self.manifest["shards"], self.manifest["dim"])
         set_search_parameters(faiss_index)
@@ -358,7 +378,9 @@ class AudioIndex(IndexStore):
                 self._refresh()
                 self._load_faiss()
         if self._faiss.ntotal != len(self):
-            raise AudioIndexError(f"{self.folder}: vectors.faiss holds {self._faiss.ntotal} vectors, the table {len(self)}")
+            raise AudioIndexError(
+                f"{self.folder}: vectors.faiss holds {self._faiss.ntotal} vectors, the table {len(self)}"
+            )
         return self._faiss
 
     def _load_faiss(self) -> None:
@@ -401,8 +423,12 @@ class AudioIndex(IndexStore):
                 return faiss.read_index(str(path))
             except RuntimeError as err:
                 why = str(err).splitlines()[0][:200]
-        LOG.warning("%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
-                    "index add, remove or sync rewrites it", self.folder, why)
+        LOG.warning(
+            "%s: vectors.faiss is damaged (%s); searching the shards' vectors instead, and the next "
+            "index add, remove or sync rewrites it",
+            self.folder,
+            why,
+        )
         return None
 
     def search_vector(self, query: np.ndarray, k: int = 10, one_hit_per_file: bool = True) -> list[Hit]:
@@ -428,16 +454,24 @@ class AudioIndex(IndexStore):
                 if one_hit_per_file and file in seen:
                     continue
                 seen.add(file)
-                hits.append(Hit(len(hits) + 1, path, float(score),
-                                None if math.isnan(start) else start, None if math.isnan(end) else end))
+                hits.append(
+                    Hit(
+                        len(hits) + 1,
+                        path,
+                        float(score),
+                        None if math.isnan(start) else start,
+                        None if math.isnan(end) else end,
+                    )
+                )
                 if len(hits) == k:
                     return hits
             if wanted >= n:
                 return hits
             wanted = min(n, wanted * 4)
 
-    def search_audio(self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder | None = None,
-                     k: int = 10) -> list[Hit]:
+    def search_audio(
+        self, audio: np.ndarray, sample_rate: int, model: DiverseEmbedder | None = None, k: int = 10
+    ) -> list[Hit]:
         model = self.check_model(model)
         from ..audio import prepare_waveform
 
@@ -449,8 +483,14 @@ class AudioIndex(IndexStore):
         model = self.check_model(model)
         return self.search_vector(model.embed_file(path).embedding, k)
 
-    def search_files(self, paths: list[str | os.PathLike], model: DiverseEmbedder | None = None, k: int = 10,
-                     progress: bool = False, **options) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
+    def search_files(
+        self,
+        paths: list[str | os.PathLike],
+        model: DiverseEmbedder | None = None,
+        k: int = 10,
+        progress: bool = False,
+        **options,
+    ) -> Iterator[tuple[Path, list[Hit] | AudioLoadError]]:
         """Query by several files, embedded together: (query, hits) in the order given, or
         (query, AudioLoadError) for a query that cannot be loaded; `options` as for
         `iter_embed_files` (batch_size, num_workers)."""
@@ -474,8 +514,11 @@ class AudioIndex(IndexStore):
     def export_parquet(self, path: str | os.PathLike) -> int:
         """Every live row (clips, and segments if indexed) into a Parquet table, a shard at a time;
         returns the rows written."""
-        batches = ((shard["path"][keep], shard["start"][keep], shard["end"][keep], shard["vectors"][keep])
-                   for shard, keep in self._live_shards() if keep.any())
+        batches = (
+            (shard["path"][keep], shard["start"][keep], shard["end"][keep], shard["vectors"][keep])
+            for shard, keep in self._live_shards()
+            if keep.any()
+        )
         from ..parquet import write_parquet
 
         return write_parquet(path, batches, self.manifest["dim"], self.model_name, self.manifest["fingerprint"])
@@ -489,8 +532,9 @@ class AudioIndex(IndexStore):
         """The side table of a current build, or None (stale, an older index without one, or damage)."""
         if not self._built_current():
             return None
-        return RowsOnDisk.open(self.folder, self.manifest["faiss"].get("rows"), self.manifest["shards"],
-                               self.manifest["dim"])
+        return RowsOnDisk.open(
+            self.folder, self.manifest["faiss"].get("rows"), self.manifest["shards"], self.manifest["dim"]
+        )
 
     def _counts(self) -> tuple[int, int]:
         """(files, segment rows) of the live rows: as the current build counted them, else from

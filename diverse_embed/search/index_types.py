@@ -28,6 +28,8 @@ def index_type_for(requested: str, n_vectors: int) -> str:
         kind = "flat" if n_vectors < 100_000 else "hnsw" if n_vectors < 2_000_000 else "compressed"
     minimum = {"ivfpq": IVFPQ_MIN_VECTORS, "compressed": COMPRESSED_MIN_VECTORS}.get(kind, 0)
     if n_vectors < minimum:
-        LOG.warning("the %s type needs at least %d vectors to train, have %d: using exact search", kind, minimum, n_vectors)
+        LOG.warning(
+            "the %s type needs at least %d vectors to train, have %d: using exact search", kind, minimum, n_vectors
+        )
         return "flat"
     return kind

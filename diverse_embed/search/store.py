@@ -82,8 +82,10 @@ def writing(folder: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        raise AudioIndexError(f"cannot write into {folder} ({err.strerror or err}); the index keeps what it had "
-                              "committed before, and running the same command again resumes") from None
+        raise AudioIndexError(
+            f"cannot write into {folder} ({err.strerror or err}); the index keeps what it had "
+            "committed before, and running the same command again resumes"
+        ) from None
 
 
 class IndexStore:
@@ -122,7 +124,9 @@ class IndexStore:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise AudioIndexError(f"{self.folder}: {MANIFEST} is not a diverse-embed index manifest")
         if manifest.get("version") not in READABLE_VERSIONS:
-            raise AudioIndexError(f"{self.folder}: index format version {manifest.get('version')}, this code reads {VERSION}")
+            raise AudioIndexError(
+                f"{self.folder}: index format version {manifest.get('version')}, this code reads {VERSION}"
+            )
         problem = manifest_problem(manifest)
         if problem:
             raise AudioIndexError(f"{path}: damaged manifest ({problem})")
@@ -216,7 +220,9 @@ class IndexStore:
         """(shard, rows to keep) in commit order: each path's rows from the newest shard that names
         it, none where that shard removes it. Paths are compared by their hashes (`newest_rows`), so
         RAM holds 16 bytes a row, never the paths; a shard's arrays are read only when asked for."""
-        shards = [DamageChecked(self.folder / "shards" / name, self.manifest["dim"]) for name in self.manifest["shards"]]
+        shards = [
+            DamageChecked(self.folder / "shards" / name, self.manifest["dim"]) for name in self.manifest["shards"]
+        ]
         for shard, keep in zip(shards, newest_rows([path_hashes(shard.column("path")) for shard in shards])):
             if "removed" in shard.files:
                 keep &= ~shard["removed"]
@@ -264,8 +270,12 @@ class IndexStore:
             self._write_manifest(self.folder, manifest)
             foreign = remove_leftovers(self.folder, manifest)
         if foreign:
-            LOG.warning("%s: %d file(s) in shards/ that the index did not write, left alone (e.g. %s)",
-                        self.folder, len(foreign), foreign[0].name)
+            LOG.warning(
+                "%s: %d file(s) in shards/ that the index did not write, left alone (e.g. %s)",
+                self.folder,
+                len(foreign),
+                foreign[0].name,
+            )
         self._refresh()
         report.added += list(added)
         report.skipped += failed
@@ -279,8 +289,17 @@ class IndexStore:
         vectors = []
         for path, starts, ends, file_vectors, duration, (size, mtime_ns) in rows:
             vectors.append(np.asarray(file_vectors, np.float32).reshape(-1, dim))
-            for name, values in zip(TABLE_COLUMNS, ([path] * len(starts), starts, ends, [duration] * len(starts),
-                                                    [size] * len(starts), [mtime_ns] * len(starts))):
+            for name, values in zip(
+                TABLE_COLUMNS,
+                (
+                    [path] * len(starts),
+                    starts,
+                    ends,
+                    [duration] * len(starts),
+                    [size] * len(starts),
+                    [mtime_ns] * len(starts),
+                ),
+            ):
                 columns[name].extend(values)
         live = sum(len(v) for v in vectors)
         vectors.append(np.zeros((len(removed), dim), np.float32))
@@ -347,8 +366,16 @@ SHARD_COLUMNS = TABLE_COLUMNS + ("vectors",)
 
 # What each shard column must be: (numpy kinds, dimensions). A foreign or hand-edited shard (a
 # `start` of text, `removed` of integers, a 2-D path) is damage, said in one line, never a raw error.
-COLUMN_KINDS = {"path": ("US", 1), "start": ("f", 1), "end": ("f", 1), "duration": ("f", 1), "size": ("iu", 1),
-                "mtime_ns": ("iu", 1), "removed": ("b", 1), "vectors": ("f", 2)}
+COLUMN_KINDS = {
+    "path": ("US", 1),
+    "start": ("f", 1),
+    "end": ("f", 1),
+    "duration": ("f", 1),
+    "size": ("iu", 1),
+    "mtime_ns": ("iu", 1),
+    "removed": ("b", 1),
+    "vectors": ("f", 2),
+}
 
 
 class DamageChecked:
@@ -403,14 +430,23 @@ class DamageChecked:
         return values
 
     def damaged(self, why: str) -> AudioIndexError:
-        return AudioIndexError(f"{self.path}: damaged index shard ({why}); rebuild the index (a new index build "
-                               "of the same files)")
+        return AudioIndexError(
+            f"{self.path}: damaged index shard ({why}); rebuild the index (a new index build of the same files)"
+        )
 
 
 def manifest_problem(manifest: dict) -> str | None:
     """What is wrong with a manifest's fields, or None; shard names must be plain files of shards/."""
-    kinds = {"model": str, "fingerprint": str, "dim": int, "config": dict, "segments": bool, "index_type": str,
-             "generation": int, "shards": list}
+    kinds = {
+        "model": str,
+        "fingerprint": str,
+        "dim": int,
+        "config": dict,
+        "segments": bool,
+        "index_type": str,
+        "generation": int,
+        "shards": list,
+    }
     for key, kind in kinds.items():
         if not isinstance(manifest.get(key), kind) or (kind is int and isinstance(manifest[key], bool)):
             return f"{key} missing or not a {kind.__name__}"
@@ -420,8 +456,9 @@ def manifest_problem(manifest: dict) -> str | None:
         if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or not name.endswith(".npz"):
             return f"shard name {name!r} is not a file of shards/"
     built = manifest.get("faiss")
-    if built is not None and not (isinstance(built, dict) and isinstance(built.get("generation"), int)
-                                  and isinstance(built.get("type"), str)):
+    if built is not None and not (
+        isinstance(built, dict) and isinstance(built.get("generation"), int) and isinstance(built.get("type"), str)
+    ):
         return "faiss entry malformed"
     if manifest["index_type"] not in INDEX_TYPES:
         return f"index_type {manifest['index_type']!r} is none of {', '.join(INDEX_TYPES)}"
@@ -470,8 +507,10 @@ def only_leftovers(folder: Path) -> bool:
     first commit leaves: the lock, its own temp files, a shards/ folder of its own shards and temps."""
     for entry in folder.iterdir():
         if entry.name == "shards" and own_shards_folder(folder):
-            if any(not (regular_file(e) and (SHARD_NAME.fullmatch(e.name) or is_own_temp(e.name, True)))
-                   for e in entry.iterdir()):
+            if any(
+                not (regular_file(e) and (SHARD_NAME.fullmatch(e.name) or is_own_temp(e.name, True)))
+                for e in entry.iterdir()
+            ):
                 return False
         elif not (regular_file(entry) and (entry.name == ".lock" or is_own_temp(entry.name, False))):
             return False
@@ -524,22 +563,30 @@ class ShardColumns:
                     name_length, extra_length = struct.unpack("<HH", f.read(4))
                     f.seek(member.header_offset + 30 + name_length + extra_length)
                     version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, fortran_order, dtype = read(f)
                     if fortran_order:
                         raise ValueError(f"column {name} is in Fortran order")
                     self.where[name] = (f.tell(), dtype.itemsize * math.prod(shape[1:]), shape[0], dtype)
         except (OSError, KeyError, ValueError, struct.error, zipfile.BadZipFile) as err:
-            raise AudioIndexError(f"{path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); rebuild "
-                                  "the index (a new index build of the same files)") from None
+            raise AudioIndexError(
+                f"{path}: damaged index shard ({type(err).__name__}: {str(err)[:200]}); rebuild "
+                "the index (a new index build of the same files)"
+            ) from None
 
     def read(self, fd: int, name: str, row: int) -> bytes:
         """Row `row` of column `name`, its bytes (of `self.where[name][3]`)."""
         offset, size, rows, _ = self.where[name]
         data = os.pread(fd, size, offset + row * size)
         if not 0 <= row < rows or len(data) != size:
-            raise AudioIndexError(f"{self.path}: damaged index shard (row {row} of {name} cannot be read); rebuild "
-                                  "the index (a new index build of the same files)")
+            raise AudioIndexError(
+                f"{self.path}: damaged index shard (row {row} of {name} cannot be read); rebuild "
+                "the index (a new index build of the same files)"
+            )
         return data
 
     def value(self, fd: int, name: str, row: int):
@@ -593,8 +640,10 @@ class RowsOnDisk:
 
     def _open_shard(self, i: int, shard: int) -> int:
         if shard >= len(self.shards):
-            raise AudioIndexError(f"{self.folder}: damaged side table (row {i} names shard {shard}, of "
-                                  f"{len(self.shards)}); the next index add, remove or sync rewrites it")
+            raise AudioIndexError(
+                f"{self.folder}: damaged side table (row {i} names shard {shard}, of "
+                f"{len(self.shards)}); the next index add, remove or sync rewrites it"
+            )
         if shard not in self._columns:
             self._columns[shard] = ShardColumns(self.shards[shard], self.dim)
         if len(self._open) >= MAX_OPEN_SHARDS:
@@ -638,15 +687,22 @@ class RowsOnDisk:
                 count += len(kept)
 
         files.atomic_write(folder / "rows.bin", write_rows)
-        return {"layout": SIDE_TABLE_LAYOUT, "count": count, "bytes": (folder / "rows.bin").stat().st_size,
-                "files": files_found, "segments": segments}
+        return {
+            "layout": SIDE_TABLE_LAYOUT,
+            "count": count,
+            "bytes": (folder / "rows.bin").stat().st_size,
+            "files": files_found,
+            "segments": segments,
+        }
 
 
 def path_hashes(names: np.ndarray) -> np.ndarray:
     """(n, 2) uint64: a 128-bit hash (blake2b) of each path's bytes. Two of 10^8 paths share one
     with odds of about 10^-23, so paths are told apart by their hashes: 16 bytes a row in RAM."""
-    digests = b"".join(hashlib.blake2b(name if isinstance(name, bytes) else os.fsencode(name), digest_size=16).digest()
-                       for name in names)
+    digests = b"".join(
+        hashlib.blake2b(name if isinstance(name, bytes) else os.fsencode(name), digest_size=16).digest()
+        for name in names
+    )
     return np.frombuffer(digests, "<u8").reshape(-1, 2)
 
 

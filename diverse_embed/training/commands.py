@@ -24,8 +24,11 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diverse-embed evaluate", description="Metrics of a training output "
-                                     "folder (fused head and ablation heads) on a dataset's val and test splits.")
+    parser = argparse.ArgumentParser(
+        prog="diverse-embed evaluate",
+        description="Metrics of a training output "
+        "folder (fused head and ablation heads) on a dataset's val and test splits.",
+    )
     parser.add_argument("run_dir", metavar="RUN", help="a training output folder")
     add_options(parser, DataConfig)
     return parser
@@ -48,8 +51,10 @@ def run_train(args: argparse.Namespace) -> int:
         logging.getLogger("diverse_embed.training").setLevel(logging.INFO)  # the training log lines
     result = train(cfg)
     if "stopped_at_step" in result:
-        print(f"stopped after step {result['stopped_at_step']} as asked; --resume goes on from the checkpoint",
-              file=sys.stderr)
+        print(
+            f"stopped after step {result['stopped_at_step']} as asked; --resume goes on from the checkpoint",
+            file=sys.stderr,
+        )
     elif "results" in result and os.environ.get("RANK", "0") == "0":  # once, not by every torchrun rank
         print("\n".join(summary(result, cfg.output)))
     return 0
@@ -62,10 +67,13 @@ def summary(metrics: dict, output: str) -> list[str]:
         fused = result["systems"]["fused"]
         accuracy = "" if fused["accuracy"] is None else f", accuracy {fused['accuracy']:.3f}"
         lines.append(f"{split} ({result['clips']} clips): macro mAP {fused['macro_map']:.3f}{accuracy}")
-    return lines + [f"every table: {output}/metrics.md", "use it:",
-                    f"  diverse-embed tag FILES --model {output}",
-                    f"  diverse-embed embed FILES -o embeddings.npz --model {output}",
-                    f"  DiverseEmbedder.from_pretrained({str(output)!r})"]
+    return lines + [
+        f"every table: {output}/metrics.md",
+        "use it:",
+        f"  diverse-embed tag FILES --model {output}",
+        f"  diverse-embed embed FILES -o embeddings.npz --model {output}",
+        f"  DiverseEmbedder.from_pretrained({str(output)!r})",
+    ]
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -74,8 +74,11 @@ class TeacherCache:
         per_clip = [np.load(self.file_for(clip)).astype(np.float32) for clip in dataset.clips]  # (n_chunks, 512) each
         if clip_mean:
             per_clip = [vectors.mean(axis=0, keepdims=True) for vectors in per_clip]  # (1, 512) each
-        return np.stack([per_clip[clip][0 if clip_mean else k] for clip, k in dataset.index]) \
-            if len(dataset.index) else np.zeros((0, aisfx.WIDTH), np.float32)
+        return (
+            np.stack([per_clip[clip][0 if clip_mean else k] for clip, k in dataset.index])
+            if len(dataset.index)
+            else np.zeros((0, aisfx.WIDTH), np.float32)
+        )
 
 
 def neighbour_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -27,14 +27,20 @@ from .data import ChunkDataset, load_splits
 ABLATION_HEADS = "ablation_heads.safetensors"
 
 
-def fit_ablation_heads(fit_head: Callable[[str, list[int], int], nn.Linear], config: DiverseEmbedConfig,
-                       fused: bool = True, ablation: bool = True) -> dict[str, nn.Linear]:
+def fit_ablation_heads(
+    fit_head: Callable[[str, list[int], int], nn.Linear],
+    config: DiverseEmbedConfig,
+    fused: bool = True,
+    ablation: bool = True,
+) -> dict[str, nn.Linear]:
     """A head for every subset of the model's branches (config.branch_subsets), each trained by
     `fit_head(name, columns of the fused embedding it reads, seed offset)`; without `fused`, all
     but the fused head; without `ablation`, the fused head only."""
-    return {name: fit_head(name, config.branch_columns(names), number)
-            for number, (name, names) in enumerate(config.branch_subsets().items())
-            if (fused or name != "fused") and (ablation or name == "fused")}
+    return {
+        name: fit_head(name, config.branch_columns(names), number)
+        for number, (name, names) in enumerate(config.branch_subsets().items())
+        if (fused or name != "fused") and (ablation or name == "fused")
+    }
 
 
 def subset_title(name: str) -> str:
@@ -49,8 +55,12 @@ def chunk_outputs(function, dataset: ChunkDataset, batch_size: int, num_workers:
     """function(chunks) -> (B, width) over every chunk of the dataset, gathered from all ranks in
     chunk order: (n_chunks, width)."""
     mine = np.arange(rt.rank, len(dataset), rt.world)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=batch_size,
-                                         num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, mine),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     rows = [function(chunks.to(rt.device)).float().cpu().numpy() for chunks, _, _ in loader]
     gathered = rt.gather((mine, np.concatenate(rows) if rows else None))
     order = np.concatenate([m for m, _ in gathered])
@@ -61,7 +71,9 @@ def chunk_outputs(function, dataset: ChunkDataset, batch_size: int, num_workers:
 def embed_chunks(model: DiverseEmbedder, dataset: ChunkDataset, cfg: DataConfig, rt: Runtime) -> np.ndarray:
     """The fused embedding of every chunk: (n_chunks, D)."""
     model.eval()
-    return chunk_outputs(lambda chunks: model(chunks).embeddings, dataset, cfg.batch_size, cfg.loader_workers(rt.device), rt)
+    return chunk_outputs(
+        lambda chunks: model(chunks).embeddings, dataset, cfg.batch_size, cfg.loader_workers(rt.device), rt
+    )
 
 
 def clip_means(chunk_values: np.ndarray, dataset: ChunkDataset) -> np.ndarray:
@@ -78,8 +90,9 @@ def clip_macro_map(chunk_logits: np.ndarray, dataset: ChunkDataset) -> float:
     return tagging_metrics(dataset.clip_targets(), clip_means(chunk_logits, dataset))["macro_map"]
 
 
-def corpus_clip_metrics(scores: np.ndarray, targets: np.ndarray, dataset: ChunkDataset,
-                        vocabulary: list[str]) -> dict[str, dict]:
+def corpus_clip_metrics(
+    scores: np.ndarray, targets: np.ndarray, dataset: ChunkDataset, vocabulary: list[str]
+) -> dict[str, dict]:
     """Tagging metrics of each corpus on its own clips and its own labels (a model trained on a
     manifest with a corpus column), from clip scores and targets (n_clips, n_classes): corpus ->
     metrics. Empty for a single label space."""
@@ -102,8 +115,14 @@ def head_logits(head: nn.Module, embeddings: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(embeddings).float().to(head.weight.device)).float().cpu().numpy()
 
 
-def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str, ChunkDataset], cfg: DataConfig,
-             rt: Runtime, embeddings: dict[str, np.ndarray] | None = None) -> dict:
+def evaluate(
+    model: DiverseEmbedder,
+    heads: dict[str, nn.Linear],
+    data: dict[str, ChunkDataset],
+    cfg: DataConfig,
+    rt: Runtime,
+    embeddings: dict[str, np.ndarray] | None = None,
+) -> dict:
     """Metrics of the fused head and every ablation head on the val and test splits. `embeddings`
     holds chunk embeddings already computed, by split name."""
     results = {}
@@ -121,7 +140,10 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
             logits[name] = head_logits(head, x[:, model.config.branch_columns(subsets[name])])
         targets = dataset.clip_targets()
         scores = {n: clip_means(v, dataset) for n, v in logits.items()}  # (n_clips, n_classes) per head
-        results[split] = {"clips": len(dataset.clips), "systems": {n: tagging_metrics(targets, s) for n, s in scores.items()}}
+        results[split] = {
+            "clips": len(dataset.clips),
+            "systems": {n: tagging_metrics(targets, s) for n, s in scores.items()},
+        }
         per_corpus = {n: corpus_clip_metrics(s, targets, dataset, vocabulary) for n, s in scores.items()}
         if any(per_corpus.values()):  # corpus -> system -> metrics
             results[split]["corpora"] = {c: {n: per_corpus[n][c] for n in logits} for c in per_corpus["fused"]}
@@ -129,11 +151,18 @@ def evaluate(model: DiverseEmbedder, heads: dict[str, nn.Linear], data: dict[str
 
 
 def metrics_table(title: str, systems: dict[str, dict]) -> list[str]:
-    lines = [f"### {title}", "", "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| system | macro mAP | micro mAP | d' | lwlrap | accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in systems.items():
         acc = "" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
-        lines.append(f"| {subset_title(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
-                     f"{m['lwlrap']:.3f} | {acc} |")
+        lines.append(
+            f"| {subset_title(name)} | {m['macro_map']:.3f} | {m['micro_map']:.3f} | {m['d_prime']:.3f} | "
+            f"{m['lwlrap']:.3f} | {acc} |"
+        )
     return lines + [""]
 
 
@@ -156,8 +185,10 @@ def write_metrics(metrics: dict, folder: Path) -> None:
 
 
 def save_ablation_heads(heads: dict[str, nn.Linear], folder: Path) -> None:
-    safetensors.torch.save_file({f"{n}.{k}": v.detach().cpu().contiguous() for n, h in heads.items()
-                                 for k, v in h.state_dict().items()}, str(folder / ABLATION_HEADS))
+    safetensors.torch.save_file(
+        {f"{n}.{k}": v.detach().cpu().contiguous() for n, h in heads.items() for k, v in h.state_dict().items()},
+        str(folder / ABLATION_HEADS),
+    )
 
 
 def load_ablation_heads(folder: Path, config: DiverseEmbedConfig) -> dict[str, nn.Linear]:

@@ -21,8 +21,9 @@ def resolve_loss(name: str, dataset: ChunkDataset) -> str:
     return name
 
 
-def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor,
-                  corpus_of_label: torch.Tensor | None = None) -> torch.Tensor:
+def loss_function(
+    name: str, logits: torch.Tensor, targets: torch.Tensor, corpus_of_label: torch.Tensor | None = None
+) -> torch.Tensor:
     """logits, targets (batch, n_classes) -> scalar loss. `corpus_of_label` (n_classes,) numbers
     each label's corpus: a softmax then runs over the labels of each chunk's own corpus only."""
     if name == "softmax":  # targets sum to 1 per chunk: one-hot, or two labels' weights after mixup
@@ -35,8 +36,9 @@ def loss_function(name: str, logits: torch.Tensor, targets: torch.Tensor,
     return F.binary_cross_entropy_with_logits(logits, targets)
 
 
-def mixup(chunks: torch.Tensor, targets: torch.Tensor, alpha: float,
-          corpus_of_label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mixup(
+    chunks: torch.Tensor, targets: torch.Tensor, alpha: float, corpus_of_label: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Zhang et al.'s mixup within each corpus (their label sets differ): chunks (batch, samples)
     and targets (batch, n_classes) -> the same shapes, each chunk mixed with a random partner of
     its own corpus at a weight drawn from Beta(alpha, alpha)."""
@@ -49,8 +51,7 @@ def mixup(chunks: torch.Tensor, targets: torch.Tensor, alpha: float,
     partner = torch.empty_like(order)
     partner[order] = shuffled  # (batch,)
     weight = torch.distributions.Beta(alpha, alpha).sample((len(chunks), 1)).to(chunks.device)  # (batch, 1)
-    return (weight * chunks + (1 - weight) * chunks[partner],
-            weight * targets + (1 - weight) * targets[partner])
+    return (weight * chunks + (1 - weight) * chunks[partner], weight * targets + (1 - weight) * targets[partner])
 
 
 def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -68,7 +69,9 @@ def supervised_contrastive(embeddings: torch.Tensor, targets: torch.Tensor, temp
     return -mean_positive[count > 0].mean()
 
 
-def label_prior_logits(dataset: ChunkDataset, loss: str = "bce", corpus_of_label: np.ndarray | None = None) -> torch.Tensor:
+def label_prior_logits(
+    dataset: ChunkDataset, loss: str = "bce", corpus_of_label: np.ndarray | None = None
+) -> torch.Tensor:
     """The logits that predict each class's frequency among the training chunks: (n_classes,).
     logit(p) per class for bce, log(p) for softmax (within each label's corpus, when given)."""
     prior = np.clip(dataset.chunk_targets().mean(axis=0) if len(dataset.index) else 0.0, 1e-4, 1 - 1e-4)

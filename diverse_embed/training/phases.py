@@ -31,8 +31,11 @@ class Phase:
 
 def plan_phases(cfg: TrainConfig, branches: list[str]) -> list[Phase]:
     """The phases cfg asks for, in order, each with its epochs and learning rate: decided here only."""
-    phases = [Phase(name, cfg.neuralogram_epochs if name == "neuralogram" else cfg.branch_epochs, cfg.lr)
-              for name in branch_stages(branches) if not (name == "neuralogram" and cfg.mobilenet_weights)]
+    phases = [
+        Phase(name, cfg.neuralogram_epochs if name == "neuralogram" else cfg.branch_epochs, cfg.lr)
+        for name in branch_stages(branches)
+        if not (name == "neuralogram" and cfg.mobilenet_weights)
+    ]
     if cfg.init_from:  # a pretrained model's branches are trained already: only those named again
         phases = [p for p in phases if p.name in cfg.retrain]
     phases.append(fusion_phase(cfg))
@@ -88,8 +91,9 @@ def with_outputs(tagger: nn.Module, logits: torch.Tensor, embedding: torch.Tenso
     return logits, embedding, None if tagger.to_teacher is None else tagger.to_teacher(embedding)
 
 
-def phase_module(name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, seed: int,
-                 teacher_width: int = 0) -> nn.Module:
+def phase_module(
+    name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, seed: int, teacher_width: int = 0
+) -> nn.Module:
     """The module a phase trains, its trainable parameters unfrozen and everything else frozen;
     with `teacher_width`, with a `to_teacher` map from its embedding to the teacher's vectors."""
     model.requires_grad_(False)
@@ -97,7 +101,9 @@ def phase_module(name: str, model: DiverseEmbedder, prior_logits: torch.Tensor, 
         mobilenet = model.branches["neuralogram"].front_end
         module = Tagger(mobilenet, new_head(mobilenet[1].out_features, prior_logits, seed), pool_time=True)
     elif name.startswith("branch:"):
-        module = Tagger(model.branches[name.split(":", 1)[1]], new_head(model.config.d_model, prior_logits, seed), False)
+        module = Tagger(
+            model.branches[name.split(":", 1)[1]], new_head(model.config.d_model, prior_logits, seed), False
+        )
     else:
         module = FusedTagger(model)
     if teacher_width:

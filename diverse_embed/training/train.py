@@ -38,13 +38,21 @@ from .trainer import CHECKPOINT, StoppedEarly, Trainer
 LOG = logging.getLogger(__name__)
 
 
-def build_model(cfg: TrainConfig, shape: DiverseEmbedConfig, vocabulary: list[str], output: Path,
-                resume: dict | None, loss: str, pretrained: DiverseEmbedder | None = None) -> DiverseEmbedder:
+def build_model(
+    cfg: TrainConfig,
+    shape: DiverseEmbedConfig,
+    vocabulary: list[str],
+    output: Path,
+    resume: dict | None,
+    loss: str,
+    pretrained: DiverseEmbedder | None = None,
+) -> DiverseEmbedder:
     """`shape` with the data's labels; its weights from `pretrained` (all but the head), on resume
     from the checkpoint, for a later stage from what `output` already holds."""
     problem = "single_label_classification" if loss == "softmax" else "multi_label_classification"
-    config = dataclasses.replace(shape, num_labels=len(vocabulary), id2label=dict(enumerate(vocabulary)),
-                                 problem_type=problem)
+    config = dataclasses.replace(
+        shape, num_labels=len(vocabulary), id2label=dict(enumerate(vocabulary)), problem_type=problem
+    )
     model = DiverseEmbedder(config)
     if pretrained is not None:
         kept = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
@@ -83,16 +91,25 @@ def train(cfg: TrainConfig) -> dict:
         teacher = teacher_vectors(cfg, rt, data["train"], shape) if cfg.teacher or cfg.stage == "teacher" else None
         if cfg.stage == "teacher":
             return {"teacher_vectors": 0 if teacher is None else len(teacher)}
-        resume = torch.load(output / CHECKPOINT, map_location="cpu", weights_only=True) \
-            if cfg.resume and (output / CHECKPOINT).is_file() else None  # weights_only: runs no code on load
+        resume = (
+            torch.load(output / CHECKPOINT, map_location="cpu", weights_only=True)
+            if cfg.resume and (output / CHECKPOINT).is_file()
+            else None
+        )  # weights_only: runs no code on load
         loss = resolve_loss(cfg.loss, data["train"])
         model = build_model(cfg, shape, vocabulary, output, resume, loss, pretrained).to(rt.device)
         trainer = Trainer(cfg, rt, model, data, output, loss, teacher)
         if resume:
             trainer.completed, trainer.throughput = list(resume["completed"]), dict(resume["throughput"])
             trainer.steps_done = resume["steps_done"]
-        trainer.log(event="start", train_chunks=len(data["train"]), failures=len(failures), world=rt.world,
-                    device=str(rt.device), resumed=bool(resume))
+        trainer.log(
+            event="start",
+            train_chunks=len(data["train"]),
+            failures=len(failures),
+            world=rt.world,
+            device=str(rt.device),
+            resumed=bool(resume),
+        )
         started = time.perf_counter()
         try:
             heads = run_phases(trainer, resume)
@@ -101,9 +118,13 @@ def train(cfg: TrainConfig) -> dict:
         if not heads:
             heads = {n: h.to(rt.device) for n, h in load_ablation_heads(output, model.config).items()}
         metrics = {
-            "results": evaluate(model, heads, data, cfg, rt, trainer.embeddings), "throughput": trainer.throughput,
-            "wall_seconds": round(time.perf_counter() - started, 1), "failures": [{"path": p, "reason": r} for p, r in failures],
-            "parameters": model.num_parameters(), "world_size": rt.world, "device": str(rt.device),
+            "results": evaluate(model, heads, data, cfg, rt, trainer.embeddings),
+            "throughput": trainer.throughput,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "failures": [{"path": p, "reason": r} for p, r in failures],
+            "parameters": model.num_parameters(),
+            "world_size": rt.world,
+            "device": str(rt.device),
         }
         if rt.main:
             write_metrics(metrics, output)
@@ -126,13 +147,20 @@ def teacher_vectors(cfg: TrainConfig, rt, train_set, shape: DiverseEmbedConfig) 
     if cfg.stage == "teacher" and not cfg.teacher:
         raise DataError("--stage teacher needs --teacher WHEEL")
     if not Path(cfg.teacher).is_file():
-        raise DataError(f"--teacher {cfg.teacher}: no such file (pip download aisfx==0.1.2 --no-deps -d DIR gives the wheel)")
+        raise DataError(
+            f"--teacher {cfg.teacher}: no such file (pip download aisfx==0.1.2 --no-deps -d DIR gives the wheel)"
+        )
     if cfg.mixup_alpha:
         raise DataError("--teacher and --mixup-alpha: the teacher's vector of a mixed chunk is not cached")
     cache = TeacherCache(train_set.cache, cfg.teacher, shape)
     if rt.main:
         computed = cache.prepare(train_set.clips, progress=cfg.progress)
-        LOG.info("teacher vectors: %d clips computed, %d cached in %s", computed, len(train_set.clips) - computed, cache.folder)
+        LOG.info(
+            "teacher vectors: %d clips computed, %d cached in %s",
+            computed,
+            len(train_set.clips) - computed,
+            cache.folder,
+        )
     rt.barrier()
     return cache.table(train_set, clip_mean=cfg.distill_target == "clip")
 

@@ -76,8 +76,16 @@ class Trainer:
     """One loop (`fit`) for every phase and head, with what it shares: the data, the loss, the log,
     the checkpoint."""
 
-    def __init__(self, cfg: TrainConfig, rt: Runtime, model: DiverseEmbedder, data: dict, output: Path, loss: str,
-                 teacher: np.ndarray | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        rt: Runtime,
+        model: DiverseEmbedder,
+        data: dict,
+        output: Path,
+        loss: str,
+        teacher: np.ndarray | None = None,
+    ):
         self.cfg, self.rt, self.model, self.data, self.output = cfg, rt, model, data, output
         # The teacher's vector of each training chunk (n_chunks, 512), centred: its raw vectors
         # (after a ReLU and a max) all point one way, and their cosines would barely differ.
@@ -103,8 +111,19 @@ class Trainer:
         """The training chunks of one epoch, (chunks, targets, teacher vectors or None) on the
         device, shuffled by (seed, epoch)."""
         cfg, rt, dataset = self.cfg, self.rt, self.data["train"]
-        loader = epoch_loader(dataset, epoch, skip_batches, cfg.batch_size, cfg.loader_workers(rt.device), rt.rank, rt.world, cfg.seed,
-                              pin_memory=rt.device.type == "cuda", chunks=cfg.chunks_per_epoch, corpus_weights=cfg.corpus_weights)
+        loader = epoch_loader(
+            dataset,
+            epoch,
+            skip_batches,
+            cfg.batch_size,
+            cfg.loader_workers(rt.device),
+            rt.rank,
+            rt.world,
+            cfg.seed,
+            pin_memory=rt.device.type == "cuda",
+            chunks=cfg.chunks_per_epoch,
+            corpus_weights=cfg.corpus_weights,
+        )
         for chunks, targets, items in loader:
             chunks, targets = chunks.to(rt.device, non_blocking=True), targets.to(rt.device, non_blocking=True)
             teacher = None if self.teacher is None else self.teacher[items].to(rt.device)  # (B, 512)
@@ -112,7 +131,9 @@ class Trainer:
                 gain_db = (torch.rand(len(chunks), 1, device=rt.device) * 2 - 1) * cfg.gain_augment_db
                 chunks = (chunks * 10 ** (gain_db / 20)).clamp(-1, 1)
             if cfg.noise_augment_snr_db is not None:
-                snr_db = cfg.noise_augment_snr_db + torch.rand(len(chunks), 1, device=rt.device) * (40 - cfg.noise_augment_snr_db)
+                snr_db = cfg.noise_augment_snr_db + torch.rand(len(chunks), 1, device=rt.device) * (
+                    40 - cfg.noise_augment_snr_db
+                )
                 level = chunks.pow(2).mean(dim=1, keepdim=True).sqrt() * 10 ** (-snr_db / 20)  # (B, 1) noise RMS
                 chunks = (chunks + torch.randn_like(chunks) * level).clamp(-1, 1)
             if cfg.mixup_alpha:
@@ -123,8 +144,9 @@ class Trainer:
         chunks = self.cfg.chunks_per_epoch or len(self.data["train"])
         return math.ceil(math.ceil(chunks / self.rt.world) / self.cfg.batch_size)
 
-    def loss(self, module: nn.Module, x: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None,
-             contrastive: bool) -> torch.Tensor:
+    def loss(
+        self, module: nn.Module, x: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, contrastive: bool
+    ) -> torch.Tensor:
         """The phase's loss on a batch: the task loss, plus with `contrastive` the contrastive term and
         with `teacher` vectors the distillation term, both on the embedding the phase trains (a
         Tagger's or FusedTagger's)."""
@@ -133,16 +155,32 @@ class Trainer:
         logits, embeddings, predicted = module(x, with_embedding=True) if embedded else (module(x), None, None)
         loss = loss_function(self.loss_name, logits.float(), targets, self.corpus_of_label)
         if contrastive:
-            loss = loss + cfg.contrastive_weight * supervised_contrastive(embeddings, targets, cfg.contrastive_temperature)
+            loss = loss + cfg.contrastive_weight * supervised_contrastive(
+                embeddings, targets, cfg.contrastive_temperature
+            )
         if teacher is not None:
-            term = regression_distillation(predicted, teacher) if predicted is not None else \
-                neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
+            term = (
+                regression_distillation(predicted, teacher)
+                if predicted is not None
+                else neighbour_distillation(embeddings, teacher, cfg.distill_temperature)
+            )
             self.distill_term = term.detach()  # logged beside the loss: how near the teacher the student is
             loss = loss + cfg.distill_weight * term
         return loss
 
-    def fit(self, phase: str, module: nn.Module, batches, steps_per_epoch: int, epochs: int, lr: float,
-            score=None, resume: dict | None = None, distributed: bool = True, checkpoints: bool = True) -> float:
+    def fit(
+        self,
+        phase: str,
+        module: nn.Module,
+        batches,
+        steps_per_epoch: int,
+        epochs: int,
+        lr: float,
+        score=None,
+        resume: dict | None = None,
+        distributed: bool = True,
+        checkpoints: bool = True,
+    ) -> float:
         """Train `module` on batches(epoch, skip_batches) -> (x, targets, teacher vectors or None);
         keep the epoch that `score(module)` rates best. Without `distributed` (a head on frozen
         embeddings), every rank trains the same copy, without checkpoints or the contrastive and
@@ -156,7 +194,9 @@ class Trainer:
             total = min(total, cfg.max_steps_per_phase)
         trained = module
         if distributed and rt.world > 1:
-            trained = nn.parallel.DistributedDataParallel(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+            trained = nn.parallel.DistributedDataParallel(
+                module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+            )
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, cfg.warmup))
         dtype = autocast_dtype(cfg.precision, rt.device)
@@ -184,14 +224,29 @@ class Trainer:
                 seen += len(x) * (rt.world if distributed else 1)
                 if step % cfg.log_every == 0 or step == total:
                     terms = {"distill": round(self.distill_term.item(), 5)} if self.distill_term is not None else {}
-                    self.log(phase=phase, step=step, of=total, epoch=epoch, loss=round(loss.item(), 5), **terms,
-                             lr=float(f"{scheduler.get_last_lr()[0]:.3g}"))
+                    self.log(
+                        phase=phase,
+                        step=step,
+                        of=total,
+                        epoch=epoch,
+                        loss=round(loss.item(), 5),
+                        **terms,
+                        lr=float(f"{scheduler.get_last_lr()[0]:.3g}"),
+                    )
                 if (step % steps_per_epoch == 0 or step == total) and score is not None and cfg.select_on_val:
                     best = self.keep_if_best(phase, module, epoch, score, best)
                 stop = checkpoints and cfg.stop_after_steps and self.steps_done >= cfg.stop_after_steps
                 if checkpoints and (step % cfg.checkpoint_every == 0 or step == total or stop):
-                    self.checkpoint(phase, {"module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "scheduler": scheduler.state_dict(), "step": step, "best": best})
+                    self.checkpoint(
+                        phase,
+                        {
+                            "module": module.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "step": step,
+                            "best": best,
+                        },
+                    )
                 if stop:
                     self.log(phase=phase, stopped_at_step=step)
                     raise StoppedEarly(step)
@@ -220,23 +275,29 @@ class Trainer:
         value = score(module)
         self.log(phase=phase, epoch=epoch, val_macro_map=round(value, 5))
         if value > best["score"]:
-            best = {"score": value, "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
+            best = {
+                "score": value,
+                "epoch": epoch,
+                "state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+            }
         set_train_mode(module, phase, self.model)
         return best
 
     def train_phase(self, phase: Phase, resume: dict | None) -> None:
         cfg, rt = self.cfg, self.rt
         regression = self.teacher is not None and cfg.distill_loss == "regression"
-        module = phase_module(phase.name, self.model, self.prior_logits, cfg.seed,
-                              self.teacher.shape[1] if regression else 0).to(rt.device)
+        module = phase_module(
+            phase.name, self.model, self.prior_logits, cfg.seed, self.teacher.shape[1] if regression else 0
+        ).to(rt.device)
         score = None
         if "val" in self.data:
             val = self.data["val"]
             score = lambda m: clip_macro_map(  # noqa: E731
-                chunk_outputs(m, val, cfg.batch_size, cfg.loader_workers(rt.device), rt), val)
-        self.throughput[phase.name] = self.fit(phase.name, module, self.chunk_batches, self.steps_per_epoch(),
-                                               phase.epochs, phase.lr, score, resume)
+                chunk_outputs(m, val, cfg.batch_size, cfg.loader_workers(rt.device), rt), val
+            )
+        self.throughput[phase.name] = self.fit(
+            phase.name, module, self.chunk_batches, self.steps_per_epoch(), phase.epochs, phase.lr, score, resume
+        )
 
     def fusion(self, phase: Phase, fused: bool = True) -> dict[str, nn.Linear]:
         """Train the fused head (into the model) and, with --ablation-heads, the ablation heads on frozen
@@ -263,8 +324,17 @@ class Trainer:
                 val_x = self.embeddings["val"][:, columns]
                 score = lambda head: clip_macro_map(head_logits(head, val_x), self.data["val"])  # noqa: E731
             head = new_head(len(columns), self.prior_logits, cfg.seed + number).to(rt.device)
-            self.fit(f"fusion:{name}", head, batches, math.ceil(len(x) / cfg.batch_size), phase.epochs, phase.lr,
-                     score, distributed=False, checkpoints=False)
+            self.fit(
+                f"fusion:{name}",
+                head,
+                batches,
+                math.ceil(len(x) / cfg.batch_size),
+                phase.epochs,
+                phase.lr,
+                score,
+                distributed=False,
+                checkpoints=False,
+            )
             return head
 
         heads = fit_ablation_heads(fit_head, model.config, fused, cfg.ablation_heads)
@@ -275,8 +345,15 @@ class Trainer:
     def checkpoint(self, phase: str | None = None, loop_state: dict | None = None) -> None:
         """Save what resume needs; `phase` None marks the gap between two phases."""
         if self.rt.main:
-            state = {"phase": phase, "model": self.model.state_dict(), "rng": rng_state(), "completed": self.completed,
-                     "throughput": self.throughput, "steps_done": self.steps_done, **(loop_state or {})}
+            state = {
+                "phase": phase,
+                "model": self.model.state_dict(),
+                "rng": rng_state(),
+                "completed": self.completed,
+                "throughput": self.throughput,
+                "steps_done": self.steps_done,
+                **(loop_state or {}),
+            }
             (self.output / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.output / CHECKPOINT, lambda f: torch.save(state, f))
         self.rt.barrier()

@@ -32,8 +32,15 @@ def _tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
 
 def _wav_header(data_bytes: int, rate: int = 16000) -> bytes:
     """A 16-bit mono PCM WAV header that announces `data_bytes` of data."""
-    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-            + b"data" + struct.pack("<I", data_bytes))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
 
 
 def make_corpus(folder: str | Path) -> list[Case]:
