@@ -18,7 +18,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,8 +250,42 @@ def tiny_clap(folder: str | Path, seed: int = 0) -> Path:
     return Path(folder)
 
 
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_EXPERIMENT = "DIVERSE_EMBED_LOCAL_EXPERIMENT"  # set to 1 to record a result of a model outside the repository
+
+
+def models_outside_repository(command: str) -> list[str]:
+    """The models a recorded command names by a path outside this repository (a --model, --models
+    or other --*model* option's value, or each of a comma list): nobody else can re-run it."""
+    words = [part for word in shlex.split(command) for part in word.split("=", 1)]
+    found = []
+    for flag, value in zip(words, words[1:]):
+        if flag.startswith("--") and "model" in flag:
+            for name in value.split(","):
+                path = Path(name).expanduser()
+                if name and path.exists() and not path.resolve().is_relative_to(REPO):
+                    found.append(name)
+    return found
+
+
 def write_results(stem: str | Path, report: dict, text: str) -> None:
-    """The pair every benchmark writes: STEM.json (the whole report) and STEM.md (its tables)."""
+    """The pair every benchmark writes: STEM.json (the whole report) and STEM.md (its tables).
+    A model given by a path outside the repository is refused unless LOCAL_EXPERIMENT is set;
+    then the result says it is a local experiment."""
+    outside = models_outside_repository(report.get("command", ""))
+    if outside and not os.environ.get(LOCAL_EXPERIMENT):
+        raise SystemExit(
+            f"{outside[0]}: a model outside the repository, so nobody else could re-run this result; name a "
+            f"bundled model or one the repository's scripts make, or set {LOCAL_EXPERIMENT}=1 to record it as a "
+            "local experiment"
+        )
+    if outside:
+        report = {**report, "local_experiment": outside}
+        title, _, rest = text.partition("\n")
+        text = (
+            f"{title}\n\n**Local experiment:** the model ({', '.join(outside)}) is a path on one machine; this "
+            f"result cannot be re-run from a clean checkout.\n{rest}"
+        )
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     (stem.parent / f"{stem.name}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -16,6 +16,30 @@ from benchmarks import final_chunk, fusion, generalization, linear_probe, retrie
 from benchmarks.systems import tiny_clap
 
 
+@pytest.fixture(autouse=True)
+def local_models_allowed(monkeypatch):
+    """The smoke tests run benchmarks on models saved in tmp_path: outside the repository."""
+    monkeypatch.setenv("DIVERSE_EMBED_LOCAL_EXPERIMENT", "1")
+
+
+def test_a_result_of_a_model_outside_the_repository_is_refused_unless_a_local_experiment(tmp_path, monkeypatch):
+    from benchmarks.systems import write_results
+
+    (tmp_path / "mine").mkdir()
+    report = {"command": f"python -m benchmarks.retrieval --model {tmp_path / 'mine'} --esc50 ../shared/data/esc50"}
+    monkeypatch.delenv("DIVERSE_EMBED_LOCAL_EXPERIMENT")
+    with pytest.raises(SystemExit, match="outside the repository"):
+        write_results(tmp_path / "r", report, "# Title\n\ntable\n")
+    assert not (tmp_path / "r.md").exists()
+    write_results(
+        tmp_path / "ok", {"command": "python -m benchmarks.retrieval --model diverse-embed-multi-v2"}, "# T\n"
+    )
+    monkeypatch.setenv("DIVERSE_EMBED_LOCAL_EXPERIMENT", "1")
+    write_results(tmp_path / "r", report, "# Title\n\ntable\n")
+    assert "Local experiment" in (tmp_path / "r.md").read_text().splitlines()[2]
+    assert json.loads((tmp_path / "r.json").read_text())["local_experiment"] == [str(tmp_path / "mine")]
+
+
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
     """A manifest of tones and noise in train/val/test splits, a saved random model, a tiny CLAP."""
