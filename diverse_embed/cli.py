@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
+from .console import (
+    CommandError,
+    add_embedding_arguments,
+    add_model_arguments,
+    add_shared_arguments,
+    find_inputs,
+    load_model,
+    say,
+    shown,
+)
 from .options import positive_int
 
 
@@ -255,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser(
         "embed", help="embed audio files into an .npz or a Parquet table of L2-normalised vectors"
     )
-    embed.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+    add_shared_arguments(embed, "inputs")
     embed.add_argument(
         "--output",
         "-o",
@@ -285,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=run_embed)
 
     tag = commands.add_parser("tag", help="the model's top labels for each file (models with label names)")
-    tag.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+    add_shared_arguments(tag, "inputs")
     tag.add_argument("-k", type=positive_int, default=5, help="labels per file or segment (default 5)")
     tag.add_argument("--segments", action="store_true", help="also the labels of every 1-s segment")
     tag.add_argument("--json", action="store_true", help="one JSON object per file, one per line")

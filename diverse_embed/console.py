@@ -78,6 +78,29 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
+# Arguments several commands take, each declared here once: name -> (flags, add_argument keywords).
+SHARED_ARGUMENTS = {
+    "index": (("index",), {"help": "the index folder"}),
+    "inputs": (("inputs",), {"nargs": "+", "help": "audio files and folders (searched recursively)"}),
+    "inputs or tables": (("inputs",), {"nargs": "*", "help": "audio files and folders (searched recursively)"}),
+    "from parquet": (
+        ("--from-parquet",),
+        {
+            "nargs": "+",
+            "metavar": "TABLE",
+            "help": "instead of audio: vectors made elsewhere, Parquet files or folders of embed's columns "
+            "(embed -o x.parquet, embed --ray, index export), all of the index's model",
+        },
+    ),
+}
+
+
+def add_shared_arguments(command: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        flags, keywords = SHARED_ARGUMENTS[name]
+        command.add_argument(*flags, **keywords)
+
+
 def add_model_arguments(
     command: argparse.ArgumentParser, default: str = f"default: {DEFAULT_MODEL}", device: bool = True
 ) -> None:

@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 from ..config import UNTRAINED
-from ..console import CommandError, add_embedding_arguments, add_model_arguments, find_inputs, load_model, say, shown
+from ..console import (
+    CommandError,
+    add_embedding_arguments,
+    add_model_arguments,
+    add_shared_arguments,
+    find_inputs,
+    load_model,
+    say,
+    shown,
+)
 from ..options import positive_int
 from .index_types import INDEX_TYPES
 
@@ -29,7 +38,7 @@ def add_commands(commands) -> None:
         )
     )
     search = commands.add_parser("search", help="find the indexed sounds most like each query sound")
-    search.add_argument("index", help="the index folder")
+    add_shared_arguments(search, "index")
     search.add_argument("queries", nargs="*", help="audio files of any length, or folders of them")
     search.add_argument(
         "--queries",
@@ -52,7 +61,7 @@ def add_commands(commands) -> None:
     duplicates = commands.add_parser(
         "duplicates", help="list groups of near-duplicate files in an index (deletes nothing)"
     )
-    duplicates.add_argument("index", help="the index folder")
+    add_shared_arguments(duplicates, "index")
     duplicates.add_argument(
         "--threshold",
         type=similarity,
@@ -78,14 +87,7 @@ def add_commands(commands) -> None:
 def add_index_commands(index) -> None:
     """build, add, remove, sync, export and info under `index`."""
     build = index.add_parser("build", help="embed files into a new index folder, or resume an interrupted build")
-    build.add_argument("inputs", nargs="*", help="audio files and folders (searched recursively)")
-    build.add_argument(
-        "--from-parquet",
-        nargs="+",
-        metavar="TABLE",
-        help="instead of audio: vectors made elsewhere, "
-        "Parquet files or folders of embed's columns (embed -o x.parquet, embed --ray, index export)",
-    )
+    add_shared_arguments(build, "inputs or tables", "from parquet")
     build.add_argument("--output", "-o", required=True, help="the index folder")
     build.add_argument("--segments", action="store_true", help="also index every 1-s chunk, so hits say where")
     build.add_argument(
@@ -100,37 +102,29 @@ def add_index_commands(index) -> None:
     add_embedding_arguments(build, commits=True)
     build.set_defaults(run=run_index_build)
     add = index.add_parser("add", help="add files to an index (unchanged files are skipped, changed ones redone)")
-    add.add_argument("index", help="the index folder")
-    add.add_argument("inputs", nargs="*", help="audio files and folders")
-    add.add_argument(
-        "--from-parquet",
-        nargs="+",
-        metavar="TABLE",
-        help="instead of audio: vectors made elsewhere "
-        "(Parquet files or folders of embed's columns) of the index's model",
-    )
+    add_shared_arguments(add, "index", "inputs or tables", "from parquet")
     add_model_arguments(add, default="default: the model the index was built with")
     add_embedding_arguments(add, commits=True)
     add.set_defaults(run=run_index_add)
     remove = index.add_parser("remove", help="drop files (or everything under folders) from an index")
-    remove.add_argument("index", help="the index folder")
+    add_shared_arguments(remove, "index")
     remove.add_argument("paths", nargs="+", help="indexed files or folders; they need not exist any more")
     remove.add_argument("--quiet", "-q", action="store_true", help="do not list the removed files")
     remove.set_defaults(run=run_index_remove)
     sync = index.add_parser(
         "sync", help="make an index match a folder: add new files, re-embed changed ones, drop vanished ones"
     )
-    sync.add_argument("index", help="the index folder")
+    add_shared_arguments(sync, "index")
     sync.add_argument("folder", help="the folder the index should mirror (files outside it are left alone)")
     add_model_arguments(sync, default="default: the model the index was built with")
     add_embedding_arguments(sync, commits=True)
     sync.set_defaults(run=run_index_sync)
     export = index.add_parser("export", help="write an index's rows and vectors to a Parquet table")
-    export.add_argument("index", help="the index folder")
+    add_shared_arguments(export, "index")
     export.add_argument("output", help="the .parquet file (path, path_bytes, start, end, model, fingerprint, vector)")
     export.set_defaults(run=run_index_export)
     info = index.add_parser("info", help="describe an index folder")
-    info.add_argument("index", help="the index folder")
+    add_shared_arguments(info, "index")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=run_index_info)
 
