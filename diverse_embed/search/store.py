@@ -546,13 +546,16 @@ MAX_OPEN_SHARDS = 64  # shard files a searching process keeps open at once
 class ShardColumns:
     """Where a shard's columns lie in its file, so that a row of one is read with pread: np.savez
     stores each array uncompressed, after its zip member's local header and its .npy header. The
-    shard's headers are checked as `DamageChecked` checks them; its bytes (zip's CRC) are not."""
+    shard is checked as `DamageChecked` checks it, and the bytes of its paths and times against
+    zip's CRC (read once, ~56 bytes a row, then dropped); the vectors' bytes are not."""
 
     COLUMNS = ("path", "start", "end", "vectors")
 
     def __init__(self, path: Path, dim: int):
         self.path, self.where = path, {}  # column -> (offset of row 0, bytes a row, rows, dtype)
-        DamageChecked(path, dim)
+        shard = DamageChecked(path, dim)
+        for name in ("path", "start", "end"):
+            shard.column(name)  # a flipped byte is a one-line error, never a wrong path or time
         try:
             with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
                 for name in self.COLUMNS:
