@@ -20,22 +20,46 @@ from pathlib import Path
 
 PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0"]
 SENTENCES = {  # three per language, numbered 1-24 across languages as the files are named
-    "en": ["The train leaves at seven in the morning.", "Please close the window before it rains.",
-           "My sister bought three green apples at the market."],
-    "de": ["Der Zug fährt um sieben Uhr morgens ab.", "Bitte schließ das Fenster, bevor es regnet.",
-           "Meine Schwester hat drei grüne Äpfel gekauft."],
-    "fr": ["Le train part à sept heures du matin.", "Ferme la fenêtre avant qu'il pleuve, s'il te plaît.",
-           "Ma sœur a acheté trois pommes vertes au marché."],
-    "es": ["El tren sale a las siete de la mañana.", "Por favor, cierra la ventana antes de que llueva.",
-           "Mi hermana compró tres manzanas verdes en el mercado."],
-    "it": ["Il treno parte alle sette del mattino.", "Per favore chiudi la finestra prima che piova.",
-           "Mia sorella ha comprato tre mele verdi al mercato."],
-    "pt": ["O comboio parte às sete da manhã.", "Por favor, fecha a janela antes que chova.",
-           "A minha irmã comprou três maçãs verdes no mercado."],
-    "ru": ["Поезд отправляется в семь утра.", "Пожалуйста, закрой окно, пока не пошёл дождь.",
-           "Моя сестра купила на рынке три зелёных яблока."],
-    "pl": ["Pociąg odjeżdża o siódmej rano.", "Proszę, zamknij okno, zanim zacznie padać.",
-           "Moja siostra kupiła na targu trzy zielone jabłka."],
+    "en": [
+        "The train leaves at seven in the morning.",
+        "Please close the window before it rains.",
+        "My sister bought three green apples at the market.",
+    ],
+    "de": [
+        "Der Zug fährt um sieben Uhr morgens ab.",
+        "Bitte schließ das Fenster, bevor es regnet.",
+        "Meine Schwester hat drei grüne Äpfel gekauft.",
+    ],
+    "fr": [
+        "Le train part à sept heures du matin.",
+        "Ferme la fenêtre avant qu'il pleuve, s'il te plaît.",
+        "Ma sœur a acheté trois pommes vertes au marché.",
+    ],
+    "es": [
+        "El tren sale a las siete de la mañana.",
+        "Por favor, cierra la ventana antes de que llueva.",
+        "Mi hermana compró tres manzanas verdes en el mercado.",
+    ],
+    "it": [
+        "Il treno parte alle sette del mattino.",
+        "Per favore chiudi la finestra prima che piova.",
+        "Mia sorella ha comprato tre mele verdi al mercato.",
+    ],
+    "pt": [
+        "O comboio parte às sete da manhã.",
+        "Por favor, fecha a janela antes que chova.",
+        "A minha irmã comprou três maçãs verdes no mercado.",
+    ],
+    "ru": [
+        "Поезд отправляется в семь утра.",
+        "Пожалуйста, закрой окно, пока не пошёл дождь.",
+        "Моя сестра купила на рынке три зелёных яблока.",
+    ],
+    "pl": [
+        "Pociąg odjeżdża o siódmej rano.",
+        "Proszę, zamknij okno, zanim zacznie padać.",
+        "Moja siostra kupiła na targu trzy zielone jabłka.",
+    ],
 }
 
 
