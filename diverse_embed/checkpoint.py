@@ -30,6 +30,10 @@ SAFETENSORS_FILE = "model.safetensors"
 BUNDLED_DIR = Path(__file__).parent / "pretrained"
 
 
+class NoConfigError(CheckpointError):
+    """The Hub mixin found no config.json for a model id (not in the cache, or not in the repo)."""
+
+
 def bundled_models() -> dict[str, Path]:
     """Name -> folder of every checkpoint shipped with the package."""
     if not BUNDLED_DIR.is_dir():
@@ -83,14 +87,17 @@ def _load(cls, name: str, **kwargs) -> nn.Module:
         if not kwargs.get("force_download"):
             try:  # the local Hub cache first: no network, and no retries when there is none
                 return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **{**kwargs, "local_files_only": True})
-            except LocalEntryNotFoundError:
+            except (
+                LocalEntryNotFoundError,
+                NoConfigError,
+            ):  # huggingface_hub < 1.0 passes no config when it is not cached
                 if kwargs.get("local_files_only") or huggingface_hub.constants.HF_HUB_OFFLINE:
                     raise
         _check_on_hub(name, kwargs.get("revision"), kwargs.get("token"))
         return PyTorchModelHubMixin.from_pretrained.__func__(cls, name, **kwargs)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{name}: config.json is not valid JSON ({err})") from None
-    except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+    except (HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, NoConfigError, OSError) as err:
         known = ", ".join(bundled) or "none"
         raise CheckpointError(
             f"{name}: no such model folder, not a bundled model ({known}), and not loadable "
@@ -115,7 +122,7 @@ def load_pretrained(
     """The mixin's `_from_pretrained` hook, replaced: it would load non-strictly, print, and fall
     back to pickle. `strict` is accepted for compatibility and ignored: loading is always strict."""
     if config is None:
-        raise CheckpointError(f"{model_id}: no config.json found, so the model's shape is unknown")
+        raise NoConfigError(f"{model_id}: no config.json found, so the model's shape is unknown")
     try:
         model = cls(config)
     except (TypeError, ValueError) as err:
@@ -290,7 +297,7 @@ def _check_on_hub(name: str, revision: str | None, token: str | bool | None) -> 
         raise
     except Exception as err:  # whatever the HTTP client raises for no network, no host, a timeout
         raise LocalEntryNotFoundError(
-            f"not in the local cache, and the Hub is not reachable ({type(err).__name__}: {_first_line(err)})"
+            f"not in the local cache, and the Hub is not reachable ({type(err).__name__})"  # its text: urllib3's retries
         ) from None
 
 

@@ -2,7 +2,8 @@
 
 One row per clip or 1-s segment: path, start and end in seconds (null for a whole clip), the
 model's name and fingerprint, the vector as a fixed-size list of float32, and `error`: null, or
-why the file could not be embedded (its one row then has a null vector). `path` is text, so a name
+why the file could not be embedded (its one row then has a vector of NaN: a null entry of a
+fixed-size list cannot be read back by pyarrow before 26). `path` is text, so a name
 whose bytes are not UTF-8 is written there with those bytes as \\xNN escapes; `path_bytes` holds
 every name's exact bytes (os.fsdecode(path_bytes) is the path Python opens).
 
@@ -64,13 +65,10 @@ def rows_table(
     """n rows as a table of `schema`: paths (n,) as str or bytes, starts and ends (n,) with NaN for a
     whole clip, vectors (n, dim) float32 (read only where errors[i] is None), errors (n,)."""
     names = [p if isinstance(p, bytes) else os.fsencode(str(p)) for p in paths]  # exact bytes, UTF-8 or not
-    vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, dim))
+    vectors = np.array(vectors, np.float32).reshape(-1, dim)  # a copy: failed rows are set to NaN
     n = len(names)
-    valid = np.array([e is None for e in errors], dtype=bool)
-    validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))  # null vector where failed
-    vector = pa.Array.from_buffers(
-        vector_type(dim), n, [validity], children=[pa.array(vectors.reshape(-1), pa.float32())]
-    )
+    vectors[[e is not None for e in errors]] = np.nan  # never a null entry: pyarrow < 26 cannot read one back
+    vector = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), type=vector_type(dim))
     return pa.Table.from_arrays(
         [
             pa.array([p.decode("utf-8", "backslashreplace") for p in names], pa.string()),

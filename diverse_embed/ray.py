@@ -41,7 +41,7 @@ class EmbedBatch:
     """Rows with a `path` (and optionally the file's `bytes`, as `ray.data.read_binary_files(...,
     include_paths=True)` gives) -> a pyarrow Table of embed's Parquet rows (parquet.schema): each
     file's clip row, and with `segments` its 1-s segments' rows. A file that cannot be embedded is
-    one row with its `error` and a null vector, never a failed task. Vectors are those `embed` gives
+    one row with its `error` and a vector of NaN, never a failed task. Vectors are those `embed` gives
     for the same file."""
 
     def __init__(

@@ -84,7 +84,10 @@ def test_weights_of_the_wrong_kind_of_numbers_are_refused(tmp_path, dtype):
 
     untrained_model().save_pretrained(tmp_path / "model")
     weights = tmp_path / "model" / "model.safetensors"
-    save_file({key: value.to(dtype) for key, value in load_file(weights).items()}, weights)
+    try:
+        save_file({key: value.to(dtype) for key, value in load_file(weights).items()}, weights)
+    except KeyError:  # safetensors before 0.7 cannot write complex numbers at all
+        pytest.skip(f"this safetensors cannot write {dtype}")
     with pytest.raises(CheckpointError, match="wrong kind of numbers"):
         DiverseEmbedder.from_pretrained(tmp_path / "model")
 

@@ -263,9 +263,15 @@ def test_a_corpus_head_taken_from_another_run_leaves_the_other_corpora_as_they_w
     merged = add["with_corpus"](base, run, "general")
     clip = noise(2.0)
     assert merged.fingerprint() == base.fingerprint()
-    assert merged.tag(clip, 16000, k=2, corpus="esc50") == base.tag(clip, 16000, k=2, corpus="esc50")
-    assert merged.tag(clip, 16000, k=1, corpus="nemo") == base.tag(clip, 16000, k=1, corpus="nemo")
-    assert merged.tag(clip, 16000, k=2, corpus="general") == run.tag(clip, 16000, k=2, corpus="general")
+
+    def same(found, expected):  # a head of more rows may round its products differently (torch 2.1: 1e-7)
+        return [t["label"] for t in found] == [t["label"] for t in expected] and [t["score"] for t in found] == (
+            pytest.approx([t["score"] for t in expected], abs=1e-6)
+        )
+
+    assert same(merged.tag(clip, 16000, k=2, corpus="esc50"), base.tag(clip, 16000, k=2, corpus="esc50"))
+    assert same(merged.tag(clip, 16000, k=1, corpus="nemo"), base.tag(clip, 16000, k=1, corpus="nemo"))
+    assert same(merged.tag(clip, 16000, k=2, corpus="general"), run.tag(clip, 16000, k=2, corpus="general"))
     other = DiverseEmbedder(run.config)  # other branches: its head reads other vectors
     with pytest.raises(SystemExit, match="branches differ"):
         add["with_corpus"](base, other, "general")

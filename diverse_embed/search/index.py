@@ -271,6 +271,9 @@ class AudioIndex(IndexStore):
         if vectors.size != (~failed_rows).sum() * dim:
             raise AudioIndexError(f"{table}: vectors that are not of dimension {dim}, the index's")
         vectors = vectors.astype(np.float32).reshape(-1, dim)
+        finite = np.isfinite(vectors).all(axis=1)
+        failed_rows[np.flatnonzero(~failed_rows)[~finite]] = True  # NaN (embed's for a failed file) is no vector
+        vectors = vectors[finite]
         vector_of_row = np.cumsum(~failed_rows) - 1  # row i's place among the vectors
         last_run: dict[str, list[int]] = {}  # path -> its last run of consecutive rows
         for i, path in enumerate(paths):
