@@ -939,3 +939,25 @@ def test_the_newest_rows_of_a_path_are_found_by_hash_whether_stored_as_text_or_b
         [],
     ]
     assert newest_rows([]) == [] and len(path_hashes(np.array(["/x"]))[0]) == 2
+
+
+def test_a_build_and_a_search_keep_few_files_open_whatever_the_number_of_shards(model, tmp_path):
+    """A build once held every shard open (1,500 at 10^8 rows, past a common limit of 1,024)."""
+    index = AudioIndex.create(tmp_path / "idx", model, "untrained-seed0")
+    vectors = _clustered(150, seed=3)
+    _fill(index, vectors, shard_rows=1)  # 150 shards
+    script = (
+        "import resource, sys, numpy as np; resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100)); "
+        "from diverse_embed.search.index import AudioIndex; AudioIndex(sys.argv[1]).build(); "
+        "index = AudioIndex(sys.argv[1]); vectors = np.load(sys.argv[2]); "
+        "print(sum(index.search_vector(v, k=150)[0].path.endswith(f'row_{i:06d}.wav') for i, v in enumerate(vectors)))"
+    )
+    np.save(tmp_path / "v.npy", vectors)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "idx"), str(tmp_path / "v.npy")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["150"]

@@ -382,13 +382,16 @@ class DamageChecked:
     """A shard's arrays, read as np.load reads them, where a damaged file (truncated, foreign, a
     column missing or of the wrong kind or length; zip's CRC catches altered bytes) is an
     AudioIndexError naming it. Every column's header is checked at opening, before any is read:
-    its kind and dimensions, as long as the paths, `dim` wide for the vectors."""
+    its kind and dimensions, as long as the paths, `dim` wide for the vectors. The file is open
+    only while it is read (a build holds every shard: 1,500 at 10^8 rows, past a common limit of
+    open files)."""
 
     def __init__(self, path: Path, dim: int):
         self.path, self.dim = path, dim
         try:
-            self.npz = np.load(path)
-            shapes = {name: self.header(name) for name in self.npz.files}
+            with np.load(path) as npz:
+                shapes = {name: self.header(npz, name) for name in npz.files}
+                self.files = npz.files
         except AudioIndexError:
             raise
         except Exception as err:  # BadZipFile, EOFError, ValueError, OSError: whatever a broken file gives
@@ -396,7 +399,6 @@ class DamageChecked:
         missing = [name for name in SHARD_COLUMNS if name not in shapes]
         if missing:
             raise self.damaged(f"no {', '.join(missing)}")
-        self.files = self.npz.files
         self.rows = shapes["path"][0]
         for name, shape in shapes.items():
             if shape[0] != self.rows:
@@ -404,9 +406,9 @@ class DamageChecked:
         if shapes["vectors"][1] != dim:
             raise self.damaged(f"vectors of dimension {shapes['vectors'][1]}, the index's is {dim}")
 
-    def header(self, name: str) -> tuple[int, ...]:
+    def header(self, npz: np.lib.npyio.NpzFile, name: str) -> tuple[int, ...]:
         """A column's shape from its .npy header (nothing else read), after its kind and dimensions."""
-        with self.npz.zip.open(f"{name}.npy") as member:
+        with npz.zip.open(f"{name}.npy") as member:
             version = np.lib.format.read_magic(member)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read(member)
@@ -418,7 +420,8 @@ class DamageChecked:
     def column(self, name: str) -> np.ndarray:
         """A column as stored (paths: their bytes in a version 3 shard, text in older ones)."""
         try:
-            return self.npz[name]
+            with np.load(self.path) as npz:
+                return npz[name]
         except Exception as err:
             raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
 
