@@ -25,6 +25,7 @@ the old ones, so a path never appears twice. Removing a file commits a shard of 
 from __future__ import annotations
 
 import bisect
+import errno
 import fcntl
 import hashlib
 import json
@@ -378,6 +379,9 @@ COLUMN_KINDS = {
 }
 
 
+NOT_DAMAGE = (errno.EMFILE, errno.ENFILE, errno.EACCES, errno.EPERM, errno.ENOMEM)  # errors a shard is not to blame for
+
+
 class DamageChecked:
     """A shard's arrays, read as np.load reads them, where a damaged file (truncated, foreign, a
     column missing or of the wrong kind or length; zip's CRC catches altered bytes) is an
@@ -395,7 +399,7 @@ class DamageChecked:
         except AudioIndexError:
             raise
         except Exception as err:  # BadZipFile, EOFError, ValueError, OSError: whatever a broken file gives
-            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
+            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}", err) from None
         missing = [name for name in SHARD_COLUMNS if name not in shapes]
         if missing:
             raise self.damaged(f"no {', '.join(missing)}")
@@ -423,7 +427,7 @@ class DamageChecked:
             with np.load(self.path) as npz:
                 return npz[name]
         except Exception as err:
-            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}") from None
+            raise self.damaged(f"{type(err).__name__}: {str(err)[:200]}", err) from None
 
     def __getitem__(self, name: str) -> np.ndarray:
         """A column, paths as text."""
@@ -432,7 +436,9 @@ class DamageChecked:
             return np.array([os.fsdecode(bytes(p)) for p in values], dtype=str) if len(values) else np.zeros(0, str)
         return values
 
-    def damaged(self, why: str) -> AudioIndexError:
+    def damaged(self, why: str, err: Exception | None = None) -> AudioIndexError:
+        if isinstance(err, OSError) and err.errno in NOT_DAMAGE:  # the machine's doing, not the file's
+            return AudioIndexError(f"{self.path}: cannot read this index shard ({err.strerror})")
         return AudioIndexError(
             f"{self.path}: damaged index shard ({why}); rebuild the index (a new index build of the same files)"
         )
