@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import DEFAULT_MODEL, UNTRAINED
 from .errors import CommandError
 from .options import positive_int
-from .parallel import DEFAULT_BATCH_SIZE
+from .parallel import COMMIT_EVERY, DEFAULT_BATCH_SIZE
 
 
 def say(message: str) -> None:
@@ -130,7 +130,7 @@ def add_embedding_arguments(command: argparse.ArgumentParser, commits: bool = Fa
         command.add_argument(
             "--commit-every",
             type=positive_int,
-            default=32,
-            help="files per commit: an interrupted build loses at most this many (default 32)",
+            default=COMMIT_EVERY,
+            help=f"files per commit: an interrupted build loses at most this many (default {COMMIT_EVERY})",
         )
     command.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")

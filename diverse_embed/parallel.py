@@ -19,6 +19,7 @@ from dataclasses import dataclass
 # 1-s chunks per forward pass unless told: on CPU 64 was faster than 32 and 128 no faster
 # (README, "Size and speed").
 DEFAULT_BATCH_SIZE = 64
+COMMIT_EVERY = 32  # files an index embeds between commits: an interrupted build loses at most these
 # What one forward pass may hold, whatever batch size is asked for (--batch-size 100000 on a 20-min
 # file once took 2 GB): the default model's chunks need about 2 MB each, so 64 fit many times.
 WORKING_SET_BYTES = 256 << 20

@@ -22,6 +22,7 @@ from ..console import (
     shown,
 )
 from ..options import positive_int
+from .duplicates import NEIGHBOURS, THRESHOLD
 from .index_types import INDEX_TYPES
 
 
@@ -65,14 +66,14 @@ def add_commands(commands) -> None:
     duplicates.add_argument(
         "--threshold",
         type=similarity,
-        default=0.95,
-        help="cosine similarity of clip vectors at or above which two files are near-duplicates (default 0.95)",
+        default=THRESHOLD,
+        help=f"cosine similarity of clip vectors at or above which two files are near-duplicates (default {THRESHOLD})",
     )
     duplicates.add_argument(
         "--neighbours",
         type=positive_int,
-        default=2,
-        help="two files are linked only when each is among the other's this many most similar files (default 2)",
+        default=NEIGHBOURS,
+        help=f"two files are linked only when each is among the other's this many most similar files (default {NEIGHBOURS})",
     )
     formats = duplicates.add_mutually_exclusive_group()
     formats.add_argument("--json", action="store_true", help="one JSON list of groups")

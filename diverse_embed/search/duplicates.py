@@ -5,20 +5,28 @@ do not (benchmarks/results/duplicates.md)."""
 
 from __future__ import annotations
 
-import faiss
-import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+THRESHOLD = 0.95  # cosine similarity at or above which two files are near-duplicates
+NEIGHBOURS = 2  # two files are linked only when each is among the other's this many most similar
 
 
 def near_duplicate_groups(
-    paths: list[str], vectors: np.ndarray, threshold: float = 0.95, neighbours: int = 2
+    paths: list[str], vectors: np.ndarray, threshold: float = THRESHOLD, neighbours: int = NEIGHBOURS
 ) -> list[list[tuple[str, float]]]:
     """paths (n,) and their clip vectors (n, dim), L2-normalised -> groups of near-duplicates.
 
     Two files are linked when each is among the other's `neighbours` most similar files and their
     cosine similarity is at least `threshold`; a group is what the links connect. Largest group
     first; each member as (path, its best similarity to another member)."""
+    import faiss  # here, not above: the command line reads this module's defaults for --help
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(paths)
     if n < 2:
         return []

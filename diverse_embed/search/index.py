@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import files
 from ..errors import AudioLoadError, CheckpointError
-from ..parallel import DEFAULT_BATCH_SIZE
+from ..parallel import COMMIT_EVERY, DEFAULT_BATCH_SIZE
 from .backends import (
     ExactVectors,
     RefinedIndex,
@@ -29,6 +29,7 @@ from .backends import (
     index_kind,
     set_search_parameters,
 )
+from .duplicates import NEIGHBOURS, THRESHOLD
 from .index_types import check_index_type, index_type_for
 from .store import (
     FORMAT,
@@ -174,7 +175,7 @@ class AudioIndex(IndexStore):
         self,
         paths: list[str | os.PathLike],
         model: DiverseEmbedder | None = None,
-        commit_every: int = 32,
+        commit_every: int = COMMIT_EVERY,
         batch_size: int = DEFAULT_BATCH_SIZE,
         num_workers: int | None = None,
         progress: bool = True,
@@ -501,7 +502,7 @@ class AudioIndex(IndexStore):
         for path, output in model.iter_embed_files(paths, progress=progress, **options):
             yield path, output if isinstance(output, AudioLoadError) else self.search_vector(output.embedding, k)
 
-    def duplicates(self, threshold: float = 0.95, neighbours: int = 2) -> list[list[tuple[str, float]]]:
+    def duplicates(self, threshold: float = THRESHOLD, neighbours: int = NEIGHBOURS) -> list[list[tuple[str, float]]]:
         """Groups of near-duplicate files among the whole-clip vectors (duplicates.py); nothing is deleted."""
         paths, vectors = [], []
         for shard, keep in self._live_shards():
