@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from diverse_embed import resolve_model
-from diverse_embed.audio import audio_info, find_audio_files
+from diverse_embed.audio import audio_info
 from diverse_embed.config import DEFAULT_MODEL
+from diverse_embed.files import find_audio_files
 
 from .systems import machine, write_results
 

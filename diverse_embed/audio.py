@@ -29,9 +29,6 @@ from .errors import AudioLoadError
 
 LOG = logging.getLogger(__name__)
 
-# Extensions that `find_audio_files` picks up when given a folder (case-insensitive).
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
-
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode a file to mono float32 at `sample_rate`. Returns shape (samples,).
@@ -273,52 +270,3 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
     n = config.num_chunks(len(waveform))
     chunks = cut(waveform, config.chunk_samples, config.hop_samples, n).contiguous()  # (n_chunks, chunk_samples)
     return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
-
-
-def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (searched recursively) into a sorted list of audio files; a folder
-    that cannot be read is logged (scan_audio_files says which, for a caller that must know)."""
-    files, unreadable = scan_audio_files(inputs)
-    for folder, reason in unreadable:
-        LOG.warning("%s: cannot read this folder (%s); its files are left out", folder, reason)
-    return files
-
-
-def scan_audio_files(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The audio files under `inputs` (named files kept whatever their extension), and the folders
-    that could not be listed, with why: what is under those is unknown, not absent."""
-    files: list[Path] = []
-    unreadable: list[tuple[Path, str]] = []
-    for item in map(Path, inputs):
-        if not item.is_dir():
-            files.append(item)  # a named file is kept whatever its extension; loading will judge it
-            continue
-        found = [path for path in walk_files(item, unreadable) if path.suffix.lower() in AUDIO_EXTENSIONS]
-        if not found and not unreadable:
-            LOG.warning("%s: no audio files found (looked for %s)", item, ", ".join(AUDIO_EXTENSIONS))
-        files.extend(sorted(found))
-    return files, unreadable
-
-
-def walk_files(top: Path, unreadable: list[tuple[Path, str]]) -> Iterator[Path]:
-    """Every file under `top`, folder by folder with a stack of its own (os.walk recurses once per
-    level: a tree 1,100 folders deep overflowed it). Like Path.rglob, symlinked folders are not
-    entered (no loops) and symlinked files are kept; a folder that cannot be listed is added to
-    `unreadable` with why."""
-    folders = [top]
-    while folders:
-        folder = folders.pop()
-        try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
-        except OSError as err:
-            unreadable.append((folder, err.strerror or str(err)))
-            continue
-        for entry in listed:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(Path(entry.path))
-                elif entry.is_file():
-                    yield Path(entry.path)
-            except OSError:  # vanished or unreadable meanwhile: neither a file nor a folder to us
-                continue

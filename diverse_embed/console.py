@@ -60,7 +60,7 @@ def load_model(name: str | None, device: str | None, quiet: bool = False):
 
 
 def find_inputs(inputs: list[str]) -> list[Path]:
-    from .audio import find_audio_files
+    from .files import find_audio_files
 
     if "" in inputs:  # Path("") is the current folder: an unset shell variable would embed all of it
         raise CommandError(

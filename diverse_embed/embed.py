@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import AudioLoadError, audio_info, chunk, cut, find_audio_files, load_audio, prepare_waveform, stream_audio
+from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
+from .files import find_audio_files
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
 
 

@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
-from diverse_embed.audio import find_audio_files
+from diverse_embed.files import find_audio_files
 
 
 def main() -> None:

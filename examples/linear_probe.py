@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
-from diverse_embed.audio import find_audio_files
+from diverse_embed.files import find_audio_files
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Re-running it reuses the index folder: files already in it are not embedded agai
 import argparse
 
 from diverse_embed import DEFAULT_MODEL, AudioIndex, AudioIndexError, DiverseEmbedder
-from diverse_embed.audio import find_audio_files
+from diverse_embed.files import find_audio_files
 
 
 def main() -> None:

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder  # noqa: E402
-from diverse_embed.audio import SAMPLE_RATE, find_audio_files, load_audio  # noqa: E402
+from diverse_embed.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from diverse_embed.checkpoint import BUNDLED_DIR, SAFETENSORS_FILE  # noqa: E402
+from diverse_embed.files import find_audio_files  # noqa: E402
 
 MAX_COSINE_DISTANCE = 1e-3
 

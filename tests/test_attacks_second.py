@@ -93,7 +93,7 @@ def test_weights_of_the_wrong_kind_of_numbers_are_refused(tmp_path, dtype):
 
 
 def test_a_tree_deeper_than_python_recursion_is_walked_and_the_file_at_the_top_kept(tmp_path, capsys):
-    from diverse_embed.audio import scan_audio_files
+    from diverse_embed.files import scan_audio_files
 
     top = tmp_path / "top"
     top.mkdir()

@@ -4,8 +4,9 @@ import soundfile as sf
 import torch
 
 from conftest import sine, write_wav
-from diverse_embed.audio import AudioLoadError, chunk, cut, find_audio_files, load_audio, prepare_waveform
+from diverse_embed.audio import AudioLoadError, chunk, cut, load_audio, prepare_waveform
 from diverse_embed.config import DiverseEmbedConfig
+from diverse_embed.files import find_audio_files
 
 CONFIG = DiverseEmbedConfig()
 

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import REPO
-from diverse_embed.audio import AudioLoadError, find_audio_files, load_audio, prepare_waveform
+from diverse_embed.audio import AudioLoadError, load_audio, prepare_waveform
 from diverse_embed.config import DiverseEmbedConfig
+from diverse_embed.files import find_audio_files
 
 
 @pytest.fixture(scope="module")

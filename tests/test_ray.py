@@ -206,7 +206,7 @@ def test_a_killed_ray_run_resumes_without_embedding_done_files_again(esc50, tmp_
     src = esc50_folder(esc50, tmp_path, 16)
     out = tmp_path / "dataset"
     script = (
-        "import sys; from pathlib import Path; from diverse_embed.audio import find_audio_files; "
+        "import sys; from pathlib import Path; from diverse_embed.files import find_audio_files; "
         "from diverse_embed.ray import embed_dataset; "
         "print(embed_dataset(find_audio_files([sys.argv[1]]), Path(sys.argv[2]), workers=2, files_per_block=1, "
         "progress=False))"

@@ -313,7 +313,7 @@ class AudioIndex(IndexStore):
         folder = Path(folder).absolute().resolve()
         if not folder.is_dir():
             raise AudioIndexError(f"{folder}: no such folder to sync with (nothing was removed)")
-        from ..audio import scan_audio_files
+        from ..files import scan_audio_files
 
         found, unreadable = scan_audio_files([folder])
         present = [indexed_path(p) for p in found]
