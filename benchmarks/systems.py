@@ -30,8 +30,9 @@ import torchaudio
 
 from diverse_embed import DEFAULT_MODEL, DiverseEmbedder
 from diverse_embed.audio import SAMPLE_RATE, load_audio
+from diverse_embed.datasets import read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
-from diverse_embed.labels import multi_hot, read_fsd50k, read_manifest
+from diverse_embed.labels import multi_hot
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
 CLAP_SAMPLE_RATE = 48000

@@ -101,7 +101,7 @@ def test_index_build_indexes_the_good_and_lists_the_bad(corpus, tmp_path):
 
 
 def test_training_data_loading_keeps_the_good_and_reports_the_bad(corpus, tmp_path):
-    from diverse_embed.labels import Clip
+    from diverse_embed.datasets import Clip
     from diverse_embed.training.data import AudioCache, ChunkDataset
 
     folder, cases = corpus

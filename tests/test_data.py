@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from diverse_embed.config import DiverseEmbedConfig
+from diverse_embed.datasets import Clip, read_fsd50k, read_manifest
 from diverse_embed.errors import DataError
-from diverse_embed.labels import Clip, multi_hot, read_fsd50k, read_manifest
+from diverse_embed.labels import multi_hot
 from diverse_embed.training.config import DataConfig
 from diverse_embed.training.data import ChunkDataset, read_dataset
 

@@ -344,7 +344,7 @@ def test_heads_start_at_the_label_prior():
 
     import torch
 
-    from diverse_embed.labels import Clip
+    from diverse_embed.datasets import Clip
     from diverse_embed.training.data import ChunkDataset
     from diverse_embed.training.losses import label_prior_logits, new_head
 
@@ -361,8 +361,8 @@ def test_softmax_for_single_label_data_and_its_prior():
 
     import torch
 
+    from diverse_embed.datasets import Clip
     from diverse_embed.errors import DataError
-    from diverse_embed.labels import Clip
     from diverse_embed.training.data import ChunkDataset
     from diverse_embed.training.losses import label_prior_logits, resolve_loss
 

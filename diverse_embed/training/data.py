@@ -17,9 +17,10 @@ import torch
 
 from ..audio import AudioLoadError, cut, load_audio
 from ..config import SAMPLE_RATE, DiverseEmbedConfig
+from ..datasets import Clip, Dataset, read_fsd50k, read_manifest
 from ..errors import DataError
 from ..files import atomic_write
-from ..labels import Clip, Dataset, multi_hot, read_fsd50k, read_manifest
+from ..labels import multi_hot
 from ..parallel import available_cores
 from .config import DataConfig
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from .. import teacher as aisfx
 from ..config import DiverseEmbedConfig
+from ..datasets import Clip
 from ..files import atomic_write
-from ..labels import Clip
 from .data import AudioCache, ChunkDataset
 
 LOG = logging.getLogger(__name__)
