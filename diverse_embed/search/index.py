@@ -370,9 +370,10 @@ class AudioIndex(IndexStore):
         wanted = np.sort(np.random.default_rng(0).choice(n, size=compressed_training_size(n), replace=False))
         sample, offset = [], 0
         for _, shard, keep in live:
-            inside = wanted[(wanted >= offset) & (wanted < offset + int(keep.sum()))] - offset
-            sample.append(shard["vectors"][np.flatnonzero(keep)[inside]])
-            offset += int(keep.sum())
+            rows = np.flatnonzero(keep)
+            inside = wanted[(wanted >= offset) & (wanted < offset + len(rows))] - offset
+            sample.append(shard["vectors"][rows[inside]])
+            offset += len(rows)
         return np.concatenate(sample)
 
     @property

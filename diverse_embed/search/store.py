@@ -379,6 +379,14 @@ COLUMN_KINDS = {
 }
 
 
+def npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy array whose file `f` is positioned at; after it, `f`
+    is at the array's first byte."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(f)
+
+
 NOT_DAMAGE = (errno.EMFILE, errno.ENFILE, errno.EACCES, errno.EPERM, errno.ENOMEM)  # errors a shard is not to blame for
 
 
@@ -413,9 +421,7 @@ class DamageChecked:
     def header(self, npz: np.lib.npyio.NpzFile, name: str) -> tuple[int, ...]:
         """A column's shape from its .npy header (nothing else read), after its kind and dimensions."""
         with npz.zip.open(f"{name}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(member)
+            shape, _, dtype = npy_header(member)
         kinds, dimensions = COLUMN_KINDS.get(name, ("", len(shape)))
         if (kinds and dtype.kind not in kinds) or len(shape) != dimensions or not shape:
             raise self.damaged(f"column {name} holds {len(shape)}-D {dtype} values")
@@ -574,13 +580,7 @@ class ShardColumns:
                     f.seek(member.header_offset + 26)
                     name_length, extra_length = struct.unpack("<HH", f.read(4))
                     f.seek(member.header_offset + 30 + name_length + extra_length)
-                    version = np.lib.format.read_magic(f)
-                    read = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, fortran_order, dtype = read(f)
+                    shape, fortran_order, dtype = npy_header(f)
                     if fortran_order:
                         raise ValueError(f"column {name} is in Fortran order")
                     self.where[name] = (f.tell(), dtype.itemsize * math.prod(shape[1:]), shape[0], dtype)
