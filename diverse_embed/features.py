@@ -31,45 +31,63 @@ def not_saved(module: nn.Module) -> nn.Module:
     return module
 
 
-class Float64Spectrogram(nn.Module):
-    """A torchaudio Spectrogram computed in float64; a power spectrum comes back in float32, a
-    complex one as it is (its user takes the power).
+class PowerSpectrogram(nn.Module):
+    """A torchaudio Spectrogram with its STFT in `dtype` and its power as re^2 + im^2; a power
+    spectrum comes back in float32, a complex one (power None) as it is (its user takes the power).
 
-    Float32 FFTs of different libraries (torch's on CPU, cuFFT, onnxruntime's for the ONNX export)
-    disagree in the quietest bins, and the log-mel's logarithm magnifies that; in float64 they
-    agree. The log-mel's STFT is computed so (the spectral peaks' and the MFCCs' in float64 would
-    cost a quarter of the model's time); the ONNX export computes all three so.
+    re^2 + im^2 rather than torchaudio's |X|^power: complex abs is an overflow-safe hypot, several
+    times slower than the rest of the STFT, and the two agree to rounding (2e-16 in float64).
+    float64 for the log-mel: float32 FFTs of different libraries (torch's on CPU, cuFFT,
+    onnxruntime's for the ONNX export) disagree in the quietest bins, and the log-mel's logarithm
+    magnifies that; in float64 they agree. The spectral peaks' and the MFCCs' stay in float32 (in
+    float64 they would cost a quarter of the model's time); the ONNX export computes all three so.
     """
 
-    def __init__(self, spectrogram: T.Spectrogram):
+    def __init__(self, spectrogram: T.Spectrogram, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.spectrogram = spectrogram
+        self.spectrogram, self.dtype = spectrogram, dtype
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         s = self.spectrogram  # its window cast here: a model moved to another dtype keeps working
         spectrum = AF.spectrogram(
-            waveform.double(),
+            waveform.to(self.dtype),
             s.pad,
-            s.window.double(),
+            s.window.to(self.dtype),
             s.n_fft,
             s.hop_length,
             s.win_length,
-            s.power,
+            None,  # complex: the power is taken below
             s.normalized,
             s.center,
             s.pad_mode,
             s.onesided,
         )
-        return spectrum if spectrum.is_complex() else spectrum.float()
+        if s.power is None:
+            return spectrum
+        power = spectrum.real.square() + spectrum.imag.square()
+        if s.power == 1.0:
+            power = power.sqrt()
+        elif s.power != 2.0:
+            power = power.pow(s.power / 2.0)
+        return power.float()
+
+
+def spectrograms_in(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Every torchaudio Spectrogram inside `module` (a MelSpectrogram's, an MFCC's) made a
+    PowerSpectrogram, and every PowerSpectrogram's STFT run in `dtype`."""
+    for parent in list(module.modules()):
+        if isinstance(parent, PowerSpectrogram):
+            parent.dtype = dtype
+            continue
+        for name, child in parent.named_children():
+            if isinstance(child, T.Spectrogram) and not isinstance(parent, PowerSpectrogram):
+                setattr(parent, name, PowerSpectrogram(child, dtype))
+    return module
 
 
 def stft_in_float64(module: nn.Module) -> nn.Module:
-    """Every torchaudio Spectrogram inside `module` (a MelSpectrogram's, an MFCC's) made a Float64Spectrogram."""
-    for parent in list(module.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, T.Spectrogram) and not isinstance(parent, Float64Spectrogram):
-                setattr(parent, name, Float64Spectrogram(child))
-    return module
+    """Every STFT inside `module` run in float64 (the ONNX export's graph)."""
+    return spectrograms_in(module, torch.float64)
 
 
 class SpectralPeaks(nn.Module):
@@ -89,8 +107,8 @@ class SpectralPeaks(nn.Module):
         super().__init__()
         pitch = config.pitch
         # Complex output: only the kept bins (and their two neighbours) are turned into power.
-        self.spectrogram = T.Spectrogram(
-            n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True
+        self.spectrogram = PowerSpectrogram(
+            T.Spectrogram(n_fft=pitch.n_fft, hop_length=config.frame_hop_samples, power=None, center=True)
         )
         all_frequencies = torch.fft.rfftfreq(pitch.n_fft, d=1.0 / config.sample_rate)
         kept = ((all_frequencies >= pitch.fmin_hz) & (all_frequencies <= pitch.fmax_hz)).nonzero().flatten()
@@ -135,7 +153,7 @@ class MFCCFrames(nn.Module):
     def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
         timbre = config.timbre
-        self.mfcc = T.MFCC(
+        self.mfcc = spectrograms_in(T.MFCC(
             sample_rate=config.sample_rate,
             n_mfcc=timbre.n_mfcc,
             melkwargs={
@@ -143,7 +161,7 @@ class MFCCFrames(nn.Module):
                 "hop_length": config.frame_hop_samples,
                 "n_mels": timbre.n_mels,
             },
-        )
+        ), torch.float32)
         not_saved(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -177,7 +195,7 @@ class LogMel(nn.Module):
         super().__init__()
         settings = config.neuralogram
         window = config.samples(settings.window_ms)
-        self.mel = stft_in_float64(
+        self.mel = spectrograms_in(
             T.MelSpectrogram(
                 sample_rate=config.sample_rate,
                 n_fft=1 << (window - 1).bit_length(),  # the next power of two above the window
@@ -187,7 +205,8 @@ class LogMel(nn.Module):
                 f_max=settings.fmax_hz,
                 n_mels=settings.mel_bins,
                 power=1.0,
-            )
+            ),
+            torch.float64,
         )
         not_saved(self)
 
