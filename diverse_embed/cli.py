@@ -44,7 +44,7 @@ def run_embed(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{output_path} is also an input: writing it would replace what is read; name another --output"
         )
-    model, model_name = load_model(args.model, args.device, args.quiet)
+    model, model_name = load_model(args.model, args.device, args.quiet, args.precision)
     embedded, skipped = [], 0
 
     def rows():  # one batch per file (parquet.file_rows): its clip row and segments' rows, or its error
@@ -94,6 +94,7 @@ def run_embed_on_ray(args: argparse.Namespace, folder: Path) -> int:
             args.device,
             args.batch_size,
             progress=not args.quiet,
+            precision=args.precision,
         )
     except ImportError as err:
         raise CommandError(str(err)) from None
@@ -147,7 +148,7 @@ def run_tag(args: argparse.Namespace) -> int:
     from .labels import label_corpora, label_groups, label_scores, named_labels, top_labels
 
     paths = find_inputs(args.inputs)
-    model, model_name = load_model(args.model, args.device, args.quiet)
+    model, model_name = load_model(args.model, args.device, args.quiet, args.precision)
     config = model.config
     try:  # the same checks as model.tag, made before any file is read
         vocabulary = named_labels(config)

@@ -19,6 +19,8 @@ BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
 # The checkpoint that ships inside the package (checkpoint.bundled_models), used unless told.
 DEFAULT_MODEL = "diverse-embed-multi-v2"
 UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
+# The networks' float format when embedding (precision.py): float32, or bfloat16 where native.
+PRECISIONS = ("float32", "bfloat16", "auto")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from torch import nn
 from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
 from .files import find_audio_files
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
+from .precision import autocast_dtype, networks_in
 
 
 @dataclass
@@ -106,6 +107,7 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
     threads = plan(model.device.type).compute_threads
     size = max(1, min(batch_size, math.ceil(len(chunks) / threads), chunk_budget(model) // threads))
     slices = chunks.split(size)
+    dtype = autocast_dtype(model.precision, model.device)
     was_training = model.training
     if was_training:
         model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
@@ -114,7 +116,7 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
             torch_threads(1),
             ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool,
         ):
-            outputs = list(pool.map(functools.partial(_forward, model), slices))
+            outputs = list(pool.map(functools.partial(_forward, model, dtype=dtype), slices))
     finally:
         if was_training:
             model.train()
@@ -124,8 +126,9 @@ def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> t
 
 
 @torch.inference_mode()  # a mode of each thread: the pool's threads need it set again
-def _forward(model: nn.Module, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    output = model(chunks.to(model.device))
+def _forward(model: nn.Module, chunks: torch.Tensor, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    with networks_in(dtype, model.device):  # autocast is per thread too
+        output = model(chunks.to(model.device))
     return output.embeddings.float().cpu(), output.logits.float().cpu()
 
 

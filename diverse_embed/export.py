@@ -3,7 +3,7 @@ branch vectors and the logits, with the four front ends inside, and the clip rul
 
 torch's exporter turns each torchaudio STFT into ONNX's STFT operator, and the rest of the
 network into plain operators. The graph computes its three STFTs in float64
-(features.Float64Spectrogram): onnxruntime's float32 STFT is far less exact than torch's FFT, its
+(features.PowerSpectrogram): onnxruntime's float32 STFT is far less exact than torch's FFT, its
 float64 one as exact. The package computes the log-mel's in float64 too, the two others in float32
 (where torch's float32 FFT is as good as exact for the vectors).
 """

@@ -22,6 +22,7 @@ import torchaudio.transforms as T
 from torch import nn
 
 from .config import DiverseEmbedConfig
+from .precision import front_end_precision
 
 
 def not_saved(module: nn.Module) -> nn.Module:
@@ -125,6 +126,7 @@ class SpectralPeaks(nn.Module):
     def num_bins(self) -> int:
         return self.last_bin - self.first_bin
 
+    @front_end_precision
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform: (batch, samples) -> peaks: (batch, frames, bins) of 0.0 / 1.0."""
         spectrum = self.spectrogram(waveform).transpose(1, 2)  # (B, frames, all_bins) complex
@@ -153,17 +155,21 @@ class MFCCFrames(nn.Module):
     def __init__(self, config: DiverseEmbedConfig):
         super().__init__()
         timbre = config.timbre
-        self.mfcc = spectrograms_in(T.MFCC(
-            sample_rate=config.sample_rate,
-            n_mfcc=timbre.n_mfcc,
-            melkwargs={
-                "n_fft": config.samples(timbre.window_ms),
-                "hop_length": config.frame_hop_samples,
-                "n_mels": timbre.n_mels,
-            },
-        ), torch.float32)
+        self.mfcc = spectrograms_in(
+            T.MFCC(
+                sample_rate=config.sample_rate,
+                n_mfcc=timbre.n_mfcc,
+                melkwargs={
+                    "n_fft": config.samples(timbre.window_ms),
+                    "hop_length": config.frame_hop_samples,
+                    "n_mels": timbre.n_mels,
+                },
+            ),
+            torch.float32,
+        )
         not_saved(self)
 
+    @front_end_precision
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         # The (batch, 1, samples) shape matters: torchaudio's top_db clamp takes its maximum over
         # the last three dimensions, so (batch, samples) would clamp every clip by the loudest one.
@@ -210,5 +216,6 @@ class LogMel(nn.Module):
         )
         not_saved(self)
 
+    @front_end_precision
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(self.mel(waveform) + 1e-3).transpose(1, 2)  # (B, frames, n_mels)

@@ -216,4 +216,6 @@ class DiverseEmbedder(
     save_pretrained = checkpoint.save_pretrained
     _save_pretrained = checkpoint.write_weights
     generate_model_card = checkpoint.model_card
+    # The networks' float format when embedding (precision.py): "float32", "bfloat16" or "auto".
+    precision = "float32"
     loaded_float16 = False  # set by loading: weights stored in float16 are saved back in float16

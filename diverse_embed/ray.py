@@ -50,12 +50,14 @@ class EmbedBatch:
         segments: bool = False,
         device: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = "float32",
     ):
         from .distributed import resolve_device
         from .resolve import resolve_model
 
         loaded, self.model_name = resolve_model(model)
         self.model = loaded.to(resolve_device(device))  # on a GPU worker, the GPU Ray gave it
+        self.model.precision = precision
         self.segments, self.batch_size = segments, batch_size
         self.fingerprint = self.model.fingerprint()
 
@@ -129,6 +131,7 @@ def embed_dataset(
     batch_size: int = DEFAULT_BATCH_SIZE,
     files_per_block: int = FILES_PER_BLOCK,
     progress: bool = True,
+    precision: str = "float32",
 ) -> tuple[int, int, int]:
     """Embed `paths` on a Ray cluster (`address`; None: the one RAY_ADDRESS names, else a local one)
     into `folder`, a Parquet dataset of one file per block, each written atomically. Files that
@@ -165,6 +168,7 @@ def embed_dataset(
             "segments": segments,
             "batch_size": batch_size,
             "device": "cuda" if gpu else "cpu",
+            "precision": precision,
         },
         **resources,
     )

@@ -118,5 +118,5 @@ def test_front_ends_follow_the_config():
         == LogMel(config)(chunk).shape[1]
         == 41
     )
-    assert LogMel(config).mel.spectrogram.spectrogram.n_fft == 1024  # inside its Float64Spectrogram
-    assert MFCCFrames(config).mfcc.MelSpectrogram.spectrogram.n_fft == 800
+    assert LogMel(config).mel.spectrogram.spectrogram.n_fft == 1024  # inside its PowerSpectrogram
+    assert MFCCFrames(config).mfcc.MelSpectrogram.spectrogram.spectrogram.n_fft == 800

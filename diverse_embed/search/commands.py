@@ -130,13 +130,13 @@ def add_index_commands(index) -> None:
     info.set_defaults(run=run_index_info)
 
 
-def index_model(index, name: str | None, device: str | None):
+def index_model(index, name: str | None, device: str | None, precision: str = "float32"):
     """The model --model names, else the one the index records; a recorded name that no longer
     loads says so, and how to name the model."""
     from ..errors import CheckpointError
 
     try:
-        return load_model(name or index.model_name, device, quiet=True)[0]
+        return load_model(name or index.model_name, device, True, precision)[0]
     except CheckpointError as err:
         if name:
             raise
@@ -190,7 +190,7 @@ def run_index_build(args: argparse.Namespace) -> int:
         return build_from_parquet(args)
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
-        model, model_name = load_model(args.model, str(rt.device), args.quiet or not rt.main)
+        model, model_name = load_model(args.model, str(rt.device), args.quiet or not rt.main, args.precision)
         folder = Path(args.output)
         resuming = (folder / "index.json").exists()  # the same command again: resume, skipping what is in
         rt.barrier()  # every rank has looked before rank 0 creates it, so all take the same branch
@@ -233,7 +233,7 @@ def run_index_add(args: argparse.Namespace) -> int:
         return add_from_parquet(index, args)
     paths = find_inputs(args.inputs)
     with Runtime(args.device) as rt:
-        model = index_model(index, args.model, str(rt.device))
+        model = index_model(index, args.model, str(rt.device), args.precision)
         return add_and_build(index, paths, model, args, rt)
 
 
@@ -299,7 +299,7 @@ def run_index_sync(args: argparse.Namespace) -> int:
     index = AudioIndex(args.index)
     if not Path(args.folder).is_dir():
         raise CommandError(f"no such folder: {args.folder} (nothing was removed)")
-    model = index_model(index, args.model, args.device)
+    model = index_model(index, args.model, args.device, args.precision)
     started = time.perf_counter()
     report = index.sync(
         args.folder,
@@ -369,7 +369,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise CommandError(f"no such file or folder: {', '.join(missing)}{text_hint(missing)}")
     queries = find_inputs([name for name in named if name not in missing])
     index = AudioIndex(args.index)
-    model = index_model(index, args.model, args.device)
+    model = index_model(index, args.model, args.device, args.precision)
     failed, answered = len(missing), []
     for name in missing:  # skipped like an unreadable query: the others are answered, exit 1
         say(f"skipped query {shown(name)}: no such file or folder{text_hint([name])}")
@@ -498,7 +498,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .index import AudioIndex
 
     samples = Path(str(files("diverse_embed") / "samples"))
-    model, model_name = load_model(args.model, args.device)
+    model, model_name = load_model(args.model, args.device, precision=args.precision)
     with tempfile.TemporaryDirectory(prefix="diverse-embed-demo-") as temp:
         index = AudioIndex.create(Path(temp) / "index", model, model_name, segments=True)
         index.add(sorted(samples.glob("*.wav")), model, num_workers=0, progress=False)
