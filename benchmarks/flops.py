@@ -8,7 +8,8 @@ MobileNet apart, the head): FLOPs per 1-s chunk, counted by torch's FlopCounterM
 products, convolutions) plus the FFTs by hand (2.5 N log2 N per real frame of N points, which
 FlopCounterMode cannot see); its time per chunk (median of --repeats forward passes of --batch
 chunks, one thread, after a warm-up); and the achieved GFLOP/s. The peak: a 2048 x 2048 float32
-matrix product on one thread and on all, and bfloat16 where the CPU has it. Elementwise work
+matrix product on one thread and on all, and bfloat16 where the CPU has it natively; there, each
+part's time with `--precision bfloat16` too (the networks under autocast, precision.py). Elementwise work
 (layer norms, softmax, GELU, peak picking) is not counted as FLOPs: it shows as time the
 arithmetic does not explain. Also the cost of what comes before the model: decoding a 44.1-kHz
 WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --output-dir.
@@ -33,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from diverse_embed import DEFAULT_MODEL
 from diverse_embed.audio import load_audio
 from diverse_embed.parallel import available_cores, torch_threads
+from diverse_embed.precision import native_bfloat16, networks_in
 from diverse_embed.resolve import resolve_model
 
 from .systems import machine, write_results
@@ -50,7 +52,8 @@ def fft_flops(frames: int, n_fft: int) -> float:
 
 
 def seconds_per_call(function, x: torch.Tensor, repeats: int) -> float:
-    function(x)  # warm-up
+    for _ in range(3):  # warm-up: the allocator keeps its large blocks only after a few rounds
+        function(x)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -90,13 +93,6 @@ def peak(threads: int, dtype: torch.dtype, repeats: int = 5) -> float:
     return 2 * 2048**3 / seconds / 1e9
 
 
-def has_bf16() -> bool:
-    try:
-        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def before_the_model(repeats: int) -> dict[str, float]:
     """Seconds per second of audio: decoding a 10-s 44.1-kHz WAV, and that plus resampling to 16 kHz."""
     with tempfile.TemporaryDirectory() as folder:
@@ -110,11 +106,13 @@ def before_the_model(repeats: int) -> dict[str, float]:
     return {"decode": decode, "resample": both - decode}
 
 
-def measure(model, batch: int, repeats: int) -> dict:
+def measure(model, batch: int, repeats: int, dtype: torch.dtype | None = None) -> dict:
+    """Per part: MFLOP and ms per second of audio, achieved GFLOP/s; the networks in `dtype`
+    (None: float32)."""
     chunks = torch.randn(batch, model.config.chunk_samples) * 0.1
     rows = {}
     found = parts(model)
-    with torch.no_grad(), torch_threads(1):
+    with torch.no_grad(), torch_threads(1), networks_in(dtype, "cpu"):
         for name, (function, feed, fft) in found.items():
             x = feed(chunks) if feed is not None else chunks
             flops = counted_flops(function, x[:1]) + fft  # per chunk
@@ -136,6 +134,7 @@ def measure(model, batch: int, repeats: int) -> dict:
 
 def markdown(report: dict) -> str:
     p = report["peak_gflop_per_s"]
+    bf16 = report.get("parts_bfloat16")
     lines = [
         "# FLOPs per second of audio, and the distance to the machine's peak",
         "",
@@ -149,14 +148,20 @@ def markdown(report: dict) -> str:
         "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
         "not counted, so a part that is mostly elementwise shows a low rate.",
         "",
-        "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |",
-        "|---|---|---|---|---|",
+        "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |"
+        + (" ms, bfloat16 | GFLOP/s, bfloat16 | share of 1-thread bf16 peak |" if bf16 else ""),
+        "|---|---|---|---|---|" + "---|---|---|" * bool(bf16),
     ]
     one = p["float32, 1 thread"]
     for name, r in report["parts"].items():
+        extra = ""
+        if bf16:
+            h = bf16[name]
+            share = h["gflop_per_s"] / p["bfloat16, 1 thread"]
+            extra = f" {h['ms_per_second_of_audio']:.2f} | {h['gflop_per_s']:.1f} | {share:.1%} |"
         lines.append(
             f"| {name} | {r['mflop_per_second_of_audio']:.1f} | {r['ms_per_second_of_audio']:.2f} | "
-            f"{r['gflop_per_s']:.1f} | {r['gflop_per_s'] / one:.1%} |"
+            f"{r['gflop_per_s']:.1f} | {r['gflop_per_s'] / one:.1%} |{extra}"
         )
     b = report["before_the_model"]
     whole = report["parts"]["whole model"]["ms_per_second_of_audio"]
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     cores = available_cores()
     peaks = {"float32, 1 thread": peak(1, torch.float32), f"float32, {cores} threads": peak(cores, torch.float32)}
-    if has_bf16():
+    bfloat16 = native_bfloat16("cpu")
+    if bfloat16:
         peaks["bfloat16, 1 thread"] = peak(1, torch.bfloat16)
     report = {
         "command": "python -m benchmarks.flops " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
@@ -192,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "peak_gflop_per_s": peaks,
         "parts": measure(model, args.batch, args.repeats),
+        **({"parts_bfloat16": measure(model, args.batch, args.repeats, torch.bfloat16)} if bfloat16 else {}),
         "before_the_model": before_the_model(5),
     }
     write_results(args.output_dir / args.name, report, markdown(report))

@@ -19,6 +19,10 @@ neighbour (a `while True: pass` process this benchmark starts and stops; it take
   included (importing torch, building the model).
 - From arrays: `embed_batch` on waveforms already in memory (16 kHz for DiverseEmbedder, 48 kHz
   for CLAP), --batches clips per call.
+- Where the processor has native bfloat16 (precision.native_bfloat16), from files and the command
+  are measured a third way too: the same model with `--precision bfloat16`, the opt-in lever, beside
+  the float32 default; and "start-up", a process that only imports the package and loads the model,
+  the floor under the command's time.
 
 DiverseEmbedder is the bundled default checkpoint. CLAP is `ClapAudioModelWithProjection` with
 `ClapAudioConfig()`, the architecture of laion/clap-htsat-unfused, random weights (they do not
@@ -55,6 +59,7 @@ from diverse_embed import resolve_model
 from diverse_embed.audio import load_audio
 from diverse_embed.config import DEFAULT_MODEL
 from diverse_embed.parallel import torch_threads
+from diverse_embed.precision import native_bfloat16
 from diverse_embed.search.backends import build_faiss_index, index_kind
 
 from .systems import machine, write_results
@@ -88,9 +93,10 @@ class DiverseSystem:
     name = f"DiverseEmbedder (fused, 256-d, {DEFAULT_MODEL})"
     sample_rate = 16000
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, precision: str = "float32"):
         # The bundled model: the architecture users get (its config.json fixes frame rates and strides).
         self.model = resolve_model(DEFAULT_MODEL)[0].to(device)
+        self.model.precision = precision
 
     def parameters(self) -> int:
         return self.model.num_parameters()["total"]
@@ -138,6 +144,7 @@ def clap_command(folder: str, output: str) -> None:
 
 
 SYSTEMS = {"diverse": DiverseSystem, "clap": ClapTower}
+BFLOAT16 = "diverse bfloat16"  # the opt-in --precision bfloat16, from files and the command, where native
 
 
 def clips_for(system, count: int) -> list[np.ndarray]:
@@ -191,18 +198,23 @@ def from_files(systems: dict, paths: list[Path], conditions: list[str], repeats:
     return result
 
 
-def commands(folder: Path, count: int, conditions: list[str], repeats: int) -> dict:
-    """Seconds of audio per second of the whole process: `diverse-embed embed` and `clap_command`."""
+def commands(folder: Path, count: int, conditions: list[str], repeats: int, bfloat16: bool) -> dict:
+    """Seconds of audio per second of the whole process: `diverse-embed embed` and `clap_command`;
+    "start-up": the seconds of a process that only imports the package and loads the model."""
     cli = Path(sys.executable).with_name("diverse-embed")
     out = folder / "out.npz"
+    embed = [str(cli) if cli.exists() else "diverse-embed", "embed", str(folder), "-o", str(out), "-q"]
     argv = {
-        "diverse": [str(cli) if cli.exists() else "diverse-embed", "embed", str(folder), "-o", str(out), "-q"],
+        "diverse": embed,
         "clap": [
             sys.executable,
             "-c",
             f"from benchmarks.speed import clap_command; clap_command({str(folder)!r}, {str(out)!r})",
         ],
+        "start-up": [sys.executable, "-c", "from diverse_embed import resolve_model; resolve_model(None)"],
     }
+    if bfloat16:
+        argv[BFLOAT16] = [*embed, "--precision", "bfloat16"]
     root = Path(__file__).resolve().parent.parent
     result = {}
     for name in conditions:
@@ -214,7 +226,7 @@ def commands(folder: Path, count: int, conditions: list[str], repeats: int) -> d
                 },
                 repeats,
             )
-        result[name] = {key: count * CLIP_SECONDS / t for key, t in times.items()}
+        result[name] = {key: count * CLIP_SECONDS / t for key, t in times.items() if key != "start-up"}
         result[name].update({f"{key} seconds": t for key, t in times.items()})
         print(f"command, {name}: " + json.dumps(result[name]), flush=True)
     return result
@@ -346,32 +358,44 @@ def markdown(report: dict) -> str:
     names = {key: s["name"] for key, s in report.get("systems", {}).items()}
     labels = {"idle": "idle", "busy": "one core busy"}
 
-    def ratio(row: dict) -> str:
-        return f"**{row['diverse'] / row['clap']:.1f}x**"
+    def ratio(row: dict, key: str = "diverse") -> str:
+        return f"**{row[key] / row['clap']:.1f}x**"
+
+    bfloat16 = BFLOAT16 in next(iter(report.get("from_files", {}).values()), {})
+    with_bf16 = " | bfloat16 (s/s) | ratio, bfloat16" if bfloat16 else ""
 
     if "from_files" in report:
         lines += [
             f"From files: {report['files']} ten-second WAV files at 44.1 kHz in one call, seconds of audio per "
             "second (DiverseEmbedder: `embed_files`; CLAP: soundfile, resampling, its preprocessing, the tower):",
             "",
-            f"| machine | {names['diverse']} | {names['clap']} | ratio |",
-            "|---|---|---|---|",
+            f"| machine | {names['diverse']} | {names['clap']} | ratio{with_bf16} |",
+            "|---|---|---|---|" + "---|---|" * bfloat16,
         ]
         for cond, row in report["from_files"].items():
-            lines.append(f"| {labels[cond]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |")
+            extra = f" | {row[BFLOAT16]:.1f} | {ratio(row, BFLOAT16)}" if bfloat16 else ""
+            lines.append(f"| {labels[cond]} | {row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)}{extra} |")
+        lines += [
+            "",
+            "bfloat16: the same model with `--precision bfloat16` (the networks under autocast; "
+            "benchmarks/results/precision.md: retrieval within 0.001 of float32), where the processor has it.",
+        ] * bfloat16
         lines.append("")
     if "command_process" in report:
         lines += [
             f"The command as a whole process, start-up included, on the same {report['files']} files: "
-            "`diverse-embed embed FOLDER -o x.npz` against a process doing CLAP's part (`clap_command`):",
+            "`diverse-embed embed FOLDER -o x.npz` against a process doing CLAP's part (`clap_command`); "
+            "start-up: a process that only imports the package and loads the model:",
             "",
-            "| machine | diverse-embed embed (s) | CLAP process (s) | diverse-embed (s/s) | CLAP (s/s) | ratio |",
-            "|---|---|---|---|---|---|",
+            "| machine | diverse-embed embed (s) | CLAP process (s) | diverse-embed (s/s) | CLAP (s/s) | ratio | "
+            f"start-up (s){with_bf16} |",
+            "|---|---|---|---|---|---|---|" + "---|---|" * bfloat16,
         ]
         for cond, row in report["command_process"].items():
+            extra = f" | {row[BFLOAT16]:.1f} | {ratio(row, BFLOAT16)}" if bfloat16 else ""
             lines.append(
                 f"| {labels[cond]} | {row['diverse seconds']:.1f} | {row['clap seconds']:.1f} | "
-                f"{row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} |"
+                f"{row['diverse']:.1f} | {row['clap']:.1f} | {ratio(row)} | {row['start-up seconds']:.1f}{extra} |"
             )
         lines.append("")
     if "arrays" in report:
@@ -465,11 +489,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_embedding:
         systems = {key: cls(args.device) for key, cls in SYSTEMS.items()}
         report["systems"] = {key: {"name": s.name, "parameters": s.parameters()} for key, s in systems.items()}
+        bfloat16 = native_bfloat16(args.device)
+        in_bfloat16 = {BFLOAT16: DiverseSystem(args.device, "bfloat16")} if bfloat16 else {}
         with tempfile.TemporaryDirectory() as folder:
             paths = write_wav_files(Path(folder), args.files)
-            report["from_files"] = from_files(systems, paths, conditions, args.repeats)
+            report["from_files"] = from_files({**systems, **in_bfloat16}, paths, conditions, args.repeats)
             if not args.skip_command and args.device == "cpu":
-                report["command_process"] = commands(Path(folder), args.files, conditions, args.command_repeats)
+                report["command_process"] = commands(
+                    Path(folder), args.files, conditions, args.command_repeats, bfloat16
+                )
+        del in_bfloat16
         report["arrays"] = throughputs(systems, batches, conditions, args.repeats)
         del systems
         if not args.skip_memory:
