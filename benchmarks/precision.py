@@ -1,6 +1,8 @@
 """Does bfloat16 keep what float32 finds? Retrieval with the networks in each precision.
 
-    python -m benchmarks.precision ~/data/corpora/unseen/*.csv --esc50 ../shared/data/esc50
+    python -m benchmarks.precision CORPORA/unseen/*.csv --esc50 ../shared/data/esc50
+
+CORPORA: the folder `scripts/corpora.py --output` fills (the unseen sets' manifests are in its unseen/).
 
 Every set's clips are embedded twice by the same model, `model.precision` "float32" then
 "bfloat16" (precision.py: the MobileNet and the transformers under autocast, the front ends in full
