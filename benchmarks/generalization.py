@@ -21,7 +21,7 @@ from pathlib import Path
 from diverse_embed import DEFAULT_MODEL, resolve_model
 
 from . import retrieval
-from .systems import AISFX, FUSED, MFCC, machine, manifest, write_results
+from .systems import AISFX, FUSED, MFCC, add_teacher_arguments, machine, manifest, teachers_of, write_results
 
 
 def summary(reports: dict[str, dict]) -> dict[str, dict]:
@@ -94,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="generalization", help="output file name without extension")
     parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
-    parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
+    add_teacher_arguments(parser)
     args = parser.parse_args(argv)
 
     model, _ = resolve_model(args.model)
     reports = {}
     for path in args.manifests:
         labelled = manifest(path)
-        reports[labelled.name] = retrieval.run(labelled, model, args.model, None, args.cache_dir, args.teacher)
+        reports[labelled.name] = retrieval.run(labelled, model, args.model, None, args.cache_dir, teachers_of(args))
         print(
             f"{labelled.name}: fused mAP@10 {reports[labelled.name]['systems'][FUSED]['overall']['mAP@10']:.3f}",
             file=sys.stderr,

