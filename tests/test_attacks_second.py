@@ -153,7 +153,9 @@ def test_a_huge_batch_size_is_held_to_the_working_set(monkeypatch, tmp_path):
     budget = embed.chunk_budget(model)
     sizes = []
     forward = embed._forward
-    monkeypatch.setattr(embed, "_forward", lambda m, chunks: sizes.append(len(chunks)) or forward(m, chunks))
+    monkeypatch.setattr(
+        embed, "_forward", lambda m, chunks, **kw: sizes.append(len(chunks)) or forward(m, chunks, **kw)
+    )
     path = write_wav(tmp_path / "long.wav", sine(440, 40.0))
     big = model.embed_file(path, batch_size=100_000).chunk_embeddings
     assert 1 <= max(sizes) <= budget < 40
