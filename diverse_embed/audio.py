@@ -278,3 +278,16 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
     n = config.num_chunks(len(waveform))
     chunks = cut(waveform, config.chunk_samples, config.hop_samples, n).contiguous()  # (n_chunks, chunk_samples)
     return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
+
+
+def centred_windows(waveform: np.ndarray, config: DiverseEmbedConfig, rate: int, window_samples: int) -> np.ndarray:
+    """A clip at config.sample_rate (samples,) -> (n_chunks, window_samples) float32 at `rate`: for
+    each of its chunks, the window of that length centred on the chunk's centre, zeros past the
+    clip: what a teacher with its own context (BirdNET's 3 s) hears around each chunk."""
+    audio = np.asarray(waveform, dtype=np.float32)
+    if rate != config.sample_rate:
+        audio = resample(audio, config.sample_rate, rate)
+    centres = (np.array(config.chunk_starts(len(waveform))) + config.chunk_samples / 2) / config.sample_rate
+    starts = np.round(centres * rate).astype(int) - window_samples // 2
+    padded = np.pad(audio, (window_samples, window_samples))  # every window inside: zeros past the clip
+    return np.stack([padded[s + window_samples : s + 2 * window_samples] for s in starts])

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import centred_windows
+from .config import DiverseEmbedConfig
 from .errors import CheckpointError
 
 SAMPLE_RATE = 48000
@@ -56,6 +58,10 @@ class BirdTeacher:
     def clip_vector(self, audio_48k: np.ndarray) -> np.ndarray:
         """A clip's vector as the issue measured the teacher: the mean of its window vectors (1024,)."""
         return self.window_vectors(audio_48k).mean(axis=0)
+
+    def chunk_vectors(self, audio: np.ndarray, config: DiverseEmbedConfig) -> np.ndarray:
+        """A clip at config.sample_rate -> (n_chunks, 1024): for each chunk, the 3 s at 48 kHz centred on it."""
+        return np.stack([self.window_vector(w) for w in centred_windows(audio, config, SAMPLE_RATE, WINDOW_SAMPLES)])
 
 
 def load_bird_teacher(path: str | os.PathLike) -> BirdTeacher:

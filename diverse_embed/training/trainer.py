@@ -87,7 +87,7 @@ class Trainer:
         teacher: np.ndarray | None = None,
     ):
         self.cfg, self.rt, self.model, self.data, self.output = cfg, rt, model, data, output
-        # The teacher's vector of each training chunk (n_chunks, 512), centred: its raw vectors
+        # The teachers' vector of each training chunk (n_chunks, width), centred: aisfx's raw vectors
         # (after a ReLU and a max) all point one way, and their cosines would barely differ.
         self.teacher = None if teacher is None else torch.from_numpy(teacher - teacher.mean(axis=0))
         self.distill_term: torch.Tensor | None = None  # the last step's distillation term
@@ -126,7 +126,7 @@ class Trainer:
         )
         for chunks, targets, items in loader:
             chunks, targets = chunks.to(rt.device, non_blocking=True), targets.to(rt.device, non_blocking=True)
-            teacher = None if self.teacher is None else self.teacher[items].to(rt.device)  # (B, 512)
+            teacher = None if self.teacher is None else self.teacher[items].to(rt.device)  # (B, width)
             if cfg.gain_augment_db:
                 gain_db = (torch.rand(len(chunks), 1, device=rt.device) * 2 - 1) * cfg.gain_augment_db
                 chunks = (chunks * 10 ** (gain_db / 20)).clamp(-1, 1)
