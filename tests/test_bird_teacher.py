@@ -48,3 +48,8 @@ def test_the_real_teacher_gives_its_reference_vector():
     assert teacher.window_vectors(audio).shape == (1, 1024)  # 2 s: one zero-padded 3-s window
     np.testing.assert_allclose(teacher.clip_vector(audio), reference["vector"], atol=1e-4)
     assert teacher.window_vectors(np.zeros(7 * 48000, np.float32)).shape == (3, 1024)  # 7 s: 3 windows
+    from diverse_embed.config import DiverseEmbedConfig
+
+    at_16k = load_audio(REPO / "diverse_embed" / "samples" / reference["sample"])
+    per_chunk = teacher.chunk_vectors(at_16k, DiverseEmbedConfig())  # distillation's targets: 3 s per chunk
+    assert per_chunk.shape == (2, 1024) and np.isfinite(per_chunk).all()

@@ -74,3 +74,7 @@ def test_the_real_teacher_gives_its_reference_vector():
     np.testing.assert_allclose(teacher.clip_vector(audio), reference["vector"], atol=1e-3)
     short = teacher.window_vectors(np.zeros(1000, np.float32))  # centred in zeros: one window
     assert short.shape == (1, 96) and np.isfinite(short).all()
+    from diverse_embed.config import DiverseEmbedConfig
+
+    per_chunk = teacher.chunk_vectors(audio, DiverseEmbedConfig())  # distillation's targets: a window per chunk
+    assert per_chunk.shape == (2, 96) and np.isfinite(per_chunk).all()
