@@ -35,6 +35,7 @@ from diverse_embed.datasets import read_fsd50k, read_manifest
 from diverse_embed.hear import scene_vector
 from diverse_embed.labels import multi_hot
 from diverse_embed.metrics import leave_one_out_neighbours, retrieval_metrics
+from diverse_embed.teacher import centred_concatenation
 
 CLAP_SAMPLE_RATE = 48000
 FUSED, MFCC = "diverse-embed (fused)", "MFCC mean+std (20 coefficients)"  # the systems' names in reports
@@ -336,12 +337,6 @@ def teacher_vectors(labelled: LabelledSet, system: str, wheel: str | Path, cache
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, vectors)
     return vectors
-
-
-def centred_concatenation(parts: list[np.ndarray]) -> np.ndarray:
-    """Each (n, d_i) part centred on its mean over the set and L2-normalised, then concatenated."""
-    centred = [p - p.mean(axis=0) for p in parts]
-    return np.concatenate([c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12) for c in centred], axis=1)
 
 
 def teachers_of(args) -> dict[str, str]:

@@ -118,7 +118,7 @@ def add_model_arguments(
             choices=PRECISIONS,
             default="float32",
             help="the networks' float format: bfloat16 is faster where the processor has it (vectors within "
-            "a cosine of 0.9999 of float32's; elsewhere it falls back to float32); auto: bfloat16 where native "
+            "a cosine of 0.9998 of float32's; elsewhere it falls back to float32); auto: bfloat16 where native "
             "(default float32)",
         )
 

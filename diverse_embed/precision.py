@@ -3,8 +3,8 @@ the processor computes it natively.
 
 The front ends (STFTs, filter banks, the DCT) always run in float32 or float64: they feed
 logarithms and peak tests. Only the MobileNet and the transformers run in bfloat16, under
-torch.autocast; their vectors stay within a cosine of 0.9999 of float32's, and the retrieval
-figures within 0.005 (benchmarks/results/precision.md). "auto" picks bfloat16 where it is native
+torch.autocast; their vectors stay within a cosine of 0.9998 of float32's, and the retrieval
+figures within 0.001 (benchmarks/results/precision.md). "auto" picks bfloat16 where it is native
 (AVX-512 BF16 or AMX on x86, a GPU that has it), float32 elsewhere.
 """
 

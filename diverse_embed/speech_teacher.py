@@ -6,7 +6,7 @@ Its two ONNX files ship inside the openwakeword 0.4.0 wheel on PyPI (0.6.0 no lo
     pip download openwakeword==0.4.0 --no-deps -d DIR     # never installed: only its two files are read
 
 `load_speech_teacher(DIR/openwakeword-0.4.0-py3-none-any.whl)` runs them with onnxruntime (the
-`export` extra). The wheel's README: the included models are CC BY-NC-SA 4.0; the network is
+`teachers` extra). The wheel's README: the included models are CC BY-NC-SA 4.0; the network is
 Google's speech_embedding (Apache-2.0 on TF Hub).
 
 16-kHz audio scaled to int16 values (x * 32767, as float32) -> mel frames (frames, 32), then

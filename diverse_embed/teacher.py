@@ -160,6 +160,14 @@ def load_teacher(path: str | os.PathLike) -> SoundEffectsCNN:
     return model.eval().requires_grad_(False)
 
 
+def centred_concatenation(parts: list[np.ndarray]) -> np.ndarray:
+    """Several teachers' vectors of the same items, (n, d_i) each -> (n, sum of d_i): each part
+    centred on its mean and its rows L2-normalised, then side by side, so that each weighs the same
+    whatever its width or scale (the three teachers' reference system, and their joint target)."""
+    centred = [p - p.mean(axis=0) for p in parts]
+    return np.concatenate([c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12) for c in centred], axis=1)
+
+
 def find_teacher(path: str | os.PathLike | None = None) -> Path | None:
     """The wheel named by `path`, else by $DIVERSE_EMBED_TEACHER, else None."""
     chosen = path or os.environ.get("DIVERSE_EMBED_TEACHER")

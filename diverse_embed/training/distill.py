@@ -51,12 +51,10 @@ def aisfx_chunk_vectors(network, audio: np.ndarray, config: DiverseEmbedConfig, 
 TEACHERS = {
     "teacher": TeacherKind(aisfx.WIDTH, aisfx.load_teacher, aisfx_chunk_vectors),
     "speech_teacher": TeacherKind(
-        speech_teacher.WIDTH,
-        speech_teacher.load_speech_teacher,
-        lambda t, audio, config: t.chunk_vectors(audio, config),
+        speech_teacher.WIDTH, speech_teacher.load_speech_teacher, speech_teacher.SpeechTeacher.chunk_vectors
     ),
     "bird_teacher": TeacherKind(
-        bird_teacher.WIDTH, bird_teacher.load_bird_teacher, lambda t, audio, config: t.chunk_vectors(audio, config)
+        bird_teacher.WIDTH, bird_teacher.load_bird_teacher, bird_teacher.BirdTeacher.chunk_vectors
     ),
 }
 
@@ -119,10 +117,7 @@ class TeacherCache:
 def teacher_table(tables: list[np.ndarray]) -> np.ndarray:
     """One teacher's table as it is; several side by side, each centred and its rows L2-normalised,
     so that each weighs the same in the student's target, whatever its width or scale."""
-    if len(tables) == 1:
-        return tables[0]
-    centred = [t - t.mean(axis=0) for t in tables]
-    return np.concatenate([c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12) for c in centred], axis=1)
+    return tables[0] if len(tables) == 1 else aisfx.centred_concatenation(tables)
 
 
 def neighbour_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
