@@ -273,11 +273,20 @@ def cut(waveform: np.ndarray | torch.Tensor, size: int, hop: int, count: int) ->
 
 
 def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tuple[torch.Tensor, np.ndarray]:
-    """Cut a waveform (samples,) into the config's chunks (n_chunks, chunk_samples), the last one
-    zero-padded, and their start times in seconds (n_chunks,)."""
+    """Cut a waveform (samples,) into the model's input for each of the config's chunks
+    (n_chunks, window_samples): the chunk with its context on both sides, zeros past the clip
+    (window_samples is chunk_samples without context); and the chunks' start times in seconds (n_chunks,)."""
     n = config.num_chunks(len(waveform))
-    chunks = cut(waveform, config.chunk_samples, config.hop_samples, n).contiguous()  # (n_chunks, chunk_samples)
+    padded = with_context(waveform, config)
+    chunks = cut(padded, config.window_samples, config.hop_samples, n).contiguous()  # (n_chunks, window_samples)
     return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
+
+
+def with_context(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
+    """The waveform (..., samples) after config.context_samples zeros: its windows cut every hop
+    are then centred on the chunks (the zeros past the end `cut` adds)."""
+    waveform = torch.as_tensor(waveform, dtype=torch.float32)
+    return torch.nn.functional.pad(waveform, (config.context_samples, 0)) if config.context_samples else waveform
 
 
 def centred_windows(waveform: np.ndarray, config: DiverseEmbedConfig, rate: int, window_samples: int) -> np.ndarray:

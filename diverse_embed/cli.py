@@ -236,7 +236,7 @@ def run_export(args: argparse.Namespace) -> int:
     largest = max(worst[name] for name in ["embedding", *model.config.branches])
     print(
         f"exported {model_name} to {shown(output_path)} ({output_path.stat().st_size / 1e6:.1f} MB): chunks "
-        f"(batch, {model.config.chunk_samples}) at {model.config.sample_rate} Hz -> embedding, "
+        f"(batch, {model.config.window_samples}) at {model.config.sample_rate} Hz -> embedding, "
         f"{', '.join(model.config.branches)}, logits; onnxruntime against the package on the {len(samples)} "
         f"packaged samples: largest difference {largest:.1e}"
     )

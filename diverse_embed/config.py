@@ -61,7 +61,14 @@ class NeuralogramConfig:
     fmax_hz: float = 7500.0
     mobilenet_width: float = 1.0  # channel multiplier; 1.0 gives 1024-d activations
     mobilenet_time_stride: int = 16  # one 1024-d vector every 16 log-mel frames (400 ms at 25-ms frames)
+    # Audio the MobileNet also hears on each side of the chunk (zeros past the clip); the chunk's own
+    # tokens, the central ones, go on to the transformer. 0: the chunk alone (every model before 0.3).
+    context_seconds: float = 0.0
 
+
+# Fields added since 0.2 whose default keeps the older behaviour: (group, name, default). config.json
+# leaves them out at their default, so older versions still read it and fingerprints stay the same.
+ADDED_FIELDS = [("neuralogram", "context_seconds", 0.0)]
 
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
 # Config fields that do not change a single vector (the head's): the fingerprint leaves them out,
@@ -191,6 +198,7 @@ class DiverseEmbedConfig:
             "waveform": (self.chunk_samples // patch, patch),
             "neuralogram": (frames // self.neuralogram.mobilenet_time_stride + 1, int(1024 * width)),
         }
+        window_frames = self.window_samples // self.frame_hop_samples + 1  # what the MobileNet hears
         weights = self.embedding_dim * self.num_labels + self.transformer_weights()
         floats = 0
         for name in self.branches:
@@ -202,7 +210,7 @@ class DiverseEmbedConfig:
             weights += bins[name] * max(self.timbre.n_mels, self.neuralogram.mel_bins)  # a filter bank
         if "neuralogram" in self.branches:
             weights += int(3.3e6 * width**2)  # the MobileNet
-            floats += int(32 * width * frames * self.neuralogram.mel_bins)  # its widest feature maps
+            floats += int(32 * width * window_frames * self.neuralogram.mel_bins)  # its widest feature maps
         return int(weights), int(floats)
 
     def transformer_weights(self) -> int:
@@ -224,6 +232,16 @@ class DiverseEmbedConfig:
     @property
     def min_final_chunk_samples(self) -> int:
         return max(1, round(self.min_final_chunk_seconds * self.sample_rate))
+
+    @property
+    def context_samples(self) -> int:
+        """Samples of context on each side of a chunk in the model's input (the neuralogram's)."""
+        return round(self.neuralogram.context_seconds * self.sample_rate) if "neuralogram" in self.branches else 0
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of one chunk's input to the model: the chunk with its context on both sides."""
+        return self.chunk_samples + 2 * self.context_samples
 
     @property
     def frame_hop_samples(self) -> int:
@@ -285,7 +303,11 @@ class DiverseEmbedConfig:
         return [self.id2label[i] for i in range(self.num_labels)] if self.id2label else []
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for group, name, default in ADDED_FIELDS:  # at their default they are left out, as older files lack them
+            if values[group][name] == default:
+                del values[group][name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> DiverseEmbedConfig:
@@ -344,6 +366,7 @@ RANGES = {
         "fmax_hz": (float, 1.0, 192_000.0),
         "mobilenet_width": (float, 0.05, 4.0),
         "mobilenet_time_stride": (int, 1, 256),
+        "context_seconds": (float, 0.0, 30.0),
     },
 }
 # A config.json's network must fit these (DiverseEmbedConfig.size_estimate; the default: 4.4 M

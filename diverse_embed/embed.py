@@ -89,7 +89,7 @@ def finite(output: EmbeddingOutput, source, waveform: np.ndarray | None = None) 
 def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
     """Validated waveforms (samples,) at the model's rate -> one output each, chunks batched across clips."""
     chunked = [chunk(w, model.config) for w in waveforms]
-    all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, chunk_samples)
+    all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, window_samples)
     embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     counts = [len(chunks) for chunks, _ in chunked]
     return [
@@ -99,7 +99,7 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
 
 @torch.inference_mode()
 def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """chunks (n, chunk_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
+    """chunks (n, window_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
 
     On CPU the chunks are cut into one slice per compute thread (at most `batch_size` each) and
     each thread embeds its slices with single-threaded operations.
@@ -162,9 +162,10 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     """Embed one audio file of any length, decoding it block by block: an hour-long recording
     never sits in memory whole. Gives what `embed(load_audio(path), 16000)` gives."""
     cfg = model.config
-    size, hop = cfg.chunk_samples, cfg.hop_samples
+    size, hop = cfg.window_samples, cfg.hop_samples
     batch_size = min(batch_size, chunk_budget(model))  # the chunks waiting for a pass are held too
-    buffer, buffer_start, next_start, total = np.zeros(0, np.float32), 0, 0, 0
+    # Positions count from the start of the context zeros before the file (audio.with_context).
+    buffer, buffer_start, next_start, total = np.zeros(cfg.context_samples, np.float32), 0, 0, cfg.context_samples
     pending: list[np.ndarray] = []  # full chunks waiting for a batch
     results: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -184,6 +185,7 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
         consumed = min(next_start - buffer_start, len(buffer))
         buffer, buffer_start = buffer[consumed:], buffer_start + consumed
     # The chunks that run past the end: zero-padded, by the same rule as `chunk`.
+    total -= cfg.context_samples  # the file's samples
     n_chunks = cfg.num_chunks(total)
     done = next_start // hop
     if n_chunks > done:

@@ -35,7 +35,7 @@ def output_names(config) -> list[str]:
 
 
 class ExportGraph(nn.Module):
-    """The model as the exported graph sees it: chunks (batch, chunk_samples) -> a tuple of
+    """The model as the exported graph sees it: chunks (batch, window_samples) -> a tuple of
     embedding (batch, embedding_dim), each branch's (batch, d_model), logits (batch, num_labels)."""
 
     def __init__(self, model: nn.Module):
@@ -57,6 +57,8 @@ def metadata(model: nn.Module, name: str) -> dict[str, str]:
         "diverse_embed_version": __version__,
         "sample_rate": str(config.sample_rate),
         "chunk_samples": str(config.chunk_samples),
+        "context_samples": str(config.context_samples),  # zeros before the clip, then a window every hop
+        "window_samples": str(config.window_samples),
         "hop_samples": str(config.hop_samples),
         "min_final_chunk_samples": str(config.min_final_chunk_samples),
         "embedding_dim": str(config.embedding_dim),
@@ -85,7 +87,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = No
     import onnx
 
     graph = ExportGraph(model)
-    example = torch.zeros(2, model.config.chunk_samples)  # (batch, chunk_samples); batch becomes dynamic
+    example = torch.zeros(2, model.config.window_samples)  # (batch, window_samples); batch becomes dynamic
     # Without torchvision the exporter warns about each of its operators it cannot register.
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
@@ -139,7 +141,7 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
 
     names = output_names(model.config)
     for waveform in waveforms:
-        chunks, _ = chunk(waveform, model.config)  # (n_chunks, chunk_samples)
+        chunks, _ = chunk(waveform, model.config)  # (n_chunks, window_samples)
         outputs = dict(zip(names, session.run(None, {INPUT: chunks.numpy()})))
         embeddings, logits = forward_chunks(model, chunks, batch_size=64)
         note("embedding", outputs["embedding"], embeddings)

@@ -84,7 +84,7 @@ def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
 
 @torch.inference_mode()
 def _embed_windows(windows: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """windows (n, chunk_samples), possibly an overlapping view -> fused chunk embeddings (n, 256),
+    """windows (n, window_samples), possibly an overlapping view -> fused chunk embeddings (n, 256),
     WINDOWS_PER_BATCH at a time (only those are copied out of the view)."""
     return torch.cat([model.embedder(part.contiguous()).embeddings for part in windows.split(WINDOWS_PER_BATCH)])
 
@@ -115,11 +115,13 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     """audio (n_sounds, n_samples) -> embeddings (n_sounds, n_times, 256), timestamps (n_sounds, n_times) in ms."""
     x = _check(audio, model)
     n_sounds, n_samples = x.shape
-    window, hop = model.embedder.config.chunk_samples, model.timestamp_hop_samples
+    config = model.embedder.config
+    window, hop = config.window_samples, model.timestamp_hop_samples
     times = timestamps_ms(n_samples, model)
-    # Half a window of zeros in front, so the window centred on timestamp k starts at k * hop.
-    padded = nn.functional.pad(x, (window // 2, 0))  # (n_sounds, window // 2 + n_samples)
-    windows = cut(padded, window, hop, len(times))  # (n_sounds, n_times, chunk), a view
+    # Half a chunk (and the context) of zeros in front, so the window centred on timestamp k starts at k * hop.
+    front = config.chunk_samples // 2 + config.context_samples
+    padded = nn.functional.pad(x, (front, 0))  # (n_sounds, front + n_samples)
+    windows = cut(padded, window, hop, len(times))  # (n_sounds, n_times, window), a view
     embeddings = (
         torch.stack([_embed_windows(w, model) for w in windows])
         if n_sounds

@@ -108,7 +108,11 @@ class Branch(nn.Module):
         return frames.shape[1], frames.shape[2]
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
-        x = self.input_norm(self.input_projection(self.front_end(chunks)))  # (B, T, d_model)
+        frames = self.front_end(chunks)  # (B, T, features); more than the chunk's T with context around it
+        if frames.shape[1] > self.position.shape[1]:  # the chunk's own frames, the central ones
+            first = (frames.shape[1] - self.position.shape[1]) // 2
+            frames = frames[:, first : first + self.position.shape[1]]
+        x = self.input_norm(self.input_projection(frames))  # (B, T, d_model)
         x = self.blocks(x + self.position)
         return self.final_norm(x).mean(dim=1)  # (B, d_model)
 
@@ -193,12 +197,19 @@ class DiverseEmbedder(
         return digest.hexdigest()[:16]
 
     def forward(self, chunks: torch.Tensor) -> ChunkOutput:
-        """chunks: (batch, chunk_samples) float32 at config.sample_rate."""
-        if chunks.ndim != 2 or chunks.shape[1] != self.config.chunk_samples:
+        """chunks: (batch, window_samples) float32 at config.sample_rate: each chunk with
+        config.context_samples of audio on both sides (`audio.chunk` cuts them; without context,
+        window_samples is chunk_samples). The neuralogram hears the whole window, the others the chunk."""
+        context = self.config.context_samples
+        if chunks.ndim != 2 or chunks.shape[1] != self.config.window_samples:
+            around = f" with {context} samples of context each side" if context else ""
             raise ValueError(
-                f"expected chunks of shape (batch, {self.config.chunk_samples}), got {tuple(chunks.shape)}"
+                f"expected chunks of shape (batch, {self.config.window_samples}){around}, got {tuple(chunks.shape)}"
             )
-        branch_embeddings = {name: branch(chunks) for name, branch in self.branches.items()}  # each (B, d_model)
+        chunk_alone = chunks[:, context : chunks.shape[1] - context].contiguous() if context else chunks  # (B, 16000)
+        branch_embeddings = {  # each (B, d_model)
+            name: branch(chunks if name == "neuralogram" else chunk_alone) for name, branch in self.branches.items()
+        }
         embeddings = torch.cat(list(branch_embeddings.values()), dim=1)  # (B, embedding_dim)
         return ChunkOutput(embeddings, branch_embeddings, self.head(embeddings))
 

@@ -169,3 +169,24 @@ def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     assert len(clips) == 100
     worst = max_differences(model, session, [load_audio(p) for p in SAMPLES + clips])
     assert max(worst.values()) <= PARITY, worst
+
+
+def test_a_model_with_context_exports_and_its_documented_rule_holds(tmp_path):
+    from test_context import bundled_with  # trained weights: a random MobileNet hears almost nothing
+
+    model = bundled_with(0.5)
+    path = export_onnx(model, tmp_path / "context.onnx", "context")
+    session = onnx_session(path)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert (int(meta["context_samples"]), int(meta["window_samples"])) == (8000, 32000)
+    assert session.get_inputs()[0].shape[1] == 32000
+    worst = max_differences(model, session, [load_audio(SAMPLES[0]), noise(2.3)])
+    assert max(worst.values()) <= PARITY, worst
+    namespace = {"samples": SAMPLES}
+    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md", "exec"), namespace)
+    # Not a resampled pure tone: the documented resampling is ~1e-5 from torchaudio's, and a trained
+    # log-mel of a pure tone's silent bins magnifies that to ~1e-2 with or without context.
+    for audio, rate in [(noise(3.7), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]:
+        ours, package = namespace["embed"](audio, rate), model.embed(audio, sample_rate=rate)
+        np.testing.assert_allclose(ours["neuralogram"], package.branch_embeddings["neuralogram"], atol=PARITY)
+        np.testing.assert_allclose(ours["embedding"], package.embedding, atol=PARITY)

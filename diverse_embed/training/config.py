@@ -77,6 +77,13 @@ class TrainConfig(DataConfig):
         factory=list,
         group="run",
     )
+    context_seconds: float | None = option(
+        None,
+        "seconds of audio the neuralogram also hears on each side of each chunk (the config's "
+        "neuralogram.context_seconds; default: the model's, 0 for a new one); with --init-from it "
+        "replaces the model's, the weights fit either way",
+        group="run",
+    )
     # The labels (num_labels, id2label, problem_type) come from the data, the rest from these options.
     shape: DiverseEmbedConfig = option(help="the model's shape", factory=DiverseEmbedConfig)
     mobilenet_weights: str | None = option(

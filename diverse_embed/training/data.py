@@ -94,7 +94,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     """Every chunk of every clip, cut by the model config's rule, with its clip's multi-hot target
     (weak labels).
 
-    Item: (chunk (chunk_samples,) float32, target (n_classes,) float32, the item's number).
+    Item: (chunk with its context (window_samples,) float32, target (n_classes,) float32, the item's number).
 
     Training options: `crop_jitter` moves each chunk by a random offset of up to half a hop either
     way (drawn from (seed, epoch, item), so a resumed run sees the same crops; call `set_epoch`);
@@ -145,8 +145,11 @@ class ChunkDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, int(item)])
             shift = int(rng.integers(-(self.hop_samples // 2), self.hop_samples // 2 + 1))
             start = min(max(0, start + shift), max(0, len(audio) - self.chunk_samples))
-        piece = np.asarray(audio[start : start + self.chunk_samples], dtype=np.float32) / 32767.0
-        chunk = cut(piece, self.chunk_samples, self.hop_samples, 1)[0].clone()  # (chunk_samples,), zero-padded
+        context = self.config.context_samples
+        first = max(0, start - context)  # the window's audio; zeros before the clip and past its end
+        piece = np.asarray(audio[first : start + self.chunk_samples + context], dtype=np.float32) / 32767.0
+        piece = np.pad(piece, (context - (start - first), 0))
+        chunk = cut(piece, self.config.window_samples, self.hop_samples, 1)[0].clone()  # (window_samples,)
         target = multi_hot([self.clips[clip_number].labels], self.n_classes)[0]  # (n_classes,)
         return chunk, torch.from_numpy(target), int(item)
 

@@ -67,6 +67,14 @@ def build_model(
     return model
 
 
+def with_context(shape: DiverseEmbedConfig, seconds: float) -> DiverseEmbedConfig:
+    """The shape with the neuralogram's context set (no weight depends on it)."""
+    try:  # replace() checks the ranges again
+        return dataclasses.replace(shape, neuralogram=dataclasses.replace(shape.neuralogram, context_seconds=seconds))
+    except ValueError as error:
+        raise DataError(f"--context-seconds {seconds}: {error}") from None
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the phases cfg asks for; returns the metrics (also written to output/metrics.json), or
     {"stopped_at_step": n} when cfg.stop_after_steps ended the run early."""
@@ -84,6 +92,8 @@ def train(cfg: TrainConfig) -> dict:
         rt.barrier()
         pretrained = resolve_model(cfg.init_from)[0] if cfg.init_from else None
         shape = pretrained.config if pretrained is not None else cfg.shape  # chunking and shape
+        if cfg.context_seconds is not None:
+            shape = with_context(shape, cfg.context_seconds)
         check_retrain(cfg, shape)
         data, vocabulary, failures = load_splits(cfg, rt, shape, cfg.crop_jitter, cfg.min_train_chunk_peak_db, cfg.seed)
         if "train" not in data:
