@@ -26,11 +26,13 @@ import hashlib
 import io
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 AUDIO = (".wav", ".mp3", ".flac", ".ogg")
+DEBIAN_AUDIO = (*AUDIO, ".opus")  # warzone2100's music
 DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 
@@ -133,11 +135,32 @@ def asterisk_prompt(package, path):  # usr/share/asterisk/sounds/<lang>_<country
     return path.parts[4].split("_")[0], "/".join(path.parts[5:])[: -len(path.suffix)]
 
 
+def by_package(package, path):  # games' music and sounds: the label is the package, each file its own group
+    return package, f"{package}/{path}"
+
+
 DEBIAN_CORPORA = [
     DebianCorpus(
         "asterisk-prompts",
         [f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")],
         asterisk_prompt,
+    ),
+    DebianCorpus(  # about 13 hours of games' music, orchestral to electronic
+        "game-music",
+        [
+            "wesnoth-1.16-music",
+            "warzone2100-music",
+            "planetblupi-music-ogg",
+            "singularity-music",
+            "hyperrogue-music",
+            "drascula-music",
+            "nexuiz-music",
+            "ufoai-music",
+        ],
+        by_package,
+    ),
+    DebianCorpus(  # about 4 hours of games' and a desktop's sound effects, and cartoon voices
+        "game-sounds", ["hedgewars-data", "colobot-common-sounds", "freedroidrpg-data", "oxygen-sounds"], by_package
     ),
 ]
 
@@ -158,7 +181,7 @@ def debian_licences(unpacked: Path) -> list[str]:
 
 def build_debian(corpus: DebianCorpus, debs: Path, output: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
     """Unpack each package under output/NAME/PACKAGE; returns its (path, label, group) rows and licences."""
-    rows, licences = [], set()
+    rows, licences, seen = [], set(), set()
     debs.mkdir(parents=True, exist_ok=True)
     for package in corpus.packages:
         found = sorted(debs.glob(f"{package}_*.deb"))
@@ -170,12 +193,25 @@ def build_debian(corpus: DebianCorpus, debs: Path, output: Path) -> tuple[list[t
             target.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(target)], check=True)
         licences |= set(debian_licences(target))
+        unpack_archives(target)
         for path in sorted(target.rglob("*")):
-            if path.suffix.lower() in AUDIO and path.stat().st_size:
+            if path.suffix.lower() in DEBIAN_AUDIO and path.stat().st_size:
                 chosen = corpus.label_and_group(package, PurePosixPath(path.relative_to(target).as_posix()))
-                if chosen:
+                digest = hashlib.sha1(path.read_bytes()).hexdigest()
+                if chosen and digest not in seen:  # a game may ship one file under several names
+                    seen.add(digest)
                     rows.append((path, *chosen))
     return rows, sorted(licences)
+
+
+def unpack_archives(target: Path) -> None:
+    """Games keep their music in .pk3 files (zip archives): their audio members go into NAME.pk3.d/."""
+    for archive in sorted(target.rglob("*.pk3")):
+        unpacked = archive.with_name(archive.name + ".d")
+        if not unpacked.is_dir():
+            with zipfile.ZipFile(archive) as members:
+                audio = [name for name in members.namelist() if name.lower().endswith(DEBIAN_AUDIO)]
+                members.extractall(unpacked, audio)
 
 
 def split_of(group: str) -> str:

@@ -82,16 +82,17 @@ def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
     languages share a split, the licence comes from its copyright file (not its packaging's)."""
     debs, esc50, output = tmp_path / "debs", tmp_path / "esc50", tmp_path / "out"
     debs.mkdir()
-    for lang, voice in (("en", "en_US_f_Allison"), ("fr", "fr_CA_f_June")):
+    for n, (lang, voice) in enumerate((("en", "en_US_f_Allison"), ("fr", "fr_CA_f_June"))):
         package = f"asterisk-core-sounds-{lang}-wav"
         root = tmp_path / "pkg" / package
         (root / "DEBIAN").mkdir(parents=True)
         (root / "DEBIAN" / "control").write_text(
             f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
         )
-        for prompt in ("hello", "goodbye", "digits/1"):
+        for k, prompt in enumerate(("hello", "goodbye", "digits/1")):  # each recording its own (no two alike)
             (root / "usr/share/asterisk/sounds" / voice / prompt).parent.mkdir(parents=True, exist_ok=True)
-            write_wav(root / "usr/share/asterisk/sounds" / voice / f"{prompt}.wav", sine(440, 0.2), rate=8000)
+            tone = sine(440 + 100 * k + 1000 * n, 0.2)
+            write_wav(root / "usr/share/asterisk/sounds" / voice / f"{prompt}.wav", tone, rate=8000)
         (root / "usr/share/doc" / package).mkdir(parents=True)
         (root / "usr/share/doc" / package / "copyright").write_text(
             "Format: x\n\nFiles: *\nCopyright: someone\nLicense: CC-BY-SA-3.0\n\nFiles: debian/*\nLicense: GPL-2+\n"
@@ -104,6 +105,7 @@ def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
     (esc50 / "meta").mkdir(parents=True)
     (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n")
     corpora["CORPORA"][:] = []
+    del corpora["DEBIAN_CORPORA"][1:]  # the other corpora would download their packages
     corpora["DEBIAN_CORPORA"][0].packages[:] = ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav"]
     code = corpora["main"](
         ["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output), "--debian", str(debs)]
@@ -145,3 +147,47 @@ def test_general_labels_add_every_clip_once_more_under_a_shared_label(tmp_path):
         ("/b/oboe.mp3", "music", "train", "general"),
         ("/c/yes.wav", "speech", "val", "general"),
     ]  # the mixed not-wake-word left out
+
+
+def test_games_music_in_archives_is_unpacked_and_each_sound_counted_once(tmp_path):
+    """A .deb laid out like nexuiz-music (the tracks in a .pk3 zip) and like drascula-music (one
+    track under several folders): the archive's audio is unpacked, a repeated file kept once, the
+    package is the label."""
+    import io
+    import zipfile
+
+    import soundfile as sf
+
+    debs, esc50, output = tmp_path / "debs", tmp_path / "esc50", tmp_path / "out"
+    debs.mkdir()
+    root = tmp_path / "pkg" / "some-music"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: some-music\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+    )
+    track = io.BytesIO()
+    sf.write(track, sine(220, 0.5, rate=44100), 44100, format="OGG")
+    music = root / "usr/share/games/x"
+    music.mkdir(parents=True)
+    with zipfile.ZipFile(music / "music.pk3", "w") as archive:
+        archive.writestr("sound/cdtracks/one.ogg", track.getvalue())
+        archive.writestr("maps/level.bsp", b"not audio")
+    for language in ("en", "de"):  # the same bytes twice
+        (music / language).mkdir()
+        write_wav(music / language / "theme.wav", sine(330, 0.5))
+    subprocess.run(
+        ["dpkg-deb", "-b", "-Zgzip", str(root), str(debs / "some-music_1.0-1_all.deb")], check=True, capture_output=True
+    )
+    (esc50 / "meta").mkdir(parents=True)
+    (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n")
+    corpora["CORPORA"][:] = []
+    assert "game-music" in [c.name for c in runpy.run_path(str(REPO / "scripts" / "corpora.py"))["DEBIAN_CORPORA"]]
+    corpora["DEBIAN_CORPORA"][:] = [corpora["DebianCorpus"]("game-music", ["some-music"], corpora["by_package"])]
+    argv = ["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output), "--debian", str(debs)]
+    assert corpora["main"](argv) == 0
+    rows = [r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "game-music"]
+    names = sorted(r["path"].rsplit("/", 2)[-2] + "/" + r["path"].rsplit("/", 1)[-1] for r in rows)
+    assert names == ["cdtracks/one.ogg", "de/theme.wav"]  # the archive's track; the theme once
+    assert {r["labels"] for r in rows} == {"some-music"}
+    assert corpora["main"](argv) == 0  # again: nothing unpacked twice, the same rows
+    assert len([r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "game-music"]) == 2
