@@ -298,5 +298,7 @@ def centred_windows(waveform: np.ndarray, config: DiverseEmbedConfig, rate: int,
         audio = resample(audio, config.sample_rate, rate)
     centres = (np.array(config.chunk_starts(len(waveform))) + config.chunk_samples / 2) / config.sample_rate
     starts = np.round(centres * rate).astype(int) - window_samples // 2
-    padded = np.pad(audio, (window_samples, window_samples))  # every window inside: zeros past the clip
-    return np.stack([padded[s + window_samples : s + 2 * window_samples] for s in starts])
+    # A last chunk's centre may lie up to half a chunk past the clip: pad a window and a chunk each side.
+    pad = window_samples + round(config.chunk_samples * rate / config.sample_rate)
+    padded = np.pad(audio, (pad, pad))  # every window inside: zeros past the clip
+    return np.stack([padded[s + pad : s + pad + window_samples] for s in starts])

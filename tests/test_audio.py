@@ -196,3 +196,22 @@ def test_sample_rates_no_converter_makes_are_refused_before_resampling():
 
     with pytest.raises(AudioLoadError, match="sample rate 1,000,000,000,000 Hz is above 768,000 Hz"):
         prepare_waveform(np.zeros(16000, np.float32), 10**12, 16000, source="x")
+
+
+@pytest.mark.parametrize("window, rate", [(12640, 16000), (4000, 16000), (144000, 48000)])
+def test_centred_windows_fit_a_last_chunk_that_barely_counts(window, rate):
+    """A last chunk holding just over min_final_chunk_seconds has its centre almost half a chunk past
+    the clip: a teacher's window centred there is still whole, zeros past the clip."""
+    from diverse_embed.audio import centred_windows
+    from diverse_embed.config import DiverseEmbedConfig
+
+    config = DiverseEmbedConfig()
+    audio = np.ones(16000 + 1700, np.float32)  # the second chunk holds 1700 samples (>= 1600)
+    windows = centred_windows(audio, config, rate, window)  # (2, window)
+    assert windows.shape == (2, window)
+    centre = round(1.5 * rate)  # the second chunk's centre, in samples at `rate`
+    first = centre - window // 2
+    heard, end = np.arange(first, first + window), round(len(audio) * rate / 16000)  # positions at `rate`
+    inside = (heard >= 100) & (heard < end - 100)  # the clip, away from resampling's ringing at its edges
+    assert (np.abs(windows[1][inside] - 1) < 0.05).all()  # (none of it for the short windows)
+    assert not windows[1][heard >= end + 100].any()  # zeros past the clip
