@@ -159,8 +159,26 @@ DEBIAN_CORPORA = [
         ],
         by_package,
     ),
-    DebianCorpus(  # about 4 hours of games' and a desktop's sound effects, and cartoon voices
-        "game-sounds", ["hedgewars-data", "colobot-common-sounds", "freedroidrpg-data", "oxygen-sounds"], by_package
+    DebianCorpus(  # about 11 hours of games' and a desktop's sound effects, music and cartoon voices
+        "game-sounds",
+        [
+            "hedgewars-data",
+            "colobot-common-sounds",
+            "freedroidrpg-data",
+            "oxygen-sounds",
+            "supertuxkart-data",
+            "megaglest-data",
+            "supertux-data",
+            "lincity-ng-data",
+            "openclonk-data",
+            "frozen-bubble-data",
+            "extremetuxracer-data",
+            "wesnoth-1.16-data",
+            "warzone2100-data",
+            "tuxpaint-data",
+            "pingus-data",
+        ],
+        by_package,
     ),
 ]
 
@@ -179,19 +197,24 @@ def debian_licences(unpacked: Path) -> list[str]:
     return sorted(licences)
 
 
+def unpack(package: str, debs: Path, target: Path) -> Path:
+    """The package's files under target (fetched into debs with `apt-get download` when not there yet)."""
+    debs.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        subprocess.run(["apt-get", "download", package], cwd=debs, check=True, capture_output=True)
+        found = sorted(debs.glob(f"{package}_*.deb"))
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(target)], check=True)
+    return target
+
+
 def build_debian(corpus: DebianCorpus, debs: Path, output: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
     """Unpack each package under output/NAME/PACKAGE; returns its (path, label, group) rows and licences."""
     rows, licences, seen = [], set(), set()
-    debs.mkdir(parents=True, exist_ok=True)
     for package in corpus.packages:
-        found = sorted(debs.glob(f"{package}_*.deb"))
-        if not found:
-            subprocess.run(["apt-get", "download", package], cwd=debs, check=True, capture_output=True)
-            found = sorted(debs.glob(f"{package}_*.deb"))
-        target = output / corpus.name / package
-        if not target.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(target)], check=True)
+        target = unpack(package, debs, output / corpus.name / package)
         licences |= set(debian_licences(target))
         unpack_archives(target)
         for path in sorted(target.rglob("*")):
@@ -205,13 +228,77 @@ def build_debian(corpus: DebianCorpus, debs: Path, output: Path) -> tuple[list[t
 
 
 def unpack_archives(target: Path) -> None:
-    """Games keep their music in .pk3 files (zip archives): their audio members go into NAME.pk3.d/."""
-    for archive in sorted(target.rglob("*.pk3")):
+    """Games keep their music in zip archives (.pk3, .wz): their audio members go into NAME.pk3.d/."""
+    for archive in sorted(p for p in target.rglob("*") if p.suffix in (".pk3", ".wz")):
         unpacked = archive.with_name(archive.name + ".d")
         if not unpacked.is_dir():
             with zipfile.ZipFile(archive) as members:
                 audio = [name for name in members.namelist() if name.lower().endswith(DEBIAN_AUDIO)]
                 members.extractall(unpacked, audio)
+
+
+# Speech synthesised by espeak-ng (GPL-3.0) from a game's translated sentences (supertuxkart-data's
+# .po files, GPL-3+): every language both have but the eight of scripts/espeak_speech.py's held-out
+# tagging set, whose synthetic voices no model should have heard.
+ESPEAK_PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0"]
+ESPEAK_TEXTS = ("supertuxkart-data", "usr/share/games/supertuxkart/data/po")
+HELD_OUT_LANGUAGES = {"en", "de", "fr", "es", "it", "pt", "ru", "pl"}
+SENTENCES_PER_LANGUAGE = 150
+
+
+def po_sentences(po_file: Path) -> dict[str, str]:
+    """A .po file's translated sentences, msgid -> msgstr: 5 to 20 words, no markup or placeholders."""
+    entries, current, field = {}, {}, None
+    for line in po_file.read_text(errors="replace").splitlines() + [""]:
+        if line.startswith(("msgid ", "msgstr ")):
+            field, _, text = line.partition(" ")
+            current[field] = text.strip()[1:-1]
+        elif line.startswith('"') and field:
+            current[field] += line.strip()[1:-1]
+        elif not line.strip():
+            source, translated = current.get("msgid", ""), current.get("msgstr", "")
+            plain = not any(mark in source + translated for mark in ("%", "{", "<", "\\", "[", "|", "_"))
+            if plain and 5 <= len(source.split()) <= 20 and translated and translated != source:
+                entries[source] = translated
+            current, field = {}, None
+    return entries
+
+
+def espeak_speech(debs: Path, output: Path) -> list[tuple[Path, str, str]]:
+    """output/espeak-speech/LANG/N.wav for up to SENTENCES_PER_LANGUAGE sentences per language
+    (the same sentences first in every language); label the language, group the sentence."""
+    root = output / "espeak-speech"
+    for package in ESPEAK_PACKAGES:
+        unpack(package, debs, root / "program" / package)
+    program = root / "program" / "espeak-ng" / "usr" / "bin" / "espeak-ng"
+    libraries = [root / "program" / p / "usr" / "lib" / "x86_64-linux-gnu" for p in ESPEAK_PACKAGES[1:]]
+    env = {
+        "LD_LIBRARY_PATH": ":".join(map(str, libraries)),
+        "ESPEAK_DATA_PATH": str(root / "program" / "espeak-ng-data" / "usr" / "lib" / "x86_64-linux-gnu"),
+    }
+    texts = unpack(ESPEAK_TEXTS[0], debs, output / "game-sounds" / ESPEAK_TEXTS[0]) / ESPEAK_TEXTS[1]
+    rows = []
+    for po_file in sorted(texts.glob("*.po")):
+        language = po_file.stem.lower().replace("_", "-")
+        if language.split("-")[0] in HELD_OUT_LANGUAGES:
+            continue
+        sentences = po_sentences(po_file)
+        chosen = sorted(sentences, key=lambda s: hashlib.sha1(s.encode()).hexdigest())[:SENTENCES_PER_LANGUAGE]
+        for source in chosen:
+            path = root / language / f"{hashlib.sha1(source.encode()).hexdigest()[:12]}.wav"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                spoken = subprocess.run(
+                    [str(program), "-v", language, "-w", str(path), sentences[source]], env=env, capture_output=True
+                )
+                if spoken.returncode:  # a language espeak-ng has no voice for
+                    path.unlink(missing_ok=True)
+                    break
+            rows.append((path, language, source))
+    return rows
+
+
+SYNTHESISED = {"espeak-speech": espeak_speech}  # with --debian: corpus name -> its builder
 
 
 def split_of(group: str) -> str:
@@ -334,6 +421,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         training += [(str(path.resolve()), label, split_of(group), corpus.name) for path, label, group in rows]
+    for name, synthesise in SYNTHESISED.items() if args.debian else []:
+        rows = synthesise(args.debian, args.output)
+        print(
+            f"{name}: {len(rows)} clips, {len({label for _, label, _ in rows})} classes "
+            "(espeak-ng GPL-3.0, supertuxkart's texts GPL-3+; training)",
+            file=sys.stderr,
+        )
+        training += [(str(path.resolve()), label, split_of(group), name) for path, label, group in rows]
     with open(args.output / "train.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "labels", "split", "corpus"])

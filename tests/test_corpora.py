@@ -106,6 +106,7 @@ def test_a_debian_package_corpus_is_unpacked_with_its_licence(tmp_path):
     (esc50 / "meta" / "esc50.csv").write_text("filename,fold,category\n1-1-A-0.wav,1,dog\n")
     corpora["CORPORA"][:] = []
     del corpora["DEBIAN_CORPORA"][1:]  # the other corpora would download their packages
+    corpora["SYNTHESISED"].clear()
     corpora["DEBIAN_CORPORA"][0].packages[:] = ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav"]
     code = corpora["main"](
         ["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output), "--debian", str(debs)]
@@ -183,6 +184,7 @@ def test_games_music_in_archives_is_unpacked_and_each_sound_counted_once(tmp_pat
     corpora["CORPORA"][:] = []
     assert "game-music" in [c.name for c in runpy.run_path(str(REPO / "scripts" / "corpora.py"))["DEBIAN_CORPORA"]]
     corpora["DEBIAN_CORPORA"][:] = [corpora["DebianCorpus"]("game-music", ["some-music"], corpora["by_package"])]
+    corpora["SYNTHESISED"].clear()
     argv = ["--repos", str(tmp_path), "--esc50", str(esc50), "--output", str(output), "--debian", str(debs)]
     assert corpora["main"](argv) == 0
     rows = [r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "game-music"]
@@ -191,3 +193,21 @@ def test_games_music_in_archives_is_unpacked_and_each_sound_counted_once(tmp_pat
     assert {r["labels"] for r in rows} == {"some-music"}
     assert corpora["main"](argv) == 0  # again: nothing unpacked twice, the same rows
     assert len([r for r in csv.DictReader(open(output / "train.csv")) if r["corpus"] == "game-music"]) == 2
+
+
+def test_sentences_for_speech_are_plain_translated_sentences(tmp_path):
+    po = tmp_path / "sv.po"
+    po.write_text(
+        '#: a\nmsgid ""\nmsgstr "Language: sv\\n"\n\n'
+        'msgid "Play every official track at least once."\nmsgstr "Spela varje officiell bana åtminstone en gång."\n\n'
+        'msgid "Hit %d karts with a bowling ball today."\nmsgstr "Träffa %d bilar med en bowlingboll idag."\n\n'
+        'msgid "Too short."\nmsgstr "För kort."\n\n'
+        'msgid "A sentence split over "\n"two lines of the file here."\nmsgstr ""\n"En mening över "\n"två rader i filen här."\n\n'
+        'msgid "Not translated yet but long enough to count."\nmsgstr ""\n'
+    )
+    assert corpora["po_sentences"](po) == {
+        "Play every official track at least once.": "Spela varje officiell bana åtminstone en gång.",
+        "A sentence split over two lines of the file here.": "En mening över två rader i filen här.",
+    }
+    held_out = runpy.run_path(str(REPO / "scripts" / "espeak_speech.py"), run_name="espeak")["SENTENCES"]
+    assert set(held_out) <= corpora["HELD_OUT_LANGUAGES"]  # the tagging set's languages are never synthesised
