@@ -8,7 +8,9 @@ group is in two splits.
 
 --debian DIR: the packages of DEBIAN_CORPORA are fetched into DIR with `apt-get download` (when not
 there yet) and unpacked with `dpkg-deb -x` (nothing is installed); each one's licences are read
-from its copyright file and printed.
+from its copyright file and printed; games' zip archives (.pk3, .wz) give their audio too, and a
+file shipped twice counts once. Then espeak-speech: espeak-ng (unpacked the same way) speaks up
+to 150 of supertuxkart's translated sentences in each language it has a voice for.
 
 --repos holds a clone (bare or not) of each repository as OWNER+NAME/repo, OWNER+NAME or NAME.
 Writes OUTPUT/train.csv (path,labels,split,corpus: the training corpora, split train/val/test by
