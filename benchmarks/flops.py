@@ -1,7 +1,7 @@
 """How far the model is from what the machine can do: floating-point operations per second of
 audio, per part, against the measured peak.
 
-    python -m benchmarks.flops [--model M] [--batch 64] [--repeats 20]
+    python -m benchmarks.flops [--model M] [--batch 64] [--repeats 20] [--context-seconds S --name N]
 
 For each part of the model (each branch's front end and transformer, the neuralogram's log-mel and
 MobileNet apart, the head): FLOPs per 1-s chunk, counted by torch's FlopCounterMode (matrix
@@ -18,6 +18,7 @@ WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --outpu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shlex
 import statistics
@@ -63,25 +64,32 @@ def seconds_per_call(function, x: torch.Tensor, repeats: int) -> float:
 
 
 def parts(model) -> dict[str, tuple]:
-    """name -> (function of the previous output, function's input maker, FFT FLOPs per chunk)."""
+    """name -> (function of the previous output, function's input maker, FFT FLOPs per chunk). The
+    input makers take the model's input, each chunk with its context (window_samples); the branches
+    but the neuralogram hear the chunk alone."""
     config, branches = model.config, model.branches
     frames = config.chunk_samples // config.frame_hop_samples + 1  # centred STFT frames per chunk
+    window_frames = config.window_samples // config.frame_hop_samples + 1  # what the log-mel frames
+    context = config.context_samples
+
+    def alone(windows):  # the chunk in the middle of its window
+        return windows[:, context : windows.shape[1] - context].contiguous() if context else windows
+
     mel = branches["neuralogram"].front_end[0] if "neuralogram" in branches else None
     found = {}
     for name, branch in branches.items():
-
-        def transformer(x, b=branch):
-            return b.final_norm(b.blocks(b.input_norm(b.input_projection(x)) + b.position)).mean(dim=1)
-
         if name == "neuralogram":
-            found["neuralogram: log-mel"] = (mel, None, fft_flops(frames, mel.mel.spectrogram.spectrogram.n_fft))
+            fft = fft_flops(window_frames, mel.mel.spectrogram.spectrogram.n_fft)
+            found["neuralogram: log-mel"] = (mel, None, fft)
             found["neuralogram: MobileNet"] = (branch.front_end[1], mel, 0.0)
+            found["neuralogram: transformer"] = (branch.transformer, branch.front_end, 0.0)
         else:
             n_fft = {"pitch": config.pitch.n_fft, "timbre": config.samples(config.timbre.window_ms)}.get(
                 name
             )  # None: no FFT
-            found[f"{name}: front end"] = (branch.front_end, None, fft_flops(frames, n_fft) if n_fft else 0.0)
-        found[f"{name}: transformer"] = (transformer, branch.front_end, 0.0)
+            fft = fft_flops(frames, n_fft) if n_fft else 0.0
+            found[f"{name}: front end"] = (branch.front_end, alone, fft)
+            found[f"{name}: transformer"] = (branch.transformer, lambda x, b=branch: b.front_end(alone(x)), 0.0)
     return found
 
 
@@ -109,7 +117,7 @@ def before_the_model(repeats: int) -> dict[str, float]:
 def measure(model, batch: int, repeats: int, dtype: torch.dtype | None = None) -> dict:
     """Per part: MFLOP and ms per second of audio, achieved GFLOP/s; the networks in `dtype`
     (None: float32)."""
-    chunks = torch.randn(batch, model.config.chunk_samples) * 0.1
+    chunks = torch.randn(batch, model.config.window_samples) * 0.1  # each chunk with its context
     rows = {}
     found = parts(model)
     with torch.no_grad(), torch_threads(1), networks_in(dtype, "cpu"):
@@ -144,7 +152,8 @@ def markdown(report: dict) -> str:
         "",
         "Peak (2048 x 2048 matrix product): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in p.items()) + ".",
         "",
-        f"Each part on one thread, batches of {report['batch']} chunks (1 s each), median of {report['repeats']}. "
+        f"Each part on one thread, batches of {report['batch']} chunks (1 s each, with their context), "
+        f"median of {report['repeats']}. "
         "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
         "not counted, so a part that is mostly elementwise shows a low rate.",
         "",
@@ -175,6 +184,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def with_context(model, seconds: float):
+    """The same weights, the neuralogram hearing `seconds` of audio each side of each chunk."""
+    neuralogram = dataclasses.replace(model.config.neuralogram, context_seconds=seconds)
+    changed = type(model)(dataclasses.replace(model.config, neuralogram=neuralogram))
+    changed.load_state_dict(model.state_dict())
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
@@ -182,8 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="flops", help="output file name without extension")
+    parser.add_argument(
+        "--context-seconds",
+        type=float,
+        default=None,
+        help="the model's weights with this neuralogram context instead of its own (no weight depends on it)",
+    )
     args = parser.parse_args(argv)
     model, _ = resolve_model(args.model)
+    if args.context_seconds is not None:
+        model = with_context(model, args.context_seconds)
     model.eval()
     cores = available_cores()
     peaks = {"float32, 1 thread": peak(1, torch.float32), f"float32, {cores} threads": peak(cores, torch.float32)}
@@ -193,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python -m benchmarks.flops " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "machine": machine(),
-        "model": f"{args.model} (fingerprint {model.fingerprint()})",
+        "model": f"{args.model} (fingerprint {model.fingerprint()}), neuralogram context "
+        f"{model.config.neuralogram.context_seconds:g} s each side",
         "batch": args.batch,
         "repeats": args.repeats,
         "peak_gflop_per_s": peaks,

@@ -108,7 +108,10 @@ class Branch(nn.Module):
         return frames.shape[1], frames.shape[2]
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
-        frames = self.front_end(chunks)  # (B, T, features); more than the chunk's T with context around it
+        return self.transformer(self.front_end(chunks))
+
+    def transformer(self, frames: torch.Tensor) -> torch.Tensor:
+        """The front end's frames (B, T', features), T' >= T with context around the chunk -> (B, d_model)."""
         if frames.shape[1] > self.position.shape[1]:  # the chunk's own frames, the central ones
             first = (frames.shape[1] - self.position.shape[1]) // 2
             frames = frames[:, first : first + self.position.shape[1]]

@@ -505,3 +505,20 @@ def test_the_three_teachers_concatenate_centred_and_normalised(monkeypatch):
     parts = [three[s] for s in widths]
     shifted = systems.centred_concatenation([parts[0] + 100.0, *parts[1:]])  # centred: an offset changes nothing
     np.testing.assert_allclose(shifted, joined, atol=1e-6)
+
+
+def test_flops_with_context_count_the_mobilenet_over_the_whole_window(tmp_path):
+    from benchmarks import flops
+
+    common = ["--model", "untrained-seed0", "--batch", "2", "--repeats", "1", "--output-dir", str(tmp_path)]
+    flops.main(common)
+    flops.main([*common, "--context-seconds", "1", "--name", "context"])
+    plain, context = (json.loads((tmp_path / f"{n}.json").read_text())["parts"] for n in ("flops", "context"))
+    ratio = (
+        context["neuralogram: MobileNet"]["mflop_per_second_of_audio"]
+        / (plain["neuralogram: MobileNet"]["mflop_per_second_of_audio"])
+    )
+    assert 2.5 < ratio < 3.1  # 3 s heard per 1-s chunk (121 log-mel frames for 41), less the strides rounding
+    for name in ("pitch: front end", "timbre: transformer", "neuralogram: transformer"):  # the chunk's own
+        assert context[name]["mflop_per_second_of_audio"] == plain[name]["mflop_per_second_of_audio"]
+    assert "context 1 s each side" in (tmp_path / "context.md").read_text()
