@@ -18,7 +18,6 @@ WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --outpu
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import shlex
 import statistics
@@ -70,11 +69,7 @@ def parts(model) -> dict[str, tuple]:
     config, branches = model.config, model.branches
     frames = config.chunk_samples // config.frame_hop_samples + 1  # centred STFT frames per chunk
     window_frames = config.window_samples // config.frame_hop_samples + 1  # what the log-mel frames
-    context = config.context_samples
-
-    def alone(windows):  # the chunk in the middle of its window
-        return windows[:, context : windows.shape[1] - context].contiguous() if context else windows
-
+    alone = model.chunk_alone  # what every branch but the neuralogram hears
     mel = branches["neuralogram"].front_end[0] if "neuralogram" in branches else None
     found = {}
     for name, branch in branches.items():
@@ -186,8 +181,7 @@ def markdown(report: dict) -> str:
 
 def with_context(model, seconds: float):
     """The same weights, the neuralogram hearing `seconds` of audio each side of each chunk."""
-    neuralogram = dataclasses.replace(model.config.neuralogram, context_seconds=seconds)
-    changed = type(model)(dataclasses.replace(model.config, neuralogram=neuralogram))
+    changed = type(model)(model.config.with_context(seconds))
     changed.load_state_dict(model.state_dict())
     return changed
 

@@ -243,6 +243,11 @@ class DiverseEmbedConfig:
         """Samples of one chunk's input to the model: the chunk with its context on both sides."""
         return self.chunk_samples + 2 * self.context_samples
 
+    def with_context(self, seconds: float) -> DiverseEmbedConfig:
+        """This config with neuralogram.context_seconds set (no weight depends on it); ValueError
+        when out of range."""
+        return dataclasses.replace(self, neuralogram=dataclasses.replace(self.neuralogram, context_seconds=seconds))
+
     @property
     def frame_hop_samples(self) -> int:
         return self.samples(self.frame_hop_ms)

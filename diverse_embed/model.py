@@ -209,12 +209,18 @@ class DiverseEmbedder(
             raise ValueError(
                 f"expected chunks of shape (batch, {self.config.window_samples}){around}, got {tuple(chunks.shape)}"
             )
-        chunk_alone = chunks[:, context : chunks.shape[1] - context].contiguous() if context else chunks  # (B, 16000)
+        alone = self.chunk_alone(chunks)  # (B, chunk_samples)
         branch_embeddings = {  # each (B, d_model)
-            name: branch(chunks if name == "neuralogram" else chunk_alone) for name, branch in self.branches.items()
+            name: branch(chunks if name == "neuralogram" else alone) for name, branch in self.branches.items()
         }
         embeddings = torch.cat(list(branch_embeddings.values()), dim=1)  # (B, embedding_dim)
         return ChunkOutput(embeddings, branch_embeddings, self.head(embeddings))
+
+    def chunk_alone(self, chunks: torch.Tensor) -> torch.Tensor:
+        """(batch, window_samples) -> (batch, chunk_samples): each chunk without its context, what
+        every branch but the neuralogram hears."""
+        context = self.config.context_samples
+        return chunks[:, context : chunks.shape[1] - context].contiguous() if context else chunks
 
     # Embedding clips and files (embed.py)
     embed = embedding.embed

@@ -70,7 +70,7 @@ def build_model(
 def with_context(shape: DiverseEmbedConfig, seconds: float) -> DiverseEmbedConfig:
     """The shape with the neuralogram's context set (no weight depends on it)."""
     try:  # replace() checks the ranges again
-        return dataclasses.replace(shape, neuralogram=dataclasses.replace(shape.neuralogram, context_seconds=seconds))
+        return shape.with_context(seconds)
     except ValueError as error:
         raise DataError(f"--context-seconds {seconds}: {error}") from None
 
