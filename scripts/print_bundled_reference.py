@@ -1,11 +1,12 @@
 """Print the reference outputs that tests/test_bundled.py checks the bundled checkpoint against.
 
-    python scripts/print_bundled_reference.py ../shared/data/esc50
+    python scripts/print_bundled_reference.py ../shared/data/esc50 [--model diverse-embed-multi-v3]
 
 Run it once when the bundled checkpoint is (re)made, and paste its output into the test. Never
 to make a failing test pass otherwise: a change of these numbers is a change of the model.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,8 +30,12 @@ def reference(model: DiverseEmbedder, path: Path) -> dict:
 
 
 def main() -> int:
-    esc50 = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "data" / "esc50"
-    model = DiverseEmbedder.from_pretrained(DEFAULT_MODEL)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("esc50", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "esc50")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a bundled model (default: the default)")
+    args = parser.parse_args()
+    esc50 = args.esc50
+    model = DiverseEmbedder.from_pretrained(args.model)
     paths = [
         REPO / "diverse_embed" / "samples" / "note_220hz_harmonic.wav",
         esc50 / "audio" / "5-203128-A-0.flac",

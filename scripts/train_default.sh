@@ -19,6 +19,10 @@
 #                         whose general rows join stage 2's head
 #
 # Then: python scripts/bundle_checkpoint.py WORK/default --name diverse-embed-multi-v2 --check-audio ESC50/audio
+#
+# CONTEXT_SECONDS=0.5 makes stage 2's MobileNet hear 0.5 s of audio on each side of each chunk:
+# that trains diverse-embed-multi-v3 (bundle it with --name diverse-embed-multi-v3); stage 2 then
+# took 72 minutes on one thread beside another run.
 set -euo pipefail
 repos="$1" esc50="$2" work="$3" teacher="${4:-}"
 common=(--dataset csv --manifest "$work/corpora/train.csv" --audio-root / --allow-outside-root
@@ -40,7 +44,7 @@ OMP_NUM_THREADS=1 diverse-embed train "${common[@]}" --manifest "$work/corpora/t
     --output "$work/teacher-cache-reversed" --teacher "$teacher" --stage teacher &
 wait
 diverse-embed train "${common[@]}" --output "$work/run-v2" \
-    --init-from "$work/run" --retrain neuralogram,branch:neuralogram \
+    --init-from "$work/run" --retrain neuralogram,branch:neuralogram --context-seconds "${CONTEXT_SECONDS:-0}" \
     --neuralogram-epochs 12 --branch-epochs 5 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter --ablation-heads \
     --teacher "$teacher" --distill-loss regression --distill-weight 32
 # The last chunk of a clip counts only when it holds at least 0.5 s (benchmarks/final_chunk.py).
