@@ -34,12 +34,11 @@ def main() -> int:
     parser.add_argument("esc50", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "esc50")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="a bundled model (default: the default)")
     args = parser.parse_args()
-    esc50 = args.esc50
     model = DiverseEmbedder.from_pretrained(args.model)
     paths = [
         REPO / "diverse_embed" / "samples" / "note_220hz_harmonic.wav",
-        esc50 / "audio" / "5-203128-A-0.flac",
-        esc50 / "audio" / "5-181766-A-10.flac",
+        args.esc50 / "audio" / "5-203128-A-0.flac",
+        args.esc50 / "audio" / "5-181766-A-10.flac",
     ]
     values = {p.name: reference(model, p) for p in paths}
     print("REFERENCE = " + json.dumps(values, indent=4))

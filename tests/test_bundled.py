@@ -183,19 +183,23 @@ def test_outputs_on_esc50_clips_are_unchanged(bundled, esc50, name):
     check(bundled, load_audio(esc50 / "audio" / name), REFERENCE[name])
 
 
-@pytest.mark.parametrize("model_name", sorted(OPT_IN_REFERENCE))
-def test_an_opt_in_models_outputs_on_a_packaged_sample_are_unchanged(model_name):
-    model = DiverseEmbedder.from_pretrained(model_name)
+@pytest.fixture(scope="module", params=sorted(OPT_IN_REFERENCE))
+def opt_in(request):
+    """(name, model) of each bundled model with pinned outputs that is not the default, loaded once."""
+    return request.param, DiverseEmbedder.from_pretrained(request.param)
+
+
+def test_an_opt_in_models_outputs_on_a_packaged_sample_are_unchanged(opt_in):
+    model_name, model = opt_in
     assert model_name != DEFAULT_MODEL and not model.training
     sample = REPO / "diverse_embed" / "samples" / "note_220hz_harmonic.wav"
     check(model, load_audio(sample), OPT_IN_REFERENCE[model_name]["note_220hz_harmonic.wav"])
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("model_name", sorted(OPT_IN_REFERENCE))
 @pytest.mark.parametrize("name", ["5-203128-A-0.flac", "5-181766-A-10.flac"])
-def test_an_opt_in_models_outputs_on_esc50_clips_are_unchanged(esc50, model_name, name):
-    model = DiverseEmbedder.from_pretrained(model_name)
+def test_an_opt_in_models_outputs_on_esc50_clips_are_unchanged(esc50, opt_in, name):
+    model_name, model = opt_in
     check(model, load_audio(esc50 / "audio" / name), OPT_IN_REFERENCE[model_name][name])
 
 
