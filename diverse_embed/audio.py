@@ -282,6 +282,22 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
     return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
 
 
+def blocks(padded: torch.Tensor, config: DiverseEmbedConfig, n_chunks: int, hop: int) -> list[tuple[torch.Tensor, int]]:
+    """The neuralogram's blocks of `n_chunks` chunks `hop` samples apart, from the clip after its
+    context zeros (`with_context`, (samples,)): config.block_chunks chunks a block, each block's
+    audio the span of its chunks' windows, (m - 1) * hop + window_samples samples (zeros past the
+    clip), with its chunk count m."""
+    size = config.block_chunks
+    spans = [(first, min(size, n_chunks - first)) for first in range(0, n_chunks, size)]
+    return [(cut(padded[first * hop :], (m - 1) * hop + config.window_samples, hop, 1)[0], m) for first, m in spans]
+
+
+def joined_blocks(windows: torch.Tensor, hop: int, size: int) -> list[tuple[torch.Tensor, int]]:
+    """`blocks` from a clip's windows (n, window_samples), in order, `hop` samples apart, the first
+    a block's first: windows overlap (hop <= window_samples), so a block's audio is its windows joined."""
+    return [(torch.cat([part[:-1, :hop].reshape(-1), part[-1]]), len(part)) for part in windows.split(size)]
+
+
 def with_context(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> torch.Tensor:
     """The waveform (..., samples) after config.context_samples zeros: its windows cut every hop
     are then centred on the chunks (the zeros past the end `cut` adds)."""

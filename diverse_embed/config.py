@@ -64,11 +64,16 @@ class NeuralogramConfig:
     # Audio the MobileNet also hears on each side of the chunk (zeros past the clip); the chunk's own
     # tokens, the central ones, go on to the transformer. 0: the chunk alone (every model before 0.3).
     context_seconds: float = 0.0
+    # When embedding, the MobileNet runs once over each block of this many consecutive chunks (with
+    # the context on both sides) and each chunk reads its tokens from there, where its own window's
+    # would be: a clip up to this long is heard whole, at about the cost of one window per chunk.
+    # 1: a window per chunk, as in training (every model before 0.3). model.DiverseEmbedder.block_tokens.
+    block_chunks: int = 1
 
 
 # Fields added since 0.2 whose default keeps the older behaviour: (group, name, default). config.json
 # leaves them out at their default, so older versions still read it and fingerprints stay the same.
-ADDED_FIELDS = [("neuralogram", "context_seconds", 0.0)]
+ADDED_FIELDS = [("neuralogram", "context_seconds", 0.0), ("neuralogram", "block_chunks", 1)]
 
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
 # Config fields that do not change a single vector (the head's): the fingerprint leaves them out,
@@ -171,6 +176,11 @@ class DiverseEmbedConfig:
             raise ValueError(f"timbre.n_mfcc ({self.timbre.n_mfcc}) cannot exceed timbre.n_mels ({self.timbre.n_mels})")
         if not self.min_final_chunk_seconds <= self.chunk_seconds:
             raise ValueError("min_final_chunk_seconds cannot exceed chunk_seconds")
+        if self.block_chunks > 1 and self.hop_samples > self.window_samples:
+            raise ValueError(
+                f"neuralogram.block_chunks > 1 joins consecutive chunks into blocks: hop_seconds ({self.hop_seconds}) "
+                f"cannot exceed a chunk with its context ({self.window_samples / self.sample_rate} s)"
+            )
         weights, floats = self.size_estimate()
         if weights > MAX_WEIGHTS or floats > MAX_CHUNK_FLOATS:
             raise ValueError(
@@ -237,6 +247,11 @@ class DiverseEmbedConfig:
     def context_samples(self) -> int:
         """Samples of context on each side of a chunk in the model's input (the neuralogram's)."""
         return round(self.neuralogram.context_seconds * self.sample_rate) if "neuralogram" in self.branches else 0
+
+    @property
+    def block_chunks(self) -> int:
+        """Chunks per MobileNet pass when embedding (neuralogram.block_chunks; 1 without the neuralogram)."""
+        return self.neuralogram.block_chunks if "neuralogram" in self.branches else 1
 
     @property
     def window_samples(self) -> int:
@@ -372,6 +387,7 @@ RANGES = {
         "mobilenet_width": (float, 0.05, 4.0),
         "mobilenet_time_stride": (int, 1, 256),
         "context_seconds": (float, 0.0, 30.0),
+        "block_chunks": (int, 1, 3600),
     },
 }
 # A config.json's network must fit these (DiverseEmbedConfig.size_estimate; the default: 4.4 M

@@ -6,7 +6,7 @@ Each function takes the model (a DiverseEmbedder: model.py binds them to it as m
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 import os
 from collections import deque
@@ -20,7 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import AudioLoadError, audio_info, chunk, cut, load_audio, prepare_waveform, stream_audio
+from .audio import (
+    AudioLoadError,
+    audio_info,
+    blocks,
+    chunk,
+    cut,
+    joined_blocks,
+    load_audio,
+    prepare_waveform,
+    stream_audio,
+    with_context,
+)
 from .files import find_audio_files
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
 from .precision import autocast_dtype, networks_in
@@ -88,48 +99,87 @@ def finite(output: EmbeddingOutput, source, waveform: np.ndarray | None = None) 
 
 def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: int) -> list[EmbeddingOutput]:
     """Validated waveforms (samples,) at the model's rate -> one output each, chunks batched across clips."""
-    chunked = [chunk(w, model.config) for w in waveforms]
-    all_chunks = torch.cat([chunks for chunks, _ in chunked])  # (total_chunks, window_samples)
-    embeddings, logits = forward_chunks(model, all_chunks, batch_size)
-    counts = [len(chunks) for chunks, _ in chunked]
+    cfg = model.config
+    counts = [cfg.num_chunks(len(w)) for w in waveforms]
+    if cfg.block_chunks == 1:
+        all_chunks = torch.cat([chunk(w, cfg)[0] for w in waveforms])  # (total_chunks, window_samples)
+        embeddings, logits = forward_chunks(model, all_chunks, batch_size)
+    else:  # the chunks alone, and the neuralogram's blocks: no window is ever cut
+        all_chunks = torch.cat([cut(w, cfg.chunk_samples, cfg.hop_samples, n) for w, n in zip(waveforms, counts)])
+        spans = [
+            span for w, n in zip(waveforms, counts) for span in blocks(with_context(w, cfg), cfg, n, cfg.hop_samples)
+        ]
+        embeddings, logits = forward_chunks(model, all_chunks, batch_size, block_tokens(model, spans, cfg.hop_samples))
     return [
         clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)
     ]
 
 
 @torch.inference_mode()
-def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """chunks (n, window_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
+def forward_chunks(
+    model: nn.Module, chunks: torch.Tensor, batch_size: int, tokens: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """chunks (n, window_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU;
+    tokens (n, T, features): the neuralogram's, computed over blocks (None: from each window).
 
     On CPU the chunks are cut into one slice per compute thread (at most `batch_size` each) and
     each thread embeds its slices with single-threaded operations.
     """
     threads = plan(model.device.type).compute_threads
     size = max(1, min(batch_size, math.ceil(len(chunks) / threads), chunk_budget(model) // threads))
-    slices = chunks.split(size)
-    dtype = autocast_dtype(model.precision, model.device)
+    starts = range(0, len(chunks), size)
+    with embedding_pool(model, len(starts)) as (pool, dtype):
+        slices = [(chunks[i : i + size], None if tokens is None else tokens[i : i + size]) for i in starts]
+        return _concatenated(list(pool.map(lambda item: _forward(model, item, dtype), slices)))
+
+
+def block_tokens(model: nn.Module, spans: list[tuple[torch.Tensor, int]], hop: int) -> torch.Tensor:
+    """The neuralogram's tokens for the chunks of `spans` (`audio.blocks`: each block's audio and its
+    chunk count, in order, chunks `hop` samples apart), one front-end pass a block
+    (model.block_tokens), on the plan's threads: (total chunks, T, features)."""
+    if hop > model.config.window_samples:
+        raise ValueError(
+            f"the neuralogram hears blocks of chunks joined: chunks {hop} samples apart would leave "
+            f"gaps between their {model.config.window_samples}-sample windows"
+        )
+    with embedding_pool(model, len(spans)) as (pool, dtype):
+        return torch.cat(list(pool.map(lambda span: _block_tokens(model, span, dtype, hop), spans)))
+
+
+@contextlib.contextmanager
+def embedding_pool(model: nn.Module, jobs: int):
+    """(a pool of up to `jobs` of the plan's threads, the networks' dtype), the model in eval mode
+    meanwhile: embeddings are deterministic (no dropout, batch-norm running statistics). Each
+    thread runs single-threaded operations."""
+    threads = min(plan(model.device.type).compute_threads, max(1, jobs))
     was_training = model.training
     if was_training:
-        model.eval()  # embeddings are deterministic: no dropout, batch-norm running statistics
+        model.eval()
     try:
-        with (
-            torch_threads(1),
-            ThreadPoolExecutor(max(1, min(threads, len(slices))), thread_name_prefix="embed") as pool,
-        ):
-            outputs = list(pool.map(functools.partial(_forward, model, dtype=dtype), slices))
+        with torch_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="embed") as pool:
+            yield pool, autocast_dtype(model.precision, model.device)
     finally:
         if was_training:
             model.train()
-    embeddings = torch.cat([e for e, _ in outputs])
-    logits = torch.cat([g for _, g in outputs])
-    return embeddings, logits
+
+
+def _concatenated(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([e for e, _ in outputs]), torch.cat([g for _, g in outputs])
 
 
 @torch.inference_mode()  # a mode of each thread: the pool's threads need it set again
-def _forward(model: nn.Module, chunks: torch.Tensor, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(model: nn.Module, item: tuple, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    chunks, tokens = item
     with networks_in(dtype, model.device):  # autocast is per thread too
-        output = model(chunks.to(model.device))
+        output = model(chunks.to(model.device), None if tokens is None else tokens.to(model.device))
     return output.embeddings.float().cpu(), output.logits.float().cpu()
+
+
+@torch.inference_mode()
+def _block_tokens(model: nn.Module, span: tuple, dtype: torch.dtype | None, hop: int) -> torch.Tensor:
+    block, n_chunks = span  # the block's audio (samples,) and its chunks
+    with networks_in(dtype, model.device):
+        return model.block_tokens(block.to(model.device), n_chunks, hop).float().cpu()
 
 
 def chunk_budget(model: nn.Module) -> int:
@@ -169,9 +219,13 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     pending: list[np.ndarray] = []  # full chunks waiting for a batch
     results: list[tuple[torch.Tensor, torch.Tensor]] = []
 
+    block_size = cfg.block_chunks  # the neuralogram's blocks count from the first chunk: never split one
+
     def run(final: bool = False):
-        if pending and (final or len(pending) >= batch_size):
-            results.append(forward_chunks(model, torch.from_numpy(np.stack(pending)), batch_size))
+        if pending and (final or (len(pending) >= batch_size and len(pending) % block_size == 0)):
+            windows = torch.from_numpy(np.stack(pending))
+            tokens = block_tokens(model, joined_blocks(windows, hop, block_size), hop) if block_size > 1 else None
+            results.append(forward_chunks(model, windows, batch_size, tokens))
             pending.clear()
 
     for block in stream_audio(path, cfg.sample_rate):

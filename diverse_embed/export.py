@@ -82,8 +82,13 @@ def require_exporter() -> None:
 def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = None) -> Path:
     """Write `model` as one self-contained ONNX file at `path` (weights inside, batch dynamic);
     `name` (default: how the model was loaded) goes into its metadata."""
-    require_exporter()
     name = name or model.name_or_path or "unnamed"
+    if model.config.block_chunks > 1:
+        raise CommandError(
+            f"{name} hears blocks of {model.config.block_chunks} chunks (neuralogram.block_chunks), which a "
+            "graph of single chunks cannot: export a model whose block_chunks is 1"
+        )
+    require_exporter()
     import onnx
 
     graph = ExportGraph(model)

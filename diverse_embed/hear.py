@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import cut
-from .embed import EmbeddingOutput
+from .audio import cut, joined_blocks
+from .embed import EmbeddingOutput, block_tokens, forward_chunks
 from .model import DiverseEmbedder
 from .resolve import resolve_model
 
@@ -84,8 +84,14 @@ def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
 
 @torch.inference_mode()
 def _embed_windows(windows: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """windows (n, window_samples), possibly an overlapping view -> fused chunk embeddings (n, 256),
-    WINDOWS_PER_BATCH at a time (only those are copied out of the view)."""
+    """windows (n, window_samples) of one sound, every timestamp hop, possibly an overlapping view ->
+    fused chunk embeddings (n, 256), WINDOWS_PER_BATCH at a time (only those are copied out of the
+    view); a model whose neuralogram hears blocks hears blocks of these windows, as `embed` hears
+    blocks of chunks."""
+    size, hop = model.embedder.config.block_chunks, model.timestamp_hop_samples
+    if size > 1:
+        tokens = block_tokens(model.embedder, joined_blocks(windows, hop, size), hop)
+        return forward_chunks(model.embedder, windows, WINDOWS_PER_BATCH, tokens)[0]
     return torch.cat([model.embedder(part.contiguous()).embeddings for part in windows.split(WINDOWS_PER_BATCH)])
 
 

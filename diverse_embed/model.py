@@ -92,6 +92,10 @@ class Branch(nn.Module):
         super().__init__()
         self.front_end = front_end
         frames, in_features = self._frame_shape(front_end, config.chunk_samples)
+        # Frames of a chunk's whole window (more than `frames` with the neuralogram's context).
+        self.window_frames = (
+            self._frame_shape(front_end, config.window_samples)[0] if config.context_samples else frames
+        )
         self.input_projection = nn.Linear(in_features, config.d_model)
         self.input_norm = nn.LayerNorm(config.d_model)  # puts binary peaks, MFCCs and samples on one scale
         self.position = nn.Parameter(torch.randn(1, frames, config.d_model) * 0.02)
@@ -199,28 +203,61 @@ class DiverseEmbedder(
                 digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def forward(self, chunks: torch.Tensor) -> ChunkOutput:
+    def forward(self, chunks: torch.Tensor, tokens: torch.Tensor | None = None) -> ChunkOutput:
         """chunks: (batch, window_samples) float32 at config.sample_rate: each chunk with
         config.context_samples of audio on both sides (`audio.chunk` cuts them; without context,
-        window_samples is chunk_samples). The neuralogram hears the whole window, the others the chunk."""
+        window_samples is chunk_samples). The neuralogram hears the whole window, the others the chunk.
+        tokens: the neuralogram's front-end output for each chunk, (batch, T, features), computed
+        over blocks of chunks (`block_tokens`); the chunks may then come without their context."""
         context = self.config.context_samples
-        if chunks.ndim != 2 or chunks.shape[1] != self.config.window_samples:
+        widths = (
+            (self.config.window_samples, self.config.chunk_samples)
+            if tokens is not None
+            else (self.config.window_samples,)
+        )
+        if chunks.ndim != 2 or chunks.shape[1] not in widths:
             around = f" with {context} samples of context each side" if context else ""
             raise ValueError(
                 f"expected chunks of shape (batch, {self.config.window_samples}){around}, got {tuple(chunks.shape)}"
             )
         alone = self.chunk_alone(chunks)  # (B, chunk_samples)
-        branch_embeddings = {  # each (B, d_model)
-            name: branch(chunks if name == "neuralogram" else alone) for name, branch in self.branches.items()
-        }
+        branch_embeddings = {}  # each (B, d_model)
+        for name, branch in self.branches.items():
+            if name != "neuralogram":
+                branch_embeddings[name] = branch(alone)
+            else:  # the whole window, or the tokens its front end gave over a block
+                branch_embeddings[name] = branch(chunks) if tokens is None else branch.transformer(tokens)
         embeddings = torch.cat(list(branch_embeddings.values()), dim=1)  # (B, embedding_dim)
         return ChunkOutput(embeddings, branch_embeddings, self.head(embeddings))
+
+    def block_tokens(self, block: torch.Tensor, n_chunks: int, hop: int) -> torch.Tensor:
+        """The neuralogram's tokens for `n_chunks` consecutive chunks `hop` samples apart, from one
+        pass of its front end over their block (`audio.blocks`): block (samples,) = (n_chunks - 1) *
+        hop + window_samples, the chunks' windows joined -> (n_chunks, T, features).
+
+        Chunk j's tokens are read where its own window's central tokens would sit, j * hop samples
+        into the block; between two of the block's tokens (400-ms steps by default) they are
+        linearly interpolated. One chunk alone gives exactly its window's tokens.
+        """
+        branch = self.branches["neuralogram"]
+        tokens = branch.front_end(block[None])[0]  # (T_block, features)
+        steps = self.config.frame_hop_samples * self.config.neuralogram.mobilenet_time_stride  # samples a token
+        own = branch.position.shape[1]
+        first = (branch.window_frames - own) // 2  # what Branch.transformer keeps of a window's tokens
+        positions = torch.arange(n_chunks)[:, None] * (hop / steps) + first + torch.arange(own)  # (n_chunks, own)
+        positions = positions.clamp(max=len(tokens) - 1)
+        low = positions.floor().long()
+        high = (low + 1).clamp(max=len(tokens) - 1)
+        weight = (positions - low).unsqueeze(-1).to(tokens.dtype)  # 0 on the grid: lerp then gives tokens[low] exactly
+        return torch.lerp(tokens[low], tokens[high], weight)  # (n_chunks, own, features)
 
     def chunk_alone(self, chunks: torch.Tensor) -> torch.Tensor:
         """(batch, window_samples) -> (batch, chunk_samples): each chunk without its context, what
         every branch but the neuralogram hears."""
         context = self.config.context_samples
-        return chunks[:, context : chunks.shape[1] - context].contiguous() if context else chunks
+        if not context or chunks.shape[1] == self.config.chunk_samples:
+            return chunks
+        return chunks[:, context : chunks.shape[1] - context].contiguous()
 
     # Embedding clips and files (embed.py)
     embed = embedding.embed
