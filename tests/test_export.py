@@ -156,8 +156,12 @@ def test_export_refuses_other_outputs_and_names_a_missing_extra(tmp_path, capsys
     assert 'onnxscript: pip install "diverse-embed[export]"' in capsys.readouterr().err
 
 
+def hears_blocks(folder) -> bool:
+    return json.loads((folder / "config.json").read_text())["neuralogram"].get("block_chunks", 1) > 1
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(bundled_models()))
+@pytest.mark.parametrize("name", sorted(name for name, folder in bundled_models().items() if not hears_blocks(folder)))
 def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     from diverse_embed.resolve import resolve_model
 
@@ -169,6 +173,13 @@ def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     assert len(clips) == 100
     worst = max_differences(model, session, [load_audio(p) for p in SAMPLES + clips])
     assert max(worst.values()) <= PARITY, worst
+
+
+def test_a_bundled_model_that_hears_blocks_is_refused_with_the_reason(tmp_path, capsys):
+    blocks = [name for name, folder in bundled_models().items() if hears_blocks(folder)]
+    assert blocks == ["diverse-embed-multi-v4"]
+    assert main(["export", "--model", blocks[0], "--output", str(tmp_path / "m.onnx"), "-q"]) == 2
+    assert "hears blocks of 30 chunks" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
 
 
 def test_a_model_with_context_exports_and_its_documented_rule_holds(tmp_path):
