@@ -129,8 +129,17 @@ def forward_chunks(
     size = max(1, min(batch_size, math.ceil(len(chunks) / threads), chunk_budget(model) // threads))
     starts = range(0, len(chunks), size)
     with embedding_pool(model, len(starts)) as (pool, dtype):
-        slices = [(chunks[i : i + size], None if tokens is None else tokens[i : i + size]) for i in starts]
-        return _concatenated(list(pool.map(lambda item: _forward(model, item, dtype), slices)))
+        jobs = [
+            pool.submit(
+                _forward,
+                model,
+                chunks[i : i + size],
+                dtype=dtype,
+                tokens=tokens[i : i + size] if tokens is not None else None,
+            )
+            for i in starts
+        ]
+        return _concatenated([job.result() for job in jobs])
 
 
 def block_tokens(model: nn.Module, spans: list[tuple[torch.Tensor, int]], hop: int) -> torch.Tensor:
@@ -168,8 +177,9 @@ def _concatenated(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[tor
 
 
 @torch.inference_mode()  # a mode of each thread: the pool's threads need it set again
-def _forward(model: nn.Module, item: tuple, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    chunks, tokens = item
+def _forward(
+    model: nn.Module, chunks: torch.Tensor, dtype: torch.dtype | None, tokens: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     with networks_in(dtype, model.device):  # autocast is per thread too
         output = model(chunks.to(model.device), None if tokens is None else tokens.to(model.device))
     return output.embeddings.float().cpu(), output.logits.float().cpu()

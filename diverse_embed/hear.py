@@ -86,10 +86,11 @@ def _check(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
 def _embed_windows(windows: torch.Tensor, model: HearModel) -> torch.Tensor:
     """windows (n, window_samples) of one sound, every timestamp hop, possibly an overlapping view ->
     fused chunk embeddings (n, 256), WINDOWS_PER_BATCH at a time (only those are copied out of the
-    view); a model whose neuralogram hears blocks hears blocks of these windows, as `embed` hears
-    blocks of chunks."""
-    size, hop = model.embedder.config.block_chunks, model.timestamp_hop_samples
-    if size > 1:
+    view); a model whose neuralogram hears blocks hears blocks of these windows spanning what its
+    blocks of chunks span when embedding (30 chunks a second apart: 600 windows 50 ms apart)."""
+    config, hop = model.embedder.config, model.timestamp_hop_samples
+    if config.block_chunks > 1:
+        size = max(1, round(config.block_chunks * config.hop_samples / hop))
         tokens = block_tokens(model.embedder, joined_blocks(windows, hop, size), hop)
         return forward_chunks(model.embedder, windows, WINDOWS_PER_BATCH, tokens)[0]
     return torch.cat([model.embedder(part.contiguous()).embeddings for part in windows.split(WINDOWS_PER_BATCH)])

@@ -244,7 +244,8 @@ class DiverseEmbedder(
         steps = self.config.frame_hop_samples * self.config.neuralogram.mobilenet_time_stride  # samples a token
         own = branch.position.shape[1]
         first = (branch.window_frames - own) // 2  # what Branch.transformer keeps of a window's tokens
-        positions = torch.arange(n_chunks)[:, None] * (hop / steps) + first + torch.arange(own)  # (n_chunks, own)
+        chunks, own_tokens = torch.arange(n_chunks, device=tokens.device), torch.arange(own, device=tokens.device)
+        positions = chunks[:, None] * (hop / steps) + first + own_tokens  # (n_chunks, own)
         positions = positions.clamp(max=len(tokens) - 1)
         low = positions.floor().long()
         high = (low + 1).clamp(max=len(tokens) - 1)
