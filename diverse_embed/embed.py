@@ -109,50 +109,55 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
         spans = [
             span for w, n in zip(waveforms, counts) for span in blocks(with_context(w, cfg), cfg, n, cfg.hop_samples)
         ]
-        embeddings, logits = forward_chunks(model, all_chunks, batch_size, block_tokens(model, spans, cfg.hop_samples))
+        embeddings, logits = forward_blocks(model, all_chunks, spans, cfg.hop_samples, batch_size)
     return [
         clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)
     ]
 
 
 @torch.inference_mode()
-def forward_chunks(
-    model: nn.Module, chunks: torch.Tensor, batch_size: int, tokens: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """chunks (n, window_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU;
-    tokens (n, T, features): the neuralogram's, computed over blocks (None: from each window).
+def forward_chunks(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """chunks (n, window_samples) -> embeddings (n, D) and logits (n, num_labels), float32 on CPU.
 
     On CPU the chunks are cut into one slice per compute thread (at most `batch_size` each) and
     each thread embeds its slices with single-threaded operations.
     """
     threads = plan(model.device.type).compute_threads
     size = max(1, min(batch_size, math.ceil(len(chunks) / threads), chunk_budget(model) // threads))
-    starts = range(0, len(chunks), size)
-    with embedding_pool(model, len(starts)) as (pool, dtype):
-        jobs = [
-            pool.submit(
-                _forward,
-                model,
-                chunks[i : i + size],
-                dtype=dtype,
-                tokens=tokens[i : i + size] if tokens is not None else None,
-            )
-            for i in starts
-        ]
-        return _concatenated([job.result() for job in jobs])
+    slices = chunks.split(size)
+    with embedding_pool(model, len(slices)) as (pool, dtype):
+        return _concatenated(list(pool.map(lambda part: _forward(model, part, dtype=dtype), slices)))
 
 
-def block_tokens(model: nn.Module, spans: list[tuple[torch.Tensor, int]], hop: int) -> torch.Tensor:
-    """The neuralogram's tokens for the chunks of `spans` (`audio.blocks`: each block's audio and its
-    chunk count, in order, chunks `hop` samples apart), one front-end pass a block
-    (model.block_tokens), on the plan's threads: (total chunks, T, features)."""
+@torch.inference_mode()
+def forward_blocks(
+    model: nn.Module, chunks: torch.Tensor, spans: list[tuple[torch.Tensor, int]], hop: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """forward_chunks for a model whose neuralogram hears blocks: chunks (n, chunk_samples or
+    window_samples), `hop` samples apart, and their blocks in order (`audio.blocks`: each block's
+    audio and chunk count). One pool runs each block's front-end pass (model.block_tokens), then
+    the chunks' passes in slices, each as soon as its blocks are done: a block cannot be split
+    between threads, and a thread done with its blocks goes on with chunks instead of waiting
+    (from files 0-5% faster than two rounds; benchmarks/results/research/multi_corpus/context.md)."""
     if hop > model.config.window_samples:
         raise ValueError(
             f"the neuralogram hears blocks of chunks joined: chunks {hop} samples apart would leave "
             f"gaps between their {model.config.window_samples}-sample windows"
         )
-    with embedding_pool(model, len(spans)) as (pool, dtype):
-        return torch.cat(list(pool.map(lambda span: _block_tokens(model, span, dtype, hop), spans)))
+    threads = plan(model.device.type).compute_threads
+    size = max(1, min(batch_size, math.ceil(len(chunks) / (2 * threads)), chunk_budget(model) // threads))
+    ends = np.cumsum([n for _, n in spans])  # the chunk after each block
+    with embedding_pool(model, threads) as (pool, dtype):
+        blocks_done = [pool.submit(_block_tokens, model, span, dtype, hop) for span in spans]  # queued first
+
+        def run(start: int) -> tuple[torch.Tensor, torch.Tensor]:  # waits only on blocks already running
+            stop = min(start + size, len(chunks))
+            first, last = np.searchsorted(ends, [start, stop - 1], side="right")
+            tokens = torch.cat([blocks_done[b].result() for b in range(first, last + 1)])
+            offset = start - (ends[first - 1] if first else 0)
+            return _forward(model, chunks[start:stop], dtype=dtype, tokens=tokens[offset : offset + stop - start])
+
+        return _concatenated([job.result() for job in [pool.submit(run, i) for i in range(0, len(chunks), size)]])
 
 
 @contextlib.contextmanager
@@ -234,8 +239,10 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     def run(final: bool = False):
         if pending and (final or (len(pending) >= batch_size and len(pending) % block_size == 0)):
             windows = torch.from_numpy(np.stack(pending))
-            tokens = block_tokens(model, joined_blocks(windows, hop, block_size), hop) if block_size > 1 else None
-            results.append(forward_chunks(model, windows, batch_size, tokens))
+            if block_size == 1:
+                results.append(forward_chunks(model, windows, batch_size))
+            else:
+                results.append(forward_blocks(model, windows, joined_blocks(windows, hop, block_size), hop, batch_size))
             pending.clear()
 
     for block in stream_audio(path, cfg.sample_rate):

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .audio import cut, joined_blocks
-from .embed import EmbeddingOutput, block_tokens, forward_chunks
+from .embed import EmbeddingOutput, forward_blocks
 from .model import DiverseEmbedder
 from .resolve import resolve_model
 
@@ -91,8 +91,8 @@ def _embed_windows(windows: torch.Tensor, model: HearModel) -> torch.Tensor:
     config, hop = model.embedder.config, model.timestamp_hop_samples
     if config.block_chunks > 1:
         size = max(1, round(config.block_chunks * config.hop_samples / hop))
-        tokens = block_tokens(model.embedder, joined_blocks(windows, hop, size), hop)
-        return forward_chunks(model.embedder, windows, WINDOWS_PER_BATCH, tokens)[0]
+        spans = joined_blocks(windows, hop, size)
+        return forward_blocks(model.embedder, windows, spans, hop, WINDOWS_PER_BATCH)[0]
     return torch.cat([model.embedder(part.contiguous()).embeddings for part in windows.split(WINDOWS_PER_BATCH)])
 
 
