@@ -282,12 +282,12 @@ def chunk(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> tu
     return chunks, np.array(config.chunk_spans(len(waveform))[0], dtype=np.float64)
 
 
-def blocks(padded: torch.Tensor, config: DiverseEmbedConfig, n_chunks: int, hop: int) -> list[tuple[torch.Tensor, int]]:
-    """The neuralogram's blocks of `n_chunks` chunks `hop` samples apart, from the clip after its
-    context zeros (`with_context`, (samples,)): config.block_chunks chunks a block, each block's
-    audio the span of its chunks' windows, (m - 1) * hop + window_samples samples (zeros past the
-    clip), with its chunk count m."""
-    size = config.block_chunks
+def blocks(waveform: np.ndarray | torch.Tensor, config: DiverseEmbedConfig) -> list[tuple[torch.Tensor, int]]:
+    """The neuralogram's blocks of a clip (samples,): config.block_chunks of its chunks a block, each
+    block's audio the span of its chunks' windows, (m - 1) * hop + window_samples samples (the
+    context zeros before the clip and past its end), with its chunk count m."""
+    n_chunks, size, hop = config.num_chunks(len(waveform)), config.block_chunks, config.hop_samples
+    padded = with_context(waveform, config)
     spans = [(first, min(size, n_chunks - first)) for first in range(0, n_chunks, size)]
     return [(cut(padded[first * hop :], (m - 1) * hop + config.window_samples, hop, 1)[0], m) for first, m in spans]
 

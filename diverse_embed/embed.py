@@ -30,7 +30,6 @@ from .audio import (
     load_audio,
     prepare_waveform,
     stream_audio,
-    with_context,
 )
 from .files import find_audio_files
 from .parallel import DEFAULT_BATCH_SIZE, chunks_in_memory, plan, torch_threads
@@ -106,9 +105,7 @@ def embed_waveforms(model: nn.Module, waveforms: list[np.ndarray], batch_size: i
         embeddings, logits = forward_chunks(model, all_chunks, batch_size)
     else:  # the chunks alone, and the neuralogram's blocks: no window is ever cut
         all_chunks = torch.cat([cut(w, cfg.chunk_samples, cfg.hop_samples, n) for w, n in zip(waveforms, counts)])
-        spans = [
-            span for w, n in zip(waveforms, counts) for span in blocks(with_context(w, cfg), cfg, n, cfg.hop_samples)
-        ]
+        spans = [span for w in waveforms for span in blocks(w, cfg)]
         embeddings, logits = forward_blocks(model, all_chunks, spans, cfg.hop_samples, batch_size)
     return [
         clip_output(model, e, g, len(w)) for e, g, w in zip(embeddings.split(counts), logits.split(counts), waveforms)
