@@ -26,6 +26,7 @@ import argparse
 import csv
 import hashlib
 import io
+import runpy
 import subprocess
 import sys
 import zipfile
@@ -242,7 +243,8 @@ def unpack_archives(target: Path) -> None:
 # Speech synthesised by espeak-ng (GPL-3.0) from a game's translated sentences (supertuxkart-data's
 # .po files, GPL-3+): every language both have but the eight of scripts/espeak_speech.py's held-out
 # tagging set, whose synthetic voices no model should have heard.
-ESPEAK_PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0"]
+# espeak-ng's packages and what it loads, as the held-out set's script lists them.
+ESPEAK_PACKAGES = runpy.run_path(str(Path(__file__).with_name("espeak_speech.py")))["PACKAGES"]
 ESPEAK_TEXTS = ("supertuxkart-data", "usr/share/games/supertuxkart/data/po")
 HELD_OUT_LANGUAGES = {"en", "de", "fr", "es", "it", "pt", "ru", "pl"}
 SENTENCES_PER_LANGUAGE = 150
@@ -272,8 +274,9 @@ def espeak_speech(debs: Path, output: Path) -> list[tuple[Path, str, str]]:
     root = output / "espeak-speech"
     for package in ESPEAK_PACKAGES:
         unpack(package, debs, root / "program" / package)
+    linked = [root / "program" / p / "usr" / "lib" / "x86_64-linux-gnu" for p in ESPEAK_PACKAGES[1:]]
     program = root / "program" / "espeak-ng" / "usr" / "bin" / "espeak-ng"
-    libraries = [root / "program" / p / "usr" / "lib" / "x86_64-linux-gnu" for p in ESPEAK_PACKAGES[1:]]
+    libraries = linked + [folder / "pulseaudio" for folder in linked if (folder / "pulseaudio").is_dir()]
     env = {
         "LD_LIBRARY_PATH": ":".join(map(str, libraries)),
         "ESPEAK_DATA_PATH": str(root / "program" / "espeak-ng-data" / "usr" / "lib" / "x86_64-linux-gnu"),

@@ -18,7 +18,19 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0"]
+# espeak-ng and what it loads that a bare Debian machine lacks: PulseAudio's client (linked in though
+# only files are written) and the audio libraries libsndfile needs.
+PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0", "libpulse0", "libasyncns0"]
+PACKAGES += [
+    "libsndfile1",
+    "libflac12",
+    "libvorbis0a",
+    "libvorbisenc2",
+    "libopus0",
+    "libogg0",
+    "libmpg123-0",
+    "libmp3lame0",
+]
 SENTENCES = {  # three per language, numbered 1-24 across languages as the files are named
     "en": [
         "The train leaves at seven in the morning.",
@@ -76,7 +88,11 @@ def unpack_espeak(folder: Path) -> Path:
 def synthesise(program: Path, output: Path) -> list[tuple[str, str]]:
     """One WAV per sentence in output/speech; returns the (path, label) rows of speech.csv."""
     libraries = program.parents[1] / "lib" / "x86_64-linux-gnu"
-    env = {**os.environ, "LD_LIBRARY_PATH": str(libraries), "ESPEAK_DATA_PATH": str(libraries)}
+    env = {
+        **os.environ,
+        "LD_LIBRARY_PATH": f"{libraries}:{libraries / 'pulseaudio'}",
+        "ESPEAK_DATA_PATH": str(libraries),
+    }
     (output / "speech").mkdir(parents=True, exist_ok=True)
     rows, number = [], 0
     for language, sentences in SENTENCES.items():
