@@ -235,9 +235,12 @@ class DiverseEmbedder(
         pass of its front end over their block (`audio.blocks`): block (samples,) = (n_chunks - 1) *
         hop + window_samples, the chunks' windows joined -> (n_chunks, T, features).
 
-        Chunk j's tokens are read where its own window's central tokens would sit, j * hop samples
-        into the block; between two of the block's tokens (400-ms steps by default) they are
-        linearly interpolated. One chunk alone gives exactly its window's tokens.
+        Chunk j's tokens are the block's tokens nearest where its own window's central tokens would
+        sit, j * hop samples into the block (400-ms steps by default, so with 1-s chunks every
+        other chunk's fall halfway and take the earlier ones, 200 ms early): tokens the network
+        made, not blends of two (interpolated, the ESC-50 fold-5 probe was 0.657 instead of 0.683;
+        benchmarks/results/research/multi_corpus/context.md). One chunk alone gives exactly its
+        window's tokens.
         """
         branch = self.branches["neuralogram"]
         tokens = branch.front_end(block[None])[0]  # (T_block, features)
@@ -246,11 +249,8 @@ class DiverseEmbedder(
         first = (branch.window_frames - own) // 2  # what Branch.transformer keeps of a window's tokens
         chunks, own_tokens = torch.arange(n_chunks, device=tokens.device), torch.arange(own, device=tokens.device)
         positions = chunks[:, None] * (hop / steps) + first + own_tokens  # (n_chunks, own)
-        positions = positions.clamp(max=len(tokens) - 1)
-        low = positions.floor().long()
-        high = (low + 1).clamp(max=len(tokens) - 1)
-        weight = (positions - low).unsqueeze(-1).to(tokens.dtype)  # 0 on the grid: lerp then gives tokens[low] exactly
-        return torch.lerp(tokens[low], tokens[high], weight)  # (n_chunks, own, features)
+        nearest = torch.ceil(positions - 0.5).long()  # halfway: the earlier token
+        return tokens[nearest.clamp(max=tokens.shape[0] - 1)]  # (n_chunks, own, features); shape, not len: exportable
 
     def chunk_alone(self, chunks: torch.Tensor) -> torch.Tensor:
         """(batch, window_samples) -> (batch, chunk_samples): each chunk without its context, what
