@@ -1,5 +1,7 @@
 """ONNX export: one graph from 16-kHz chunks (batch, chunk_samples) to the fused embedding, the
 branch vectors and the logits, with the four front ends inside, and the clip rule in its metadata.
+A model whose neuralogram hears blocks of chunks (`neuralogram.block_chunks`) gets a graph from one
+block's audio (`audio.blocks`) to the outputs of the block's chunks instead.
 
 torch's exporter turns each torchaudio STFT into ONNX's STFT operator, and the rest of the
 network into plain operators. The graph computes its three STFTs in float64
@@ -27,6 +29,7 @@ from .files import atomic_write
 PARITY = 1e-4  # the largest difference from the package's vectors that an export may have
 OPSET = 20  # the first with Gelu, which the transformer blocks use
 INPUT = "chunks"
+BLOCK_INPUT = "block"  # the input of a model with blocks: one block's audio
 
 
 def output_names(config) -> list[str]:
@@ -36,15 +39,23 @@ def output_names(config) -> list[str]:
 
 class ExportGraph(nn.Module):
     """The model as the exported graph sees it: chunks (batch, window_samples) -> a tuple of
-    embedding (batch, embedding_dim), each branch's (batch, d_model), logits (batch, num_labels)."""
+    embedding (batch, embedding_dim), each branch's (batch, d_model), logits (batch, num_labels).
+    With blocks: one block's audio ((n - 1) * hop_samples + window_samples,) -> the same for its n chunks."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = stft_in_float64(copy.deepcopy(model).float().eval().cpu())
 
-    def forward(self, chunks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        output = self.model(chunks)
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.model(audio) if self.model.config.block_chunks == 1 else self.block(audio)
         return (output.embeddings, *output.branch_embeddings.values(), output.logits)
+
+    def block(self, block: torch.Tensor):
+        config = self.model.config
+        n = (block.shape[0] - config.window_samples) // config.hop_samples + 1
+        starts = torch.arange(n) * config.hop_samples + config.context_samples  # each chunk, without its context
+        chunks = block[starts[:, None] + torch.arange(config.chunk_samples)]  # (n, chunk_samples): a gather exports
+        return self.model(chunks, self.model.block_tokens(block, n, config.hop_samples))
 
 
 def metadata(model: nn.Module, name: str) -> dict[str, str]:
@@ -61,6 +72,7 @@ def metadata(model: nn.Module, name: str) -> dict[str, str]:
         "window_samples": str(config.window_samples),
         "hop_samples": str(config.hop_samples),
         "min_final_chunk_samples": str(config.min_final_chunk_samples),
+        "block_chunks": str(config.block_chunks),  # above 1: the input is one block of that many chunks at most
         "embedding_dim": str(config.embedding_dim),
         "branches": json.dumps(config.branches),
         "outputs": json.dumps(output_names(config)),
@@ -83,16 +95,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = No
     """Write `model` as one self-contained ONNX file at `path` (weights inside, batch dynamic);
     `name` (default: how the model was loaded) goes into its metadata."""
     name = name or model.name_or_path or "unnamed"
-    if model.config.block_chunks > 1:
-        raise CommandError(
-            f"{name} hears blocks of {model.config.block_chunks} chunks (neuralogram.block_chunks), which a "
-            "graph of single chunks cannot: export a model whose block_chunks is 1"
-        )
     require_exporter()
     import onnx
 
+    config = model.config
     graph = ExportGraph(model)
-    example = torch.zeros(2, model.config.window_samples)  # (batch, window_samples); batch becomes dynamic
+    if config.block_chunks == 1:  # (batch, window_samples); batch becomes dynamic
+        example, input_name, dynamic = torch.zeros(2, config.window_samples), INPUT, {0: torch.export.Dim("batch")}
+    else:  # one block of 3 chunks; its length becomes (n - 1) * hop + window for any n
+        # Bounded by the config's range, not block_chunks: an upper bound as small as the example's
+        # count fixed a reshape to it in the graph.
+        chunks = torch.export.Dim("chunks", min=1, max=3600)
+        example, input_name = torch.zeros(2 * config.hop_samples + config.window_samples), BLOCK_INPUT
+        dynamic = {0: config.hop_samples * chunks + (config.window_samples - config.hop_samples)}
     # Without torchvision the exporter warns about each of its operators it cannot register.
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
@@ -105,16 +120,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = No
             opset_version=OPSET,
             verbose=False,
             external_data=False,
-            input_names=[INPUT],
-            output_names=output_names(model.config),
-            dynamic_shapes={"chunks": {0: torch.export.Dim("batch")}},
+            input_names=[input_name],
+            output_names=output_names(config),
+            dynamic_shapes={"audio": dynamic},
         )
     finally:
         registration.setLevel(level)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, metadata(model, name))
     proto.doc_string = (
-        f"diverse-embed {name}: 1-s chunks at {model.config.sample_rate} Hz -> {output_names(model.config)}"
+        f"diverse-embed {name}: {'1-s chunks' if config.block_chunks == 1 else 'a block of 1-s chunks'} at "
+        f"{config.sample_rate} Hz -> {output_names(config)}"
     )
     path = Path(path)
     atomic_write(path, lambda f: f.write(proto.SerializeToString()))
@@ -136,23 +152,30 @@ def max_differences(model: nn.Module, session, waveforms: list) -> dict[str, flo
     (`clip embedding`: L2-normalised means, as `embed` returns them)."""
     import numpy as np
 
-    from .audio import chunk
-    from .embed import clip_output, forward_chunks
+    from .audio import blocks, chunk, cut
+    from .embed import clip_output, forward_blocks, forward_chunks
 
     worst: dict[str, float] = {}
 
     def note(key: str, a, b) -> None:
         worst[key] = max(worst.get(key, 0.0), float(np.abs(np.asarray(a) - np.asarray(b)).max()))
 
-    names = output_names(model.config)
+    config, names = model.config, output_names(model.config)
     for waveform in waveforms:
-        chunks, _ = chunk(waveform, model.config)  # (n_chunks, window_samples)
-        outputs = dict(zip(names, session.run(None, {INPUT: chunks.numpy()})))
-        embeddings, logits = forward_chunks(model, chunks, batch_size=64)
+        if config.block_chunks == 1:
+            chunks, _ = chunk(waveform, config)  # (n_chunks, window_samples)
+            runs = [session.run(None, {INPUT: chunks.numpy()})]
+            embeddings, logits = forward_chunks(model, chunks, batch_size=64)
+        else:  # a run per block, as embed cuts them
+            spans = blocks(waveform, config)
+            runs = [session.run(None, {BLOCK_INPUT: block.numpy()}) for block, _ in spans]
+            alone = cut(waveform, config.chunk_samples, config.hop_samples, config.num_chunks(len(waveform)))
+            embeddings, logits = forward_blocks(model, alone, spans, config.hop_samples, batch_size=64)
+        outputs = {name: np.concatenate(parts) for name, parts in zip(names, zip(*runs))}
         note("embedding", outputs["embedding"], embeddings)
         note("logits", outputs["logits"], logits)
-        for name in model.config.branches:
-            note(name, outputs[name], embeddings[:, model.config.branch_slice(name)])
+        for name in config.branches:
+            note(name, outputs[name], embeddings[:, config.branch_slice(name)])
         exported = clip_output(
             model, torch.from_numpy(outputs["embedding"]), torch.from_numpy(outputs["logits"]), len(waveform)
         )

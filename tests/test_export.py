@@ -156,12 +156,8 @@ def test_export_refuses_other_outputs_and_names_a_missing_extra(tmp_path, capsys
     assert 'onnxscript: pip install "diverse-embed[export]"' in capsys.readouterr().err
 
 
-def hears_blocks(folder) -> bool:
-    return json.loads((folder / "config.json").read_text())["neuralogram"].get("block_chunks", 1) > 1
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(name for name, folder in bundled_models().items() if not hears_blocks(folder)))
+@pytest.mark.parametrize("name", sorted(bundled_models()))
 def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     from diverse_embed.resolve import resolve_model
 
@@ -175,11 +171,23 @@ def test_every_bundled_model_exports_within_parity(esc50, tmp_path, name):
     assert max(worst.values()) <= PARITY, worst
 
 
-def test_a_bundled_model_that_hears_blocks_is_refused_with_the_reason(tmp_path, capsys):
-    blocks = [name for name, folder in bundled_models().items() if hears_blocks(folder)]
-    assert blocks == ["diverse-embed-multi-v4"]
-    assert main(["export", "--model", blocks[0], "--output", str(tmp_path / "m.onnx"), "-q"]) == 2
-    assert "hears blocks of 30 chunks" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+def test_a_model_with_blocks_exports_a_graph_of_one_block_and_its_documented_rule_holds(tmp_path):
+    from test_blocks import bundled_with  # v2's weights with context 0.5 s and blocks of 3 chunks
+
+    model = bundled_with(0.5, 3)
+    path = export_onnx(model, tmp_path / "blocks.onnx", "blocks")
+    session = onnx_session(path)
+    assert session.get_modelmeta().custom_metadata_map["block_chunks"] == "3"
+    assert [i.name for i in session.get_inputs()] == ["block"]
+    # 8 chunks: blocks of 3, 3 and 2; one chunk; the last block a single chunk.
+    worst = max_differences(model, session, [noise(7.3), noise(0.3), noise(6.9), load_audio(SAMPLES[0])])
+    assert max(worst.values()) <= PARITY, worst
+    namespace = {"samples": SAMPLES}
+    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md", "exec"), namespace)
+    for audio, rate in [(noise(7.3), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]:
+        ours, package = namespace["embed"](audio, rate), model.embed(audio, sample_rate=rate)
+        np.testing.assert_allclose(ours["neuralogram"], package.branch_embeddings["neuralogram"], atol=PARITY)
+        np.testing.assert_allclose(ours["embedding"], package.embedding, atol=PARITY)
 
 
 def test_a_model_with_context_exports_and_its_documented_rule_holds(tmp_path):
