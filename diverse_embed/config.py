@@ -17,7 +17,7 @@ from .options import option
 SAMPLE_RATE = 16000  # everything downstream of decoding is mono at this rate
 BRANCHES = ("pitch", "timbre", "waveform", "neuralogram")
 # The checkpoint that ships inside the package (checkpoint.bundled_models), used unless told.
-DEFAULT_MODEL = "diverse-embed-multi-v2"
+DEFAULT_MODEL = "diverse-embed-multi-v4"
 UNTRAINED = "untrained-seed0"  # fixed random weights, for checking the plumbing
 # The networks' float format when embedding (precision.py): float32, or bfloat16 where native.
 PRECISIONS = ("float32", "bfloat16", "auto")

@@ -1,10 +1,10 @@
 """Push the bundled checkpoint to the Hugging Face Hub, after checking the folder.
 
-    python hub/publish.py --repo-id YOUR_NAME/diverse-embed-multi-v2 [--private] [--dry-run]
+    python hub/publish.py --repo-id YOUR_NAME/diverse-embed-multi-v4 [--private] [--dry-run]
 
 This folder (hub/) is exactly what lands in the Hub repository: config.json, model.safetensors
 (links to the copy shipped in the package, so the two cannot drift apart) and README.md (a link
-to the default's card, diverse_embed/pretrained/diverse-embed-multi-v2/README.md, with the Hub's YAML metadata). Every run first validates it,
+to the default's card, diverse_embed/pretrained/diverse-embed-multi-v4/README.md, with the Hub's YAML metadata). Every run first validates it,
 offline: the files are there and nothing else, the card's metadata has license, tags, datasets
 and metrics, config.json names its labels, and the weights load strictly into the model and give
 finite embeddings. `--dry-run` stops there (no network, no token needed); without it the script

