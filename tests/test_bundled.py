@@ -290,17 +290,16 @@ def test_plain_install_loads_the_bundled_model_offline(tmp_path):
     assert fingerprint == DiverseEmbedder.from_pretrained(DEFAULT_MODEL).fingerprint()
 
 
-def test_the_previous_default_still_loads_and_its_indexes_still_search(tmp_path, capsys):
-    """A new default gets a new name; indexes built with the old one go on searching with it."""
+@pytest.mark.parametrize("previous", ["diverse-embed-multi", "diverse-embed-multi-v2"])
+def test_a_previous_default_still_loads_and_its_indexes_still_search(tmp_path, capsys, previous):
+    """A new default gets a new name; indexes built with an old one go on searching with it."""
     from diverse_embed.cli import main
 
-    assert "diverse-embed-multi" in bundled_models() and DEFAULT_MODEL != "diverse-embed-multi"
+    assert previous in bundled_models() and DEFAULT_MODEL != previous
     samples = REPO / "diverse_embed" / "samples"
-    assert (
-        main(["index", "build", str(samples), "-o", str(tmp_path / "idx"), "--model", "diverse-embed-multi", "-q"]) == 0
-    )
+    assert main(["index", "build", str(samples), "-o", str(tmp_path / "idx"), "--model", previous, "-q"]) == 0
     capsys.readouterr()
     assert main(["search", str(tmp_path / "idx"), str(samples / "tone_440hz.wav"), "-k", "1", "--json", "-q"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert found["results"][0]["path"].endswith("tone_440hz.wav") and found["results"][0]["score"] > 0.999
-    assert json.loads((tmp_path / "idx" / "index.json").read_text())["model"] == "diverse-embed-multi"
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["model"] == previous
