@@ -12,7 +12,9 @@ matrix product on one thread and on all, and bfloat16 where the CPU has it nativ
 part's time with `--precision bfloat16` too (the networks under autocast, precision.py). Elementwise work
 (layer norms, softmax, GELU, peak picking) is not counted as FLOPs: it shows as time the
 arithmetic does not explain. Also the cost of what comes before the model: decoding a 44.1-kHz
-WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --output-dir.
+WAV and resampling it to 16 kHz. Writes NAME.json/.md (default flops) to --output-dir. A model
+whose neuralogram hears blocks of chunks (the default) is measured on ten-second clips, its
+log-mel and MobileNet once over each clip's blocks, as embedding runs them.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from diverse_embed import DEFAULT_MODEL
-from diverse_embed.audio import load_audio
+from diverse_embed.audio import blocks, cut, load_audio
 from diverse_embed.parallel import available_cores, torch_threads
 from diverse_embed.precision import native_bfloat16, networks_in
 from diverse_embed.resolve import resolve_model
 
 from .systems import machine, write_results
+
+CLIP_CHUNKS = 10  # a model that hears blocks is measured on ten-second clips
 
 
 def counted_flops(function, x: torch.Tensor) -> int:
@@ -109,28 +113,68 @@ def before_the_model(repeats: int) -> dict[str, float]:
     return {"decode": decode, "resample": both - decode}
 
 
+def block_parts(model, spans: list) -> dict[str, tuple]:
+    """The neuralogram's parts for a model that hears blocks (`neuralogram.block_chunks`), as embed
+    runs them: name -> (function of a list, the list, FFT FLOPs over all the blocks). Each list holds
+    one item per block of `spans` (`audio.blocks`: the block's audio and its chunk count)."""
+    config, branch = model.config, model.branches["neuralogram"]
+    mel, mobilenet = branch.front_end
+    audio = [block[None] for block, _ in spans]  # each (1, block_samples)
+    n_fft = mel.mel.spectrogram.spectrogram.n_fft
+    fft = sum(fft_flops(block.shape[-1] // config.frame_hop_samples + 1, n_fft) for block in audio)
+    log_mels = [mel(block) for block in audio]
+    tokens = [torch.cat([model.block_tokens(block, m, config.hop_samples) for block, m in spans])]
+    return {
+        "neuralogram: log-mel": (lambda xs: [mel(x) for x in xs], audio, fft),
+        "neuralogram: MobileNet": (lambda xs: [mobilenet(x) for x in xs], log_mels, 0.0),
+        "neuralogram: transformer": (lambda xs: [branch.transformer(x) for x in xs], tokens, 0.0),
+    }
+
+
 def measure(model, batch: int, repeats: int, dtype: torch.dtype | None = None) -> dict:
     """Per part: MFLOP and ms per second of audio, achieved GFLOP/s; the networks in `dtype`
-    (None: float32)."""
-    chunks = torch.randn(batch, model.config.window_samples) * 0.1  # each chunk with its context
-    rows = {}
+    (None: float32). A model that hears blocks: `batch` chunks as ten-second clips, the neuralogram
+    over each clip's blocks as embed cuts them."""
+    config = model.config
+    chunks = torch.randn(batch, config.window_samples) * 0.1  # each chunk with its context
     found = parts(model)
+    whole = model
+    if config.block_chunks > 1:  # ten-second clips, as benchmarks.speed's files: batch // 10 of them
+        samples = (CLIP_CHUNKS - 1) * config.hop_samples + config.chunk_samples  # CLIP_CHUNKS chunks
+        clips = [torch.randn(samples) * 0.1 for _ in range(max(1, batch // CLIP_CHUNKS))]
+        spans = [span for clip in clips for span in blocks(clip, config)]
+        chunks = torch.cat([cut(clip, config.chunk_samples, config.hop_samples, CLIP_CHUNKS) for clip in clips])
+        batch = len(chunks)  # (batch, chunk_samples)
+        found |= block_parts(model, spans)
+
+        def whole(x):  # the blocks' tokens, then every chunk
+            tokens = torch.cat([model.block_tokens(block, m, config.hop_samples) for block, m in spans])
+            return model(x, tokens)
+
+    rows, fft_per_chunk = {}, 0.0
     with torch.no_grad(), torch_threads(1), networks_in(dtype, "cpu"):
         for name, (function, feed, fft) in found.items():
-            x = feed(chunks) if feed is not None else chunks
-            flops = counted_flops(function, x[:1]) + fft  # per chunk
-            seconds = seconds_per_call(function, x, repeats) / batch  # per chunk
+            if isinstance(feed, list):  # a block part: its whole list, then per chunk
+                fft /= batch
+                flops = counted_flops(function, feed) / batch + fft
+                seconds = seconds_per_call(function, feed, repeats) / batch
+            else:
+                x = feed(chunks) if feed is not None else chunks
+                flops = counted_flops(function, x[:1]) + fft  # per chunk
+                seconds = seconds_per_call(function, x, repeats) / batch  # per chunk
+            fft_per_chunk += fft
             rows[name] = {
-                "mflop_per_second_of_audio": flops / 1e6 / model.config.chunk_seconds,
-                "ms_per_second_of_audio": 1000 * seconds / model.config.chunk_seconds,
+                "mflop_per_second_of_audio": flops / 1e6 / config.chunk_seconds,
+                "ms_per_second_of_audio": 1000 * seconds / config.chunk_seconds,
                 "gflop_per_s": flops / seconds / 1e9,
             }
-        whole = seconds_per_call(lambda x: model(x), chunks, repeats) / batch
-        flops = counted_flops(lambda x: model(x), chunks[:1]) + sum(fft for _, _, fft in found.values())
+        seconds = seconds_per_call(whole, chunks, repeats) / batch
+        counted = counted_flops(whole, chunks) / batch if config.block_chunks > 1 else counted_flops(whole, chunks[:1])
+    flops = counted + fft_per_chunk
     rows["whole model"] = {
-        "mflop_per_second_of_audio": flops / 1e6,
-        "ms_per_second_of_audio": 1000 * whole,
-        "gflop_per_s": flops / whole / 1e9,
+        "mflop_per_second_of_audio": flops / 1e6 / config.chunk_seconds,
+        "ms_per_second_of_audio": 1000 * seconds / config.chunk_seconds,
+        "gflop_per_s": flops / seconds / 1e9,
     }
     return rows
 
@@ -149,7 +193,14 @@ def markdown(report: dict) -> str:
         "",
         f"Each part on one thread, batches of {report['batch']} chunks (1 s each, with their context), "
         f"median of {report['repeats']}. "
-        "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
+        + (
+            f"The neuralogram hears blocks of up to {report['block_chunks']} chunks: its log-mel, MobileNet "
+            "and transformer (and the whole model) are measured on ten-second clips, the MobileNet once "
+            "over each clip's blocks, as embedding runs it. "
+            if report.get("block_chunks", 1) > 1
+            else ""
+        )
+        + "FLOPs: matrix products and convolutions (FlopCounterMode) and FFTs (by hand); elementwise work is "
         "not counted, so a part that is mostly elementwise shows a low rate.",
         "",
         "| part | MFLOP per s of audio | ms per s of audio | GFLOP/s | share of 1-thread fp32 peak |"
@@ -204,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.context_seconds is not None:
         model = with_context(model, args.context_seconds)
     model.eval()
+    if model.config.block_chunks > 1:  # whole ten-second clips
+        args.batch = CLIP_CHUNKS * max(1, args.batch // CLIP_CHUNKS)
     cores = available_cores()
     peaks = {"float32, 1 thread": peak(1, torch.float32), f"float32, {cores} threads": peak(cores, torch.float32)}
     bfloat16 = native_bfloat16("cpu")
@@ -215,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": f"{args.model} (fingerprint {model.fingerprint()}), neuralogram context "
         f"{model.config.neuralogram.context_seconds:g} s each side",
         "batch": args.batch,
+        "block_chunks": model.config.block_chunks,
         "repeats": args.repeats,
         "peak_gflop_per_s": peaks,
         "parts": measure(model, args.batch, args.repeats),

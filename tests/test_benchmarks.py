@@ -1,6 +1,7 @@
 """The benchmark scripts: their metrics against hand computations, and smoke runs on tiny data
 (synthetic clips, a saved random DiverseEmbedder, a tiny random CLAP with real transformers classes)."""
 
+import dataclasses
 import json
 import shutil
 
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fake_wheel, sine, write_wav
+from conftest import fake_wheel, sine, tiny_config, write_wav
 
 pytest.importorskip("transformers")
 
 from benchmarks import final_chunk, fusion, generalization, linear_probe, retrieval, teacher_context
 from benchmarks.systems import tiny_clap
+from diverse_embed import DiverseEmbedder
+from diverse_embed.config import NeuralogramConfig
 
 
 @pytest.fixture(autouse=True)
@@ -522,3 +525,27 @@ def test_flops_with_context_count_the_mobilenet_over_the_whole_window(tmp_path):
     for name in ("pitch: front end", "timbre: transformer", "neuralogram: transformer"):  # the chunk's own
         assert context[name]["mflop_per_second_of_audio"] == plain[name]["mflop_per_second_of_audio"]
     assert "context 1 s each side" in (tmp_path / "context.md").read_text()
+
+
+def test_flops_of_a_model_with_blocks_count_the_mobilenet_once_over_each_block():
+    from benchmarks import flops
+
+    config = tiny_config(neuralogram=NeuralogramConfig(mobilenet_width=0.25, context_seconds=0.5, block_chunks=30))
+    blocks = DiverseEmbedder(config).eval()
+    windows = DiverseEmbedder(
+        dataclasses.replace(config, neuralogram=dataclasses.replace(config.neuralogram, block_chunks=1))
+    )
+    with_blocks, with_windows = flops.measure(blocks, 10, 1), flops.measure(windows.eval(), 10, 1)
+    ratio = (
+        with_windows["neuralogram: MobileNet"]["mflop_per_second_of_audio"]
+        / with_blocks["neuralogram: MobileNet"]["mflop_per_second_of_audio"]
+    )
+    assert 1.7 < ratio < 2.3  # a 2-s window per chunk against 11 s per ten-second clip
+    for name in ("pitch: front end", "timbre: transformer", "neuralogram: transformer"):  # the same work
+        assert with_blocks[name]["mflop_per_second_of_audio"] == pytest.approx(
+            with_windows[name]["mflop_per_second_of_audio"]
+        )
+    assert (
+        with_blocks["whole model"]["mflop_per_second_of_audio"]
+        < with_windows["whole model"]["mflop_per_second_of_audio"]
+    )
