@@ -113,6 +113,12 @@ def before_the_model(repeats: int) -> dict[str, float]:
     return {"decode": decode, "resample": both - decode}
 
 
+def block_tokens(model, spans: list) -> torch.Tensor:
+    """Every chunk's neuralogram tokens, one front-end pass a block of `spans` (`audio.blocks`), in
+    this thread: (chunks, T, features)."""
+    return torch.cat([model.block_tokens(block, m, model.config.hop_samples) for block, m in spans])
+
+
 def block_parts(model, spans: list) -> dict[str, tuple]:
     """The neuralogram's parts for a model that hears blocks (`neuralogram.block_chunks`), as embed
     runs them: name -> (function of a list, the list, FFT FLOPs over all the blocks). Each list holds
@@ -123,7 +129,7 @@ def block_parts(model, spans: list) -> dict[str, tuple]:
     n_fft = mel.mel.spectrogram.spectrogram.n_fft
     fft = sum(fft_flops(block.shape[-1] // config.frame_hop_samples + 1, n_fft) for block in audio)
     log_mels = [mel(block) for block in audio]
-    tokens = [torch.cat([model.block_tokens(block, m, config.hop_samples) for block, m in spans])]
+    tokens = [block_tokens(model, spans)]
     return {
         "neuralogram: log-mel": (lambda xs: [mel(x) for x in xs], audio, fft),
         "neuralogram: MobileNet": (lambda xs: [mobilenet(x) for x in xs], log_mels, 0.0),
@@ -148,8 +154,7 @@ def measure(model, batch: int, repeats: int, dtype: torch.dtype | None = None) -
         found |= block_parts(model, spans)
 
         def whole(x):  # the blocks' tokens, then every chunk
-            tokens = torch.cat([model.block_tokens(block, m, config.hop_samples) for block, m in spans])
-            return model(x, tokens)
+            return model(x, block_tokens(model, spans))
 
     rows, fft_per_chunk = {}, 0.0
     with torch.no_grad(), torch_threads(1), networks_in(dtype, "cpu"):

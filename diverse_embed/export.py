@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .config import RANGES, NeuralogramConfig
 from .errors import CommandError
 from .features import stft_in_float64
 from .files import atomic_write
@@ -105,7 +106,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, name: str | None = No
     else:  # one block of 3 chunks; its length becomes (n - 1) * hop + window for any n
         # Bounded by the config's range, not block_chunks: an upper bound as small as the example's
         # count fixed a reshape to it in the graph.
-        chunks = torch.export.Dim("chunks", min=1, max=3600)
+        chunks = torch.export.Dim("chunks", min=1, max=RANGES[NeuralogramConfig]["block_chunks"][2])
         example, input_name = torch.zeros(2 * config.hop_samples + config.window_samples), BLOCK_INPUT
         dynamic = {0: config.hop_samples * chunks + (config.window_samples - config.hop_samples)}
     # Without torchvision the exporter warns about each of its operators it cannot register.

@@ -82,13 +82,25 @@ def documented_clip_rule() -> str:
     return block
 
 
+def documented_rule(path) -> dict:
+    """docs/onnx.md's clip rule run against the file at `path`: its namespace (embed, clip, ...)."""
+    namespace = {"samples": SAMPLES}
+    code = documented_clip_rule().replace('"model.onnx"', repr(str(path)))
+    exec(compile(code, "docs/onnx.md clip rule", "exec"), namespace)
+    return namespace
+
+
+def assert_the_rule_gives_the_packages_neuralogram(embed, model, cases) -> None:
+    """The documented rule's neuralogram and fused vectors are the package's for each (audio, rate)."""
+    for audio, rate in cases:
+        ours, package = embed(audio, rate), model.embed(audio, sample_rate=rate)
+        np.testing.assert_allclose(ours["neuralogram"], package.branch_embeddings["neuralogram"], atol=PARITY)
+        np.testing.assert_allclose(ours["embedding"], package.embedding, atol=PARITY)
+
+
 def test_the_documented_clip_rule_is_the_packages(exported, tmp_path):
     model, path, _ = exported
-    namespace = {"samples": SAMPLES}
-    exec(
-        compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md clip rule", "exec"),
-        namespace,
-    )
+    namespace = documented_rule(path)
     assert namespace["clip"]["embedding"].shape == (model.config.embedding_dim,)
     long = noise(5.00006)  # a last chunk of 1 sample: dropped, by the package's rule
     cases = [
@@ -182,12 +194,9 @@ def test_a_model_with_blocks_exports_a_graph_of_one_block_and_its_documented_rul
     # 8 chunks: blocks of 3, 3 and 2; one chunk; the last block a single chunk.
     worst = max_differences(model, session, [noise(7.3), noise(0.3), noise(6.9), load_audio(SAMPLES[0])])
     assert max(worst.values()) <= PARITY, worst
-    namespace = {"samples": SAMPLES}
-    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md", "exec"), namespace)
-    for audio, rate in [(noise(7.3), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]:
-        ours, package = namespace["embed"](audio, rate), model.embed(audio, sample_rate=rate)
-        np.testing.assert_allclose(ours["neuralogram"], package.branch_embeddings["neuralogram"], atol=PARITY)
-        np.testing.assert_allclose(ours["embedding"], package.embedding, atol=PARITY)
+    namespace = documented_rule(path)
+    cases = [(noise(7.3), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]
+    assert_the_rule_gives_the_packages_neuralogram(namespace["embed"], model, cases)
 
 
 def test_a_model_with_context_exports_and_its_documented_rule_holds(tmp_path):
@@ -201,11 +210,8 @@ def test_a_model_with_context_exports_and_its_documented_rule_holds(tmp_path):
     assert session.get_inputs()[0].shape[1] == 32000
     worst = max_differences(model, session, [load_audio(SAMPLES[0]), noise(2.3)])
     assert max(worst.values()) <= PARITY, worst
-    namespace = {"samples": SAMPLES}
-    exec(compile(documented_clip_rule().replace('"model.onnx"', repr(str(path))), "docs/onnx.md", "exec"), namespace)
+    namespace = documented_rule(path)
     # Not a resampled pure tone: the documented resampling is ~1e-5 from torchaudio's, and a trained
     # log-mel of a pure tone's silent bins magnifies that to ~1e-2 with or without context.
-    for audio, rate in [(noise(3.7), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]:
-        ours, package = namespace["embed"](audio, rate), model.embed(audio, sample_rate=rate)
-        np.testing.assert_allclose(ours["neuralogram"], package.branch_embeddings["neuralogram"], atol=PARITY)
-        np.testing.assert_allclose(ours["embedding"], package.embedding, atol=PARITY)
+    cases = [(noise(3.7), 16000), (noise(0.3), 16000), (noise(2.0)[:57330], 44100)]
+    assert_the_rule_gives_the_packages_neuralogram(namespace["embed"], model, cases)
