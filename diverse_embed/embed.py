@@ -232,9 +232,11 @@ def embed_file(model: nn.Module, path: str | os.PathLike, batch_size: int = DEFA
     results: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     block_size = cfg.block_chunks  # the neuralogram's blocks count from the first chunk: never split one
+    # A pass of whole blocks, at most batch_size chunks where a block fits (a pass past it held more).
+    flush_at = block_size * max(1, batch_size // block_size)
 
     def run(final: bool = False):
-        if pending and (final or (len(pending) >= batch_size and len(pending) % block_size == 0)):
+        if pending and (final or len(pending) >= flush_at):
             windows = torch.from_numpy(np.stack(pending))
             if block_size == 1:
                 results.append(forward_chunks(model, windows, batch_size))
